@@ -1,0 +1,275 @@
+"""YAML text -> plain Python data that remembers where every key and value came from.
+
+PyYAML's composer gives nodes with marks; we walk them ourselves instead of letting a constructor
+build objects, so that:
+
+- only plain data is ever made (`!!python/...` and every other object tag is an error, nothing
+  runs);
+- duplicate keys are errors, not silently last-wins;
+- every key and value keeps its file, line and column for error messages;
+- `1e-4` is a float (YAML 1.2), not the string PyYAML's YAML 1.1 resolver makes of it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dlx.errors import Location, Problem, SpecError, relative_path
+
+PathKey = tuple[Any, ...]
+
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:" + name
+    for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge")
+}
+
+_FLOAT_1_2 = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-4` as a float, as YAML 1.2 and every user expects."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
+
+
+def format_path(path: PathKey) -> str:
+    """`("train", "optimizer", "adam")` -> `train.optimizer.adam`."""
+    return ".".join(str(part) for part in path)
+
+
+@dataclass
+class Document:
+    """A spec file read into plain data, with the location of every key and value."""
+
+    path: Path
+    data: Any
+    lines: list[str]
+    values: dict[PathKey, Location] = field(default_factory=dict)
+    keys: dict[PathKey, Location] = field(default_factory=dict)
+
+    @property
+    def display_path(self) -> str:
+        return relative_path(self.path)
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in a spec are relative to the spec file."""
+        return self.path.resolve().parent
+
+    def locate(self, path: PathKey, *, key: bool = False) -> Location | None:
+        """Where `path` is written: its key (`key=True`) or its value, else its nearest ancestor."""
+        path = tuple(path)
+        while True:
+            table = self.keys if key else self.values
+            if path in table:
+                return table[path]
+            if key and path in self.values:
+                return self.values[path]
+            if not path:
+                return None
+            path = path[:-1]
+
+    def problem(self, path: PathKey, message: str, *, key: bool = False) -> Problem:
+        """A problem at `path`, located in this document."""
+        return Problem(message=message, key=format_path(path), location=self.locate(path, key=key))
+
+    def error(self, path: PathKey, message: str, *, key: bool = False) -> SpecError:
+        return SpecError([self.problem(path, message, key=key)])
+
+
+def read_document(path: str | Path) -> Document:
+    """Read a spec file into a `Document`.
+
+    Raises:
+        SpecError: the file is missing, is not valid YAML, has duplicate keys or object tags.
+    """
+    path = Path(path)
+    shown = relative_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([Problem(f"no such spec file: {shown}")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([Problem(f"cannot read spec file {shown}: {exc}")]) from None
+    return parse_document(text, path)
+
+
+def parse_document(text: str, path: Path) -> Document:
+    """Parse YAML `text` (read from `path`) into a `Document`."""
+    lines = text.splitlines()
+    doc = Document(path=path, data=None, lines=lines)
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        location = _location(doc, mark, mark) if mark else None
+        message = f"invalid YAML: {exc.problem or exc.context}"
+        raise SpecError([Problem(message, location=location)]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([Problem(f"invalid YAML: {exc}", location=None)]) from None
+    if node is None:
+        raise SpecError([Problem("the spec is empty", location=Location(doc.display_path, 1, 1))])
+    problems: list[Problem] = []
+    doc.data = _plain(node, (), doc, problems)
+    if problems:
+        raise SpecError(problems)
+    return doc
+
+
+def _location(doc: Document, start: yaml.Mark, end: yaml.Mark) -> Location:
+    source = doc.lines[start.line] if start.line < len(doc.lines) else ""
+    end_column = end.column + 1 if end.line == start.line else len(source.rstrip()) + 1
+    end_column = max(end_column, start.column + 2)
+    return Location(doc.display_path, start.line + 1, start.column + 1, end_column, source)
+
+
+_constructor = yaml.constructor.SafeConstructor()
+
+
+def _plain(node: yaml.Node, path: PathKey, doc: Document, problems: list[Problem]) -> Any:
+    here = _location(doc, node.start_mark, node.end_mark)
+    doc.values[path] = here
+    if node.tag not in _PLAIN_TAGS:
+        problems.append(
+            Problem(
+                f"the tag {node.tag} is not allowed: a spec holds plain data only",
+                key=format_path(path),
+                location=here,
+            )
+        )
+        return None
+    if isinstance(node, yaml.ScalarNode):
+        value = _constructor.construct_object(node)
+        if node.tag.endswith(":timestamp"):
+            return node.value
+        return value
+    if isinstance(node, yaml.SequenceNode):
+        return [_plain(item, (*path, i), doc, problems) for i, item in enumerate(node.value)]
+    try:
+        _constructor.flatten_mapping(node)
+    except yaml.MarkedYAMLError as exc:
+        problems.append(Problem(f"invalid merge: {exc.problem}", format_path(path), here))
+        return {}
+    result: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key_at = _location(doc, key_node.start_mark, key_node.end_mark)
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _PLAIN_TAGS:
+            problems.append(Problem("a key must be a plain name", format_path(path), key_at))
+            continue
+        key = _constructor.construct_object(key_node)
+        if not isinstance(key, (str, int)) or isinstance(key, bool):
+            key = str(key_node.value)
+        if key in result:
+            first = doc.keys[(*path, key)]
+            problems.append(
+                Problem(
+                    f"duplicate key '{key}' (first given at line {first.line})",
+                    format_path((*path, key)),
+                    key_at,
+                )
+            )
+            continue
+        doc.keys[(*path, key)] = key_at
+        result[key] = _plain(value_node, (*path, key), doc, problems)
+    return result
+
+
+def apply_overrides(doc: Document, overrides: list[str]) -> None:
+    """Apply `--set dotted.path=value` overrides to `doc` in place; values are read as YAML.
+
+    List indices are numbers (`model.layers.3.dense.units=128`); missing mappings on the way are
+    created. Values set this way are located at their `--set` argument in error messages.
+
+    Raises:
+        SpecError: an override is malformed or its path does not fit the spec.
+    """
+    problems = []
+    for override in overrides:
+        try:
+            _apply_override(doc, override)
+        except SpecError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise SpecError(problems)
+
+
+def _apply_override(doc: Document, override: str) -> None:
+    def at(column: int, end: int) -> Location:
+        return Location("--set", 1, column, end, override)
+
+    dotted, sep, text = override.partition("=")
+    dotted = dotted.strip()
+    if not sep or not dotted:
+        raise SpecError([Problem("expected KEY=VALUE, e.g. train.epochs=5", "", at(1, len(override) + 1))])
+    value_column = len(dotted) + 2
+    try:
+        value_node = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        message = f"invalid YAML value: {getattr(exc, 'problem', exc)}"
+        raise SpecError([Problem(message, dotted, at(value_column, len(override) + 1))]) from None
+    parts: list[Any] = [int(p) if p.lstrip("-").isdigit() else p for p in dotted.split(".")]
+    path = tuple(parts)
+    if doc.data is None:
+        doc.data = {}
+    parent: Any = doc.data
+    for depth, part in enumerate(parts[:-1]):
+        step = parent[part] if _has(parent, part) else None
+        if step is None:
+            if isinstance(parent, list):
+                raise SpecError([_bad_index(doc, path[: depth + 1], override)])
+            step = parent[part] = {}
+        parent = step
+    last = parts[-1]
+    if isinstance(parent, list) and not _has(parent, last):
+        raise SpecError([_bad_index(doc, path, override)])
+    if not isinstance(parent, (dict, list)):
+        shown = format_path(path[:-1])
+        message = f"cannot set '{last}' inside {shown}, which holds {parent!r}, not a mapping"
+        raise SpecError([Problem(message, format_path(path), at(1, len(dotted) + 1))])
+
+    override_doc = Document(path=Path("--set"), data=None, lines=[text])
+    problems: list[Problem] = []
+    value = _plain(value_node, (), override_doc, problems) if value_node is not None else None
+    if problems:
+        raise SpecError(problems)
+    parent[last] = value
+    for table in (doc.values, doc.keys):
+        for old in [p for p in table if p[: len(path)] == path]:
+            del table[old]
+    doc.keys[path] = at(1, len(dotted) + 1)
+    value_at = at(value_column, len(override) + 1)
+    for sub in [*override_doc.values, *override_doc.keys]:
+        doc.values.setdefault((*path, *sub), value_at)
+
+
+def _has(container: Any, part: Any) -> bool:
+    if isinstance(container, dict):
+        return part in container
+    if isinstance(container, list):
+        return isinstance(part, int) and -len(container) <= part < len(container)
+    return False
+
+
+def _bad_index(doc: Document, path: PathKey, override: str) -> Problem:
+    return Problem(
+        f"no such item to set (in --set {override})",
+        format_path(path),
+        doc.locate(path[:-1]) or Location("--set", 1, 1, len(override) + 1, override),
+    )

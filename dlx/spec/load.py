@@ -1,0 +1,175 @@
+"""Loading a spec: YAML -> overrides -> version check -> strict models, errors located."""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from dlx.errors import Problem, SpecError, did_you_mean
+from dlx.spec.document import Document, PathKey, apply_overrides, format_path, read_document
+from dlx.spec.schema import SPEC_VERSION, Spec
+
+
+@dataclass
+class LoadedSpec:
+    """A validated spec and the document it came from (for locating later errors)."""
+
+    spec: Spec
+    document: Document
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or self.document.path.stem
+
+    @property
+    def base_dir(self) -> Path:
+        return self.document.base_dir
+
+    def error(self, path: PathKey, message: str, *, key: bool = False) -> SpecError:
+        return self.document.error(path, message, key=key)
+
+
+def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
+    """Read, override and validate a spec file.
+
+    Args:
+        path: the spec's YAML file.
+        overrides: `dotted.path=value` strings, as given to `--set`.
+
+    Returns:
+        The validated spec with its document.
+
+    Raises:
+        SpecError: every problem of the file at once, each with its file, line and column.
+    """
+    doc = read_document(path)
+    apply_overrides(doc, list(overrides))
+    if not isinstance(doc.data, dict):
+        raise doc.error((), f"expected a mapping of sections. Received: {doc.data!r}")
+    version = doc.data.get("version")
+    if "version" in doc.data and version != SPEC_VERSION:
+        raise doc.error(
+            ("version",),
+            f"unsupported spec version. Expected {SPEC_VERSION}. Received: {version!r}",
+        )
+    try:
+        spec = Spec.model_validate(doc.data)
+    except ValidationError as exc:
+        raise SpecError(_problems(doc, exc)) from None
+    return LoadedSpec(spec=spec, document=doc)
+
+
+def _problems(doc: Document, exc: ValidationError) -> list[Problem]:
+    problems: dict[tuple[str, str], Problem] = {}
+    for error in exc.errors():
+        path, missing = _data_path(doc.data, error["loc"], error["type"])
+        message = _message(error, path, missing)
+        on_key = error["type"] == "extra_forbidden"
+        problem = doc.problem(path, message, key=on_key)
+        problems.setdefault((problem.key, message), problem)
+    return sorted(problems.values(), key=_order)
+
+
+def _order(problem: Problem) -> tuple[int, int]:
+    loc = problem.location
+    return (loc.line, loc.column) if loc else (0, 0)
+
+
+def _data_path(data: Any, loc: tuple[Any, ...], kind: str) -> tuple[PathKey, str | None]:
+    """Map pydantic's `loc` onto the data, skipping the names of union members it adds."""
+    path: list[Any] = []
+    here = data
+    for i, part in enumerate(loc):
+        if isinstance(here, dict) and part in here:
+            here = here[part]
+            path.append(part)
+        elif isinstance(here, dict) and str(part).isdigit() and int(part) in here:
+            here = here[int(part)]
+            path.append(int(part))
+        elif isinstance(here, list) and isinstance(part, int) and 0 <= part < len(here):
+            here = here[part]
+            path.append(part)
+        elif kind == "missing" and i == len(loc) - 1:
+            return tuple(path), str(part)
+    return tuple(path), None
+
+
+_EXPECTED = {
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+}
+
+
+def _message(error: dict[str, Any], path: PathKey, missing: str | None) -> str:
+    kind = error["type"]
+    received = error.get("input")
+    if kind == "missing":
+        return f"missing required key '{missing}'"
+    if kind == "extra_forbidden":
+        allowed = _fields_at(Spec, path[:-1])
+        return "unknown key" + did_you_mean(str(path[-1]), allowed)
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        hint = did_you_mean(str(received), [e.strip(" '") for e in expected.split(",")])
+        return f"expected one of {expected.replace(' or ', ', ')}. Received: {received!r}{hint}"
+    if kind in _EXPECTED:
+        return f"{_EXPECTED[kind]}. Received: {received!r}"
+    message = error["msg"]
+    if kind == "value_error":
+        return message.removeprefix("Value error, ")
+    message = message.replace("Input should be", "expected a value").replace(
+        "expected a value a ", "expected a "
+    )
+    return f"{message}. Received: {received!r}"
+
+
+def _fields_at(model: type[BaseModel], path: PathKey) -> list[str]:
+    """The keys a spec section allows at `path` (for did-you-mean on unknown keys)."""
+    annotation: Any = model
+    for part in path:
+        annotation = _step(annotation, part)
+        if annotation is None:
+            return []
+    models = [t for t in _members(annotation) if isinstance(t, type) and issubclass(t, BaseModel)]
+    return list(models[0].model_fields) if models else []
+
+
+def _members(annotation: Any) -> list[Any]:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _members(arg)]
+    return [annotation]
+
+
+def _step(annotation: Any, part: Any) -> Any:
+    for member in _members(annotation):
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            if part in member.model_fields:
+                return member.model_fields[part].annotation
+            continue
+        origin = typing.get_origin(member)
+        if origin is list and isinstance(part, int):
+            return typing.get_args(member)[0]
+        if origin is dict:
+            return typing.get_args(member)[1]
+    return None
+
+
+__all__ = ["LoadedSpec", "load_spec", "format_path"]

@@ -1,0 +1,232 @@
+"""The spec language, version 1, as strict pydantic models (SPEC.md sections 2-7).
+
+These models check the *shape* of a spec: keys, types, ranges. What a component's name and
+arguments mean (does `dens` exist? does `dense` take `unit`?) is checked by `dlx.build`, which
+knows Keras; this module imports neither TensorFlow nor Keras.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
+
+SPEC_VERSION = 1
+
+
+def _check_component(value: Any) -> Any:
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("expected a component name, not an empty string")
+        return value
+    if isinstance(value, dict):
+        if len(value) != 1:
+            keys = ", ".join(str(k) for k in value) or "none"
+            raise ValueError(
+                "expected a component: a name, or a mapping with exactly one key (the name). "
+                f"Received {len(value)} keys: {keys}"
+            )
+        (name,) = value
+        if not isinstance(name, str):
+            raise ValueError(f"expected a component name as the key. Received: {name!r}")
+        return value
+    raise ValueError(
+        "expected a component: a name, or a mapping with exactly one key (the name). "
+        f"Received: {value!r}"
+    )
+
+
+_COMPONENT_JSON_SCHEMA = {
+    "description": "A component: its name alone, or a mapping {name: arguments}.",
+    "anyOf": [
+        {"type": "string"},
+        {"type": "object", "minProperties": 1, "maxProperties": 1},
+    ],
+}
+
+Component = Annotated[Any, AfterValidator(_check_component), WithJsonSchema(_COMPONENT_JSON_SCHEMA)]
+"""A component in dlx's one notation (SPEC.md section 1): `name` or `{name: arguments}`."""
+
+Entries = list[Component]
+
+
+class Strict(BaseModel):
+    """Base of every spec section: unknown keys are errors, never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=False)
+
+
+class ValidationSource(Strict):
+    source: Component = Field(description="Where the validation data comes from (a data source).")
+
+
+class Data(Strict):
+    """Section 3: where the data comes from and how it is split."""
+
+    source: Component = Field(description="A data source component, e.g. {sklearn: digits}.")
+    validation_split: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction held out for validation.")
+    validation: ValidationSource | None = Field(None, description="An explicit validation source.")
+    test_split: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction held out for the test.")
+    shuffle: bool = Field(True, description="Shuffle the training data each epoch (seeded).")
+
+    @model_validator(mode="after")
+    def _one_validation(self) -> Data:
+        if self.validation is not None and self.validation_split:
+            raise ValueError("give either validation_split or validation, not both")
+        if self.validation_split + self.test_split >= 1.0:
+            raise ValueError("validation_split + test_split must leave some training data")
+        return self
+
+
+class Block(Strict):
+    """Section 4.3: a named, parameterised list of entries, used like a layer."""
+
+    params: dict[str, Any] | list[str] = Field(
+        default_factory=dict,
+        description="Parameters: a mapping of defaults, or a list of required names.",
+    )
+    layers: Entries = Field(description="The block's entries; `$param` is replaced by its value.")
+
+
+class Backbone(Strict):
+    """Section 4.4: a pretrained network the `layers` are applied to (transfer learning)."""
+
+    application: str | None = Field(None, description="A keras.applications constructor name.")
+    weights: str | None = Field("imagenet", description="imagenet, a weights file, or null.")
+    input_shape: list[int] | None = None
+    run: str | None = Field(None, description="An MLflow run id whose model is the backbone.")
+    model: str | None = Field(None, description="A .keras file whose model is the backbone.")
+    until: str | None = Field(None, description="The backbone's last layer, by name.")
+    trainable: bool = False
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> Backbone:
+        given = [k for k in ("application", "run", "model") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a backbone needs exactly one of application, run or model. "
+                f"Received: {', '.join(given) or 'none'}"
+            )
+        return self
+
+
+class Model(Strict):
+    """Section 4: the network."""
+
+    kind: Literal["supervised", "autoencoder", "gan"] = "supervised"
+    blocks: dict[str, Block] = Field(default_factory=dict)
+    layers: Entries | None = None
+    outputs: list[str] | str | None = None
+    backbone: Backbone | None = None
+    encoder: Entries | None = None
+    decoder: Entries | None = None
+    latent_dim: int | None = Field(None, gt=0)
+    generator: Entries | None = None
+    discriminator: Entries | None = None
+
+    @model_validator(mode="after")
+    def _parts_of_kind(self) -> Model:
+        needs = {
+            "supervised": ("layers",),
+            "autoencoder": ("encoder", "decoder"),
+            "gan": ("latent_dim", "generator", "discriminator"),
+        }[self.kind]
+        missing = [part for part in needs if getattr(self, part) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} model needs {', '.join(missing)}")
+        foreign = {
+            "layers": "supervised",
+            "encoder": "autoencoder",
+            "decoder": "autoencoder",
+            "latent_dim": "gan",
+            "generator": "gan",
+            "discriminator": "gan",
+        }
+        wrong = [p for p, k in foreign.items() if k != self.kind and getattr(self, p) is not None]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)} do not belong to a {self.kind} model")
+        return self
+
+
+class FineTune(Strict):
+    """Section 4.4: a second training stage with the top of the backbone unfrozen."""
+
+    unfreeze: int | Literal["all"] = Field(description="How many top backbone layers to unfreeze.")
+    epochs: int = Field(gt=0)
+    learning_rate: float = Field(1e-5, gt=0)
+
+
+class Train(Strict):
+    """Section 5: how the model is trained."""
+
+    epochs: int = Field(1, gt=0, description="Passes over the training data.")
+    batch_size: int = Field(32, gt=0, description="The global batch, split across replicas.")
+    optimizer: Component = Field(
+        "rmsprop",
+        description="An optimizer component; for a GAN, {generator: ..., discriminator: ...}.",
+    )
+    loss: Any = Field(
+        None, description="A loss component, or a mapping of output name to loss component."
+    )
+    metrics: list[Component] | dict[str, list[Component]] = Field(default_factory=list)
+    callbacks: list[Component] = Field(default_factory=list)
+    class_weight: Literal["balanced"] | dict[int, float] | None = None
+    fine_tune: FineTune | None = None
+
+
+class Runtime(Strict):
+    """Section 6: where and how the model runs."""
+
+    strategy: Literal[
+        "auto",
+        "default",
+        "one_device",
+        "mirrored",
+        "multi_worker_mirrored",
+        "tpu",
+        "parameter_server",
+    ] = "auto"
+    devices: list[str] | None = None
+    tpu: str | None = None
+    mixed_precision: Literal["mixed_float16", "mixed_bfloat16"] | None = None
+    jit_compile: bool | Literal["auto"] = "auto"
+    deterministic: bool = False
+
+
+class Tracking(Strict):
+    """Section 7: where the run is recorded."""
+
+    experiment: str | None = Field(None, description="MLflow experiment; default: the spec's name.")
+    uri: str | None = Field(None, description="Tracking URI; default: $MLFLOW_TRACKING_URI or ./mlflow.db.")
+    tags: dict[str, str] = Field(default_factory=dict)
+    log_model: bool = True
+
+
+class Spec(Strict):
+    """A dlx spec: one experiment, from data to tracking."""
+
+    version: Literal[1] = Field(description="Spec language version.")
+    name: str | None = Field(None, description="Run name and default experiment; default: the file's stem.")
+    description: str | None = None
+    seed: int = Field(0, description="Seeds Python, NumPy and TensorFlow.")
+    plugins: list[str] = Field(default_factory=list, description="Modules imported before building.")
+    data: Data | None = None
+    model: Model
+    train: Train = Field(default_factory=Train)
+    runtime: Runtime = Field(default_factory=Runtime)
+    tracking: Tracking = Field(default_factory=Tracking)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the spec language, for editors (`dlx schema`)."""
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "dlx spec, version 1"
+    return schema
