@@ -1,13 +1,14 @@
 """YAML -> positioned data -> strict pydantic models; overrides; error locations."""
 
 from dlx.spec.component import normalize_name, split_component
-from dlx.spec.document import Document, apply_overrides, format_path, read_document
+from dlx.spec.document import Document, PathKey, apply_overrides, format_path, read_document
 from dlx.spec.load import LoadedSpec, load_spec
 from dlx.spec.schema import Spec, json_schema
 
 __all__ = [
     "Document",
     "LoadedSpec",
+    "PathKey",
     "Spec",
     "apply_overrides",
     "format_path",

@@ -56,6 +56,36 @@ Component = Annotated[Any, AfterValidator(_check_component), WithJsonSchema(_COM
 
 Entries = list[Component]
 
+GAN_ROLES = ("generator", "discriminator")
+
+
+def _check_optimizer(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == set(GAN_ROLES):
+        for role in GAN_ROLES:
+            _check_component(value[role])
+        return value
+    return _check_component(value)
+
+
+Optimizer = Annotated[
+    Any,
+    AfterValidator(_check_optimizer),
+    WithJsonSchema(
+        {
+            "description": "An optimizer component; for a GAN, {generator: ..., discriminator: ...}.",
+            "anyOf": [
+                _COMPONENT_JSON_SCHEMA,
+                {
+                    "type": "object",
+                    "properties": {role: _COMPONENT_JSON_SCHEMA for role in GAN_ROLES},
+                    "required": list(GAN_ROLES),
+                    "additionalProperties": False,
+                },
+            ],
+        }
+    ),
+]
+
 
 class Strict(BaseModel):
     """Base of every spec section: unknown keys are errors, never silently dropped."""
@@ -168,10 +198,7 @@ class Train(Strict):
 
     epochs: int = Field(1, gt=0, description="Passes over the training data.")
     batch_size: int = Field(32, gt=0, description="The global batch, split across replicas.")
-    optimizer: Component = Field(
-        "rmsprop",
-        description="An optimizer component; for a GAN, {generator: ..., discriminator: ...}.",
-    )
+    optimizer: Optimizer = Field("rmsprop", description="The optimizer (Keras's default: rmsprop).")
     loss: Any = Field(
         None, description="A loss component, or a mapping of output name to loss component."
     )
