@@ -1,0 +1,1 @@
+"""Names -> Keras objects (one resolver); entries, blocks and graphs -> keras.Model."""

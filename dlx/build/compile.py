@@ -1,0 +1,102 @@
+"""A spec's `train` components -> Keras optimizer, loss, metrics and callbacks (SPEC.md section 5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dlx.build.resolver import CALLBACK, LOSS, METRIC, OPTIMIZER, Resolver
+from dlx.errors import SpecError
+from dlx.spec import LoadedSpec, normalize_name, split_component
+from dlx.spec.schema import GAN_ROLES
+
+# Metric names that `Model.compile` itself interprets by the loss and output shape (keras/src/
+# trainers/compile_utils.py): `accuracy` is sparse or categorical as the targets need.
+_COMPILE_METRIC_NAMES = {"accuracy", "acc", "crossentropy", "ce"}
+
+
+@dataclass
+class CompileArgs:
+    """What `Model.compile` takes, built from the spec, plus the callbacks for `fit`."""
+
+    optimizer: Any
+    loss: Any
+    metrics: Any
+    callbacks: list[Any] = field(default_factory=list)
+
+
+def build_compile_args(loaded: LoadedSpec, output_names: list[str] | None = None) -> CompileArgs:
+    """Build the optimizer, loss, metrics and callbacks of a spec.
+
+    Every problem is reported at once, each at its line.
+
+    Raises:
+        SpecError: an unknown name or bad argument in `train`.
+    """
+    resolver = Resolver(loaded.document)
+    train = loaded.spec.train
+    problems = []
+    results: dict[str, Any] = {}
+    steps = {
+        "optimizer": lambda: build_optimizer(resolver, train.optimizer, ("train", "optimizer")),
+        "loss": lambda: _per_output(resolver, LOSS, train.loss, ("train", "loss"), output_names),
+        "metrics": lambda: _metrics(resolver, train.metrics, output_names),
+        "callbacks": lambda: [
+            resolver.build(CALLBACK, c, ("train", "callbacks", i))
+            for i, c in enumerate(train.callbacks)
+        ],
+    }
+    for key, step in steps.items():
+        try:
+            results[key] = step()
+        except SpecError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise SpecError(problems)
+    return CompileArgs(**results)
+
+
+def build_optimizer(resolver: Resolver, value: Any, path: tuple) -> Any:
+    """The optimizer; for a GAN, a mapping of role (generator, discriminator) to optimizer."""
+    if isinstance(value, dict) and set(value) == set(GAN_ROLES):
+        return {role: resolver.build(OPTIMIZER, value[role], (*path, role)) for role in GAN_ROLES}
+    return resolver.build(OPTIMIZER, value, path)
+
+
+def _per_output(
+    resolver: Resolver, kind: Any, value: Any, path: tuple, outputs: list[str] | None
+) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, dict) and outputs and set(value) <= set(outputs) and len(outputs) > 1:
+        return {name: resolver.build(kind, v, (*path, name)) for name, v in value.items()}
+    if isinstance(value, list):
+        return [resolver.build(kind, v, (*path, i)) for i, v in enumerate(value)]
+    if isinstance(value, dict) and len(value) != 1:
+        raise resolver.error(
+            path, "expected a loss component, or a mapping from output names to losses"
+        )
+    return resolver.build(kind, value, path)
+
+
+def _metrics(resolver: Resolver, value: Any, outputs: list[str] | None) -> Any:
+    if isinstance(value, dict):
+        return {
+            name: [_metric(resolver, m, ("train", "metrics", name, i)) for i, m in enumerate(ms)]
+            for name, ms in value.items()
+        }
+    return [_metric(resolver, m, ("train", "metrics", i)) for i, m in enumerate(value)]
+
+
+def _metric(resolver: Resolver, value: Any, path: tuple) -> Any:
+    """A metric; a bare name stays a string so that `compile` picks the right variant."""
+    name, _, _ = split_component(value)
+    if isinstance(value, str):
+        if normalize_name(name) in _COMPILE_METRIC_NAMES:
+            return name
+        _, obj = resolver.find(METRIC, name, path, key=False)
+        return obj() if isinstance(obj, type) else obj
+    return resolver.build(METRIC, value, path)
+
+
+__all__ = ["CompileArgs", "build_compile_args", "build_optimizer"]

@@ -1,0 +1,193 @@
+"""A spec's `model` section -> Keras models, one function per model kind (SPEC.md section 4)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from dlx.build.graph import GraphBuilder
+from dlx.build.resolver import Resolver, keras_message
+from dlx.errors import SpecError, did_you_mean
+from dlx.spec import LoadedSpec
+
+
+@dataclass
+class BuiltModel:
+    """What a spec's model section builds.
+
+    `model` is what is trained and saved for supervised and autoencoder kinds; a GAN trains
+    `generator` against `discriminator` and saves the generator. `encoder`/`decoder` are the
+    halves of an autoencoder; `backbone` is the pretrained part of a transfer-learning model.
+    """
+
+    model: Any
+    kind: str
+    encoder: Any = None
+    decoder: Any = None
+    generator: Any = None
+    discriminator: Any = None
+    backbone: Any = None
+
+
+def import_plugins(loaded: LoadedSpec) -> None:
+    """Import the modules under `plugins:`, with the spec's folder importable (SPEC.md section 2)."""
+    base = str(loaded.base_dir)
+    if base not in sys.path:
+        sys.path.insert(0, base)
+    for i, module in enumerate(loaded.spec.plugins):
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            raise loaded.error(("plugins", i), f"cannot import plugin '{module}': {exc}") from None
+
+
+def build_model(loaded: LoadedSpec) -> BuiltModel:
+    """Build the Keras model(s) a spec describes, without reading any data.
+
+    Raises:
+        SpecError: an unknown name, a bad argument, a dangling reference, a cycle or a shape
+            mismatch, at its line in the spec.
+    """
+    import keras
+
+    import_plugins(loaded)
+    keras.utils.clear_session()
+    model = loaded.spec.model
+    resolver = Resolver(loaded.document)
+    builder = GraphBuilder(resolver, model.blocks)
+    name = _keras_name(loaded.name)
+    if model.kind == "autoencoder":
+        encoder = _functional(builder, model.encoder, ("model", "encoder"), f"{name}_encoder")
+        decoder_input = keras.Input(shape=encoder.output.shape[1:], name="code")
+        out, _ = builder.connect(model.decoder, ("model", "decoder"), scope_input=decoder_input)
+        decoder = keras.Model(decoder_input, out, name=f"{name}_decoder")
+        inputs = encoder.inputs
+        autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name=name)
+        return BuiltModel(autoencoder, "autoencoder", encoder=encoder, decoder=decoder)
+    if model.kind == "gan":
+        latent = keras.Input(shape=(model.latent_dim,), name="latent")
+        out, _ = builder.connect(model.generator, ("model", "generator"), scope_input=latent)
+        generator = keras.Model(latent, out, name="generator")
+        sample = keras.Input(shape=generator.output.shape[1:], name="sample")
+        logit, _ = builder.connect(
+            model.discriminator, ("model", "discriminator"), scope_input=sample
+        )
+        discriminator = keras.Model(sample, logit, name="discriminator")
+        return BuiltModel(generator, "gan", generator=generator, discriminator=discriminator)
+    if model.backbone is not None:
+        backbone = _backbone(loaded)
+        out, named = builder.connect(
+            model.layers, ("model", "layers"), scope_input=backbone.output
+        )
+        outputs = _outputs(loaded, out, named)
+        return BuiltModel(keras.Model(backbone.inputs, outputs, name=name), "supervised", backbone=backbone)
+    out, named = builder.connect(model.layers, ("model", "layers"))
+    outputs = _outputs(loaded, out, named)
+    if not builder.inputs:
+        raise loaded.error(("model", "layers"), "the model has no input entry")
+    inputs = builder.inputs[0] if len(builder.inputs) == 1 else builder.inputs
+    return BuiltModel(_model(loaded, inputs, outputs, name), "supervised")
+
+
+def _functional(builder: GraphBuilder, entries: list[Any], path: tuple, name: str) -> Any:
+    import keras
+
+    first = len(builder.inputs)
+    out, _ = builder.connect(entries, path)
+    inputs = builder.inputs[first:]
+    if not inputs:
+        raise builder.resolver.error(path, "expected an input entry first, e.g. input: {shape: [64]}")
+    return keras.Model(inputs[0] if len(inputs) == 1 else inputs, out, name=name)
+
+
+def _outputs(loaded: LoadedSpec, last: Any, named: dict[str, Any]) -> Any:
+    wanted = loaded.spec.model.outputs
+    if wanted is None:
+        return last
+    names = [wanted] if isinstance(wanted, str) else wanted
+    outputs = []
+    for i, output in enumerate(names):
+        if output not in named:
+            path = ("model", "outputs") + ((i,) if isinstance(wanted, list) else ())
+            raise loaded.error(path, f"no entry named '{output}'" + did_you_mean(output, named))
+        outputs.append(named[output])
+    return outputs[0] if isinstance(wanted, str) else outputs
+
+
+def _model(loaded: LoadedSpec, inputs: Any, outputs: Any, name: str) -> Any:
+    import keras
+
+    try:
+        return keras.Model(inputs, outputs, name=name)
+    except Exception as exc:
+        raise loaded.error(("model",), f"cannot make a model: {keras_message(exc)}") from None
+
+
+def _keras_name(name: str) -> str:
+    """Keras model names must be valid op names: `digits-cnn` -> `digits_cnn`."""
+    cleaned = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    return cleaned if cleaned[:1].isalpha() else f"model_{cleaned}"
+
+
+def _backbone(loaded: LoadedSpec) -> Any:
+    """The pretrained network of a transfer-learning model, cut and frozen as the spec says."""
+    import keras
+
+    spec = loaded.spec.model.backbone
+    assert spec is not None
+    path = ("model", "backbone")
+    if spec.application is not None:
+        from dlx.spec import normalize_name
+
+        table = {
+            normalize_name(n): n
+            for n in dir(keras.applications)
+            if not n.startswith("_") and callable(getattr(keras.applications, n))
+        }
+        found = table.get(normalize_name(spec.application))
+        if found is None:
+            hint = did_you_mean(spec.application, table.values(), normalize=normalize_name)
+            raise loaded.error((*path, "application"), f"unknown application '{spec.application}'{hint}")
+        weights = spec.weights
+        if weights not in (None, "imagenet"):
+            weights = str((loaded.base_dir / weights).resolve())
+        kwargs: dict[str, Any] = {"include_top": False, "weights": weights}
+        if spec.input_shape:
+            kwargs["input_shape"] = tuple(spec.input_shape)
+        try:
+            backbone = getattr(keras.applications, found)(**kwargs)
+        except Exception as exc:
+            message = keras_message(exc)
+            if weights == "imagenet" and ("URL fetch failure" in message or "http" in message.lower()):
+                message = (
+                    f"cannot download the imagenet weights of {found} (no network?): {message}. "
+                    "Download them once with network access, or set weights: null or a file"
+                )
+            raise loaded.error((*path, "application"), f"{found}: {message}") from None
+    elif spec.model is not None:
+        file = (loaded.base_dir / spec.model).resolve()
+        if not file.exists():
+            raise loaded.error((*path, "model"), f"no such model file: {file}")
+        backbone = keras.saving.load_model(file, compile=False)
+    else:
+        raise loaded.error(
+            (*path, "run"),
+            "a backbone from an MLflow run is not supported yet; save the model as a .keras "
+            "file and use backbone: {model: path/to/model.keras}",
+        )
+    if spec.until is not None:
+        try:
+            cut = backbone.get_layer(spec.until)
+        except ValueError:
+            names = [layer.name for layer in backbone.layers]
+            raise loaded.error(
+                (*path, "until"), f"no layer '{spec.until}' in the backbone" + did_you_mean(spec.until, names)
+            ) from None
+        backbone = keras.Model(backbone.inputs, cut.output, name=f"{backbone.name}_until_{spec.until}")
+    backbone.trainable = spec.trainable
+    return backbone
+
+
+__all__ = ["BuiltModel", "SpecError", "build_model", "import_plugins"]
