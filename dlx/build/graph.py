@@ -186,7 +186,9 @@ class GraphBuilder:
             elif name in scope.by_name:
                 tensors.append(self._output(scope, scope.by_name[name]))
             else:
-                hint = did_you_mean(name, list(scope.by_name))
+                hint = did_you_mean(name, list(scope.by_name)) or (
+                    f"; named entries here: {', '.join(scope.by_name) or 'none'}"
+                )
                 raise self.resolver.error(where, f"no entry named '{name}'{hint}")
         return tensors[0] if len(entry.inputs) == 1 else tensors
 

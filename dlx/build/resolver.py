@@ -218,7 +218,10 @@ class Resolver:
         except SpecError:
             raise
         except Exception as exc:  # Keras raises many types for bad arguments
-            raise self.error(path, f"{keras_name}: {keras_message(exc)}", key=True) from None
+            message = keras_message(exc)
+            named = [k for k in kwargs if f"`{k}`" in message or f"{k}=" in message]
+            where, on_key = ((*path, named[0]), False) if named else (path, True)
+            raise self.error(where, f"{keras_name}: {message}", key=on_key) from None
 
 
 def accepted_arguments(factory: Callable[..., Any]) -> set[str] | None:

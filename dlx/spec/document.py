@@ -121,6 +121,9 @@ def parse_document(text: str, path: Path) -> Document:
         mark = exc.problem_mark or exc.context_mark
         location = _location(doc, mark, mark) if mark else None
         message = f"invalid YAML: {exc.problem or exc.context}"
+        if exc.context and exc.problem and exc.context_mark:
+            where = f"line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
+            message += f" ({exc.context} at {where})"
         raise SpecError([Problem(message, location=location)]) from None
     except yaml.YAMLError as exc:
         raise SpecError([Problem(f"invalid YAML: {exc}", location=None)]) from None
@@ -149,7 +152,8 @@ def _plain(node: yaml.Node, path: PathKey, doc: Document, problems: list[Problem
     if node.tag not in _PLAIN_TAGS:
         problems.append(
             Problem(
-                f"the tag {node.tag} is not allowed: a spec holds plain data only",
+                f"the tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed: "
+                "a spec holds plain data only",
                 key=format_path(path),
                 location=here,
             )

@@ -1,0 +1,32 @@
+"""Data sources -> tf.data pipelines (SPEC.md section 3).
+
+`call_source` reads the data one source component names; `make_splits` reads a spec's whole
+`data` section into batched train, validation and test datasets. Importing this package does
+not import TensorFlow.
+"""
+
+from dlx.data.pipeline import Arrays, Splits, make_splits
+from dlx.data.sources import (
+    SOURCES,
+    Features,
+    SourceContext,
+    SourceData,
+    SourceError,
+    call_source,
+    check_arguments,
+    register_source,
+)
+
+__all__ = [
+    "SOURCES",
+    "Arrays",
+    "Features",
+    "SourceContext",
+    "SourceData",
+    "SourceError",
+    "Splits",
+    "call_source",
+    "check_arguments",
+    "make_splits",
+    "register_source",
+]

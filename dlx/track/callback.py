@@ -1,0 +1,78 @@
+"""A Keras callback that records each epoch's metrics in the run, one request per epoch."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+
+if TYPE_CHECKING:
+    from dlx.track.run import TrackedRun
+
+
+class MlflowMetricsCallback(keras.callbacks.Callback):
+    """Log the logs of every epoch as MLflow metrics at `step=epoch`, and keep them.
+
+    One `log_batch` request per epoch, nothing per batch, so tracking costs nothing noticeable
+    even on a remote server. Epochs are numbered as Keras numbers them (from 0, and onwards
+    from `initial_epoch` in a second `fit`, so a fine-tuning stage continues the curves). A
+    metric with several values (e.g. `f1_score` with `average=None`) is logged as
+    `f1_score.0`, `f1_score.1`, ...
+
+    Args:
+        run: the started run to log to.
+
+    Attributes:
+        history: one dict per epoch, `{"epoch": 0, "loss": ..., "val_loss": ...}`, across every
+            `fit` this callback was passed to.
+
+    Example:
+
+    ```python
+    callback = MlflowMetricsCallback(run)
+    model.fit(x, y, validation_split=0.2, epochs=5, callbacks=[callback])
+    run.log_text(callback.history_csv(), "history.csv")
+    ```
+    """
+
+    def __init__(self, run: TrackedRun):
+        super().__init__()
+        self.run = run
+        self.history: list[dict[str, float]] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        metrics = _scalars(logs or {})
+        self.history.append({"epoch": epoch, **metrics})
+        self.run.log_metrics(metrics, step=epoch)
+
+    def columns(self) -> dict[str, list[float]]:
+        """The history by column, `{"epoch": [0, 1, ...], "loss": [...], ...}`.
+
+        This is what `learning_curves_figure` takes. A metric missing from an epoch (one
+        that only a later `fit` reports) is NaN there.
+        """
+        names = list(dict.fromkeys(name for row in self.history for name in row))
+        return {name: [row.get(name, float("nan")) for row in self.history] for name in names}
+
+    def history_csv(self) -> str:
+        """The history as CSV text: a header, then one line per epoch (like `CSVLogger`)."""
+        columns = self.columns()
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(zip(*columns.values(), strict=True))
+        return buffer.getvalue()
+
+
+def _scalars(logs: dict[str, Any]) -> dict[str, float]:
+    scalars: dict[str, float] = {}
+    for name, value in logs.items():
+        array = np.asarray(value, dtype=np.float64)
+        if array.size == 1:
+            scalars[name] = float(array.reshape(()))
+        else:
+            scalars.update({f"{name}.{i}": float(v) for i, v in enumerate(array.ravel())})
+    return scalars

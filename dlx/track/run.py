@@ -1,0 +1,317 @@
+"""One MLflow run, written through `MlflowClient` so that dlx is safe to use as a library.
+
+MLflow's fluent API (`mlflow.start_run`, `mlflow.log_metric`, `mlflow.keras.log_model`) keeps
+the active run and the tracking URI in process-wide state: a library using it would change, or
+write into, the runs of the program that calls it. `TrackedRun` holds its own client and run id
+and never touches that state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from dlx.errors import DlxError
+from dlx.track.params import (
+    MAX_TAG_VALUE_LENGTH,
+    TAG_TRUNCATION_MARKER,
+    flatten_params,
+    safe_key,
+    truncate_value,
+)
+from dlx.track.store import ensure_experiment, resolve_tracking_uri, ui_hint
+from dlx.track.tags import resolved_spec_text, standard_tags
+
+if TYPE_CHECKING:
+    import keras
+    from matplotlib.figure import Figure
+    from mlflow import MlflowClient
+    from mlflow.models.model import ModelInfo
+
+    from dlx.spec import LoadedSpec
+
+logger = logging.getLogger(__name__)
+
+# MLflow's limits per `log_batch` request (`mlflow.utils.validation`).
+_PARAMS_OR_TAGS_PER_BATCH = 100
+_METRICS_PER_BATCH = 1000
+
+_SIGNATURE_SAMPLES = 8
+
+
+class TrackedRun:
+    """One MLflow run: params and tags when it starts, metrics and artifacts while it runs.
+
+    Used as a context manager, the run ends `FINISHED` when the block completes, `FAILED` when
+    it raises (with the traceback logged as `traceback.txt`; what was logged before stays), and
+    `KILLED` on `KeyboardInterrupt`. The exception is never swallowed.
+
+    Args:
+        experiment: the experiment's name; created if missing (see `ensure_experiment`).
+        run_name: the run's name.
+        tracking_uri: where to record; default: `resolve_tracking_uri(None)`.
+        tags: tags to create the run with; keys are made safe and long values cut (see
+            `dlx.track.params`).
+        params: params to log when the run starts, e.g. from `flatten_params`.
+        spec_text: the resolved spec, logged as `spec.yaml` when the run starts.
+
+    Example:
+
+    ```python
+    with TrackedRun("digits", run_name="digits-cnn", params={"seed": "42"}) as run:
+        run.log_metrics({"loss": 0.3, "accuracy": 0.9}, step=0)
+        run.log_text("notes", "notes.txt")
+    print(run.ui_hint())
+    ```
+    """
+
+    def __init__(
+        self,
+        experiment: str,
+        *,
+        run_name: str | None = None,
+        tracking_uri: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        spec_text: str | None = None,
+    ):
+        self.experiment = experiment
+        self.run_name = run_name
+        self.tracking_uri = tracking_uri or resolve_tracking_uri(None)
+        self.tags = dict(tags or {})
+        self.params = dict(params or {})
+        self.spec_text = spec_text
+        self.client: MlflowClient | None = None
+        self.experiment_id: str | None = None
+        self.run_id: str | None = None
+
+    @classmethod
+    def for_spec(
+        cls,
+        loaded: LoadedSpec,
+        *,
+        strategy: str,
+        replicas: int,
+        data_fingerprint: str | None = None,
+    ) -> TrackedRun:
+        """The run of a spec, as SPEC.md section 7 describes it (not started yet).
+
+        The experiment is `tracking.experiment` (default: the spec's name), the store
+        `resolve_tracking_uri(tracking.uri)`, the params `flatten_params` of the spec's data,
+        the tags `standard_tags`, and the resolved spec is logged as `spec.yaml`.
+
+        Args:
+            loaded: the spec being run.
+            strategy: the name of the `tf.distribute` strategy in use.
+            replicas: the number of replicas in sync.
+            data_fingerprint: a digest of the training data, if known now (else set it later
+                with `set_tags`).
+        """
+        tracking = loaded.spec.tracking
+        return cls(
+            tracking.experiment or loaded.name,
+            run_name=loaded.name,
+            tracking_uri=resolve_tracking_uri(tracking.uri),
+            tags=standard_tags(
+                loaded, strategy=strategy, replicas=replicas, data_fingerprint=data_fingerprint
+            ),
+            params=flatten_params(loaded.document.data),
+            spec_text=resolved_spec_text(loaded),
+        )
+
+    def start(self) -> TrackedRun:
+        """Create the experiment if needed, then the run with its tags, params and spec.
+
+        Raises:
+            DlxError: the store could not be reached or refused the run.
+        """
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client = MlflowClient(tracking_uri=self.tracking_uri)
+            self.experiment_id = ensure_experiment(self.client, self.experiment)
+            run = self.client.create_run(
+                self.experiment_id, run_name=self.run_name, tags=_safe_tags(self.tags)
+            )
+        except MlflowException as exc:
+            raise DlxError(
+                f"could not start an MLflow run in experiment '{self.experiment}' "
+                f"at {self.tracking_uri}: {exc.message}"
+            ) from exc
+        self.run_id = run.info.run_id
+        try:
+            self.log_params(self.params)
+            if self.spec_text is not None:
+                self.log_text(self.spec_text, "spec.yaml")
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    def end(self, status: str = "FINISHED") -> None:
+        """End the run with `status`: `FINISHED`, `FAILED` or `KILLED`."""
+        client, _, run_id = self._started()
+        client.set_terminated(run_id, status=status)
+
+    def __enter__(self) -> TrackedRun:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.end("FINISHED")
+            return
+        # The exception goes on to the caller; failing to record it must not replace it.
+        try:
+            if isinstance(exc, KeyboardInterrupt):
+                self.end("KILLED")
+            else:
+                text = "".join(traceback.format_exception(exc_type, exc, tb))
+                self.log_text(text, "traceback.txt")
+                self.end("FAILED")
+        except Exception:
+            logger.warning("could not record the end of MLflow run %s", self.run_id, exc_info=True)
+
+    def log_params(self, params: Mapping[str, str]) -> None:
+        """Log params, in batches of at most 100 (MLflow's limit per request)."""
+        from mlflow.entities import Param
+
+        client, _, run_id = self._started()
+        items = [Param(key, value) for key, value in params.items()]
+        for batch in _batches(items, _PARAMS_OR_TAGS_PER_BATCH):
+            client.log_batch(run_id, params=batch)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Set tags (keys made safe, values cut at MLflow's 8,000 characters), batched."""
+        from mlflow.entities import RunTag
+
+        client, _, run_id = self._started()
+        items = [RunTag(key, value) for key, value in _safe_tags(tags).items()]
+        for batch in _batches(items, _PARAMS_OR_TAGS_PER_BATCH):
+            client.log_batch(run_id, tags=batch)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log metrics at `step` in as few requests as MLflow allows (1,000 metrics each).
+
+        Keys are made safe with `safe_key`; values are converted with `float` (NumPy and
+        TensorFlow scalars included).
+        """
+        from mlflow.entities import Metric
+
+        client, _, run_id = self._started()
+        timestamp = int(time.time() * 1000)
+        items = [
+            Metric(safe_key(key), float(value), timestamp, step or 0)
+            for key, value in metrics.items()
+        ]
+        for batch in _batches(items, _METRICS_PER_BATCH):
+            client.log_batch(run_id, metrics=batch)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Log `text` as the artifact `artifact_file` (e.g. `model_summary.txt`)."""
+        client, _, run_id = self._started()
+        client.log_text(run_id, text, artifact_file)
+
+    def log_artifact(self, local_path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        """Log a local file (or a folder's files) under `artifact_path` in the run's artifacts."""
+        client, _, run_id = self._started()
+        path = os.fspath(local_path)
+        if os.path.isdir(path):
+            client.log_artifacts(run_id, path, artifact_path)
+        else:
+            client.log_artifact(run_id, path, artifact_path)
+
+    def log_figure(self, figure: Figure, artifact_file: str) -> None:
+        """Log a Matplotlib figure as an image artifact (e.g. `learning_curves.png`)."""
+        client, _, run_id = self._started()
+        client.log_figure(run_id, figure, artifact_file)
+
+    def log_keras_model(
+        self, model: keras.Model, sample_inputs: Any, *, name: str = "model"
+    ) -> ModelInfo:
+        """Log `model` in MLflow's Keras flavor, with a signature, as this run's output.
+
+        The signature is inferred from the first 8 samples of `sample_inputs` and the model's
+        predictions on them. The requirements are pinned to this process's TensorFlow and Keras
+        (resolving them from the environment would cost seconds). The model is written like
+        `mlflow.keras.log_model` writes it, through this run's client: it is a logged model of
+        the run, found as `runs:/<run_id>/<name>` or `models:/<model_id>`.
+
+        Args:
+            model: the trained model.
+            sample_inputs: model inputs, as `model.predict` takes them: an array, or a list or
+                dict of arrays, with the samples along the first axis.
+            name: the logged model's name.
+
+        Returns:
+            MLflow's `ModelInfo`; `model_uri` is `models:/<model_id>`.
+        """
+        import keras
+        import mlflow.keras
+        import tensorflow as tf
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+        from mlflow.models import Model, infer_signature
+
+        client, experiment_id, run_id = self._started()
+        batch = keras.tree.map_structure(lambda array: array[:_SIGNATURE_SAMPLES], sample_inputs)
+        signature = infer_signature(batch, model.predict(batch, verbose=0))
+        logged = client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                local_path = os.path.join(folder, name)
+                mlflow_model = Model(
+                    artifact_path=logged.artifact_location,
+                    model_uuid=logged.model_id,
+                    run_id=run_id,
+                    model_id=logged.model_id,
+                )
+                mlflow.keras.save_model(
+                    model,
+                    local_path,
+                    mlflow_model=mlflow_model,
+                    signature=signature,
+                    pip_requirements=[
+                        f"tensorflow=={tf.__version__}",
+                        f"keras=={keras.__version__}",
+                    ],
+                )
+                client.log_model_artifacts(logged.model_id, local_path)
+            client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        except BaseException:
+            client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+            raise
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        return mlflow_model.get_model_info(logged)
+
+    def ui_hint(self) -> str:
+        """Where to see this run: its URL on a server, else the command that opens the UI."""
+        return ui_hint(self.tracking_uri, self.experiment_id, self.run_id)
+
+    def _started(self) -> tuple[MlflowClient, str, str]:
+        """The client, experiment id and run id of the started run."""
+        if self.client is None or self.experiment_id is None or self.run_id is None:
+            raise DlxError("the MLflow run has not been started; use `with TrackedRun(...)`")
+        return self.client, self.experiment_id, self.run_id
+
+
+def _safe_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    return {
+        safe_key(key): truncate_value(str(value), MAX_TAG_VALUE_LENGTH, TAG_TRUNCATION_MARKER)
+        for key, value in tags.items()
+    }
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

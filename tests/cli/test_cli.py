@@ -1,0 +1,76 @@
+"""The command line through Typer's runner, and its start-up cost in a real subprocess."""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+from typer.testing import CliRunner
+
+from dlx import __version__
+from dlx.cli import app
+
+DIGITS = str(ROOT / "specs" / "digits_cnn.yaml")
+runner = CliRunner()
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"dlx {__version__}"
+
+
+def test_help_imports_no_tensorflow_keras_or_mlflow():
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "dlx", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "validate" in result.stdout
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines()}
+    assert not imported & {"tensorflow", "keras", "mlflow", "pydantic"}, imported
+
+
+def test_validate_reports_ok_per_file_and_fails_on_any_bad_one(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nmodel:\n  layers:\n    - input: {shape: [4]}\n    - dens: 3\n")
+    result = runner.invoke(app, ["validate", DIGITS, str(bad)])
+    assert result.exit_code == 2
+    assert "digits_cnn.yaml: ok" in result.stdout
+    assert "bad.yaml:5:7: error: model.layers.1.dens: unknown layer 'dens'" in result.stderr
+
+
+def test_validate_with_set_override():
+    result = runner.invoke(app, ["validate", DIGITS, "--set", "model.layers.7.dense.units=bad"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("--set:1:")
+
+
+def test_inspect_json_has_the_documented_fields():
+    result = runner.invoke(app, ["inspect", DIGITS, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["params"] == summary["trainable_params"] + summary["non_trainable_params"]
+    assert summary["params"] == sum(layer["params"] for layer in summary["layers"])
+    for layer in summary["layers"]:
+        assert set(layer) == {"name", "class_name", "output_shape", "params"}
+    assert summary["layers"][-1]["output_shape"] == [None, 10]
+
+
+def test_inspect_table():
+    result = runner.invoke(app, ["inspect", DIGITS])
+    assert result.exit_code == 0
+    assert "Conv2D" in result.stdout
+    assert "Total params: 43,050" in result.stdout
+
+
+def test_inspect_of_a_missing_file_is_a_usage_error_without_traceback():
+    result = runner.invoke(app, ["inspect", "nope.yaml"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: no such spec file: nope.yaml"
+
+
+def test_unknown_command_is_exit_2():
+    result = runner.invoke(app, ["trian"])
+    assert result.exit_code == 2
