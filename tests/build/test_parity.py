@@ -40,7 +40,7 @@ def iris_mlp() -> keras.Model:
 def digits_resnet() -> keras.Model:
     def conv_bn(x: Any, filters: int, kernel_size: int = 3, strides: int = 1) -> Any:
         x = keras.layers.Conv2D(filters, kernel_size, strides, padding="same", use_bias=False)(x)
-        return keras.layers.BatchNormalization()(x)
+        return keras.layers.BatchNormalization(momentum=0.9)(x)
 
     def block(x: Any, filters: int, strides: int = 1) -> Any:
         shortcut = x
