@@ -1,4 +1,4 @@
-"""The Python API that the command line calls: validate, inspect, schema (and train, later).
+"""The Python API that the command line calls: train, validate, inspect, schema.
 
 Every function raises `dlx.errors.DlxError` subclasses for problems a user can fix; none prints.
 """
@@ -115,3 +115,30 @@ def schema() -> dict[str, Any]:
     from dlx.spec import json_schema
 
     return json_schema()
+
+
+def train(
+    path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    expect: list[str] | tuple[str, ...] = (),
+    *,
+    live: bool | None = None,
+) -> Any:
+    """Train a spec and record the run in MLflow (SPEC.md sections 3-7).
+
+    Args:
+        path: the spec's YAML file.
+        overrides: `dotted.path=value` overrides.
+        expect: `METRIC>=VALUE` gates on the final metrics; unmet ones are listed in the
+            result's `failures` (the run is recorded either way).
+        live: a live progress bar; default: when stdout is a terminal.
+
+    Returns:
+        A `dlx.train.runner.TrainResult`.
+    """
+    from dlx.train.expectations import parse_expectations
+    from dlx.train.runner import train as run_training
+
+    expectations = parse_expectations(list(expect))
+    loaded = load_spec(path, overrides)
+    return run_training(loaded, expectations, live=live)

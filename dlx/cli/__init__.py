@@ -90,6 +90,35 @@ def _stderr(text: str) -> None:
 
 
 @app.command()
+def train(
+    spec: SpecPath,
+    set_: SetOption = None,
+    expect: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--expect",
+            metavar="METRIC>=VALUE",
+            help="A gate on a final metric (>=, <=, >, <); exit 3 when not met. Repeatable.",
+        ),
+    ] = None,
+) -> None:
+    """Train a spec and record the run in MLflow."""
+    from dlx import api
+    from dlx.errors import ExitStatus
+
+    result = _run(lambda: api.train(spec, set_ or [], expect or []))
+    typer.echo(f"run {result.run_id} finished in {result.seconds:.1f}s "
+               f"({result.strategy}, {result.replicas} replica{'s' if result.replicas > 1 else ''})")
+    for name, value in sorted(result.metrics.items()):
+        typer.echo(f"  {name:<28} {value:.6g}")
+    typer.echo(result.ui_hint)
+    if result.failures:
+        for failure in result.failures:
+            _stderr(f"expectation failed: {failure}")
+        raise typer.Exit(int(ExitStatus.EXPECTATION_NOT_MET))
+
+
+@app.command()
 def validate(
     specs: Annotated[list[Path], typer.Argument(help="Spec files.", show_default=False)],
     set_: SetOption = None,

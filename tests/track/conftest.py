@@ -49,10 +49,8 @@ def migrated_store(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def store_uri(tmp_path, monkeypatch, migrated_store) -> str:
-    """The default store (`mlflow.db` in the working directory), in a fresh working directory."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+def store_uri(tmp_path, migrated_store) -> str:
+    """The default store: `mlflow.db` in the working directory (the test's `tmp_path`)."""
     shutil.copy(migrated_store, tmp_path / "mlflow.db")
     return resolve_tracking_uri(None)
 

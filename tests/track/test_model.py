@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import keras
 import mlflow
@@ -10,11 +11,13 @@ from dlx.track import TrackedRun
 
 def _tiny_model():
     keras.utils.set_random_seed(0)
-    return keras.Sequential([
-        keras.Input((4,)),
-        keras.layers.Dense(8, activation="relu"),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
 
 
 def test_a_logged_keras_model_loads_back_and_predicts_the_same(store_uri, monkeypatch):
@@ -35,11 +38,8 @@ def test_a_logged_keras_model_loads_back_and_predicts_the_same(store_uri, monkey
     logged = client.get_logged_model(info.model_id)
     assert logged.status == "READY"
     assert logged.source_run_id == run.run_id
-    requirements = open(
-        client.download_artifacts(run.run_id, "requirements.txt", dst_path=None)
-        if False
-        else mlflow.artifacts.download_artifacts(f"{info.model_uri}/requirements.txt")
-    ).read()
+    folder = mlflow.artifacts.download_artifacts(logged.artifact_location, tracking_uri=store_uri)
+    requirements = (Path(folder) / "requirements.txt").read_text().splitlines()
     assert f"keras=={keras.__version__}" in requirements
     assert [output.model_id for output in client.get_run(run.run_id).outputs.model_outputs] == [
         info.model_id

@@ -51,8 +51,8 @@ def test_many_params_and_metrics_are_logged_in_batches(store_uri):
     with TrackedRun("many", tracking_uri=store_uri, params=params) as run:
         requests = []
         log_batch = run.client.log_batch
-        run.client.log_batch = lambda *args, **kwargs: requests.append(1) or log_batch(
-            *args, **kwargs
+        run.client.log_batch = lambda *args, **kwargs: (
+            requests.append(1) or log_batch(*args, **kwargs)
         )
         run.log_metrics(metrics, step=3)
     assert len(requests) == 3

@@ -11,8 +11,6 @@ from dlx.track.store import ui_hint
 def test_the_spec_wins_then_the_environment_then_mlflow_db_in_the_working_directory(
     tmp_path, monkeypatch
 ):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert resolve_tracking_uri(None) == "http://127.0.0.1:5000"
@@ -43,8 +41,7 @@ def test_two_stores_never_share_an_artifact_folder(tmp_path):
     assert (tmp_path / "a" / "other-mlartifacts" / "digits").as_uri() in folders
 
 
-def test_a_relative_sqlite_store_resolves_against_the_working_directory(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_a_relative_sqlite_store_resolves_against_the_working_directory(tmp_path):
     assert artifact_location("sqlite:///runs/mlflow.db", "x") == (
         (tmp_path / "runs" / "mlartifacts" / "x").as_uri()
     )

@@ -1,0 +1,169 @@
+"""The runner: places a task on a strategy, trains it, and records the run in MLflow.
+
+Order matters and is the point of this module:
+
+1. devices, seeds, determinism and precision are set before TensorFlow makes any op;
+2. the strategy is made, then the data read (errors name the spec's lines, before training);
+3. the model is built and compiled inside `strategy.scope()`;
+4. the run is opened only then, so a spec that cannot start leaves no empty run, and anything
+   that fails after it opened leaves it FAILED (or KILLED on Ctrl-C) with what was logged.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from dlx.errors import DlxError, SpecError
+from dlx.spec import LoadedSpec
+from dlx.train.expectations import Expectation
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports."""
+
+    run_id: str
+    experiment: str
+    tracking_uri: str
+    metrics: dict[str, float]
+    strategy: str
+    replicas: int
+    seconds: float
+    ui_hint: str
+    failures: list[str] = field(default_factory=list)
+    """`--expect` gates that were not met."""
+
+
+class TrainingFailed(DlxError):
+    """Training raised; the run is recorded as FAILED with its traceback (exit status 1)."""
+
+
+def train(
+    loaded: LoadedSpec,
+    expectations: list[Expectation] | None = None,
+    *,
+    live: bool | None = None,
+) -> TrainResult:
+    """Train a spec and record the run.
+
+    Args:
+        loaded: the spec to train.
+        expectations: `--expect` gates, checked against the final metrics after the run ends.
+        live: a live progress bar (default: when stdout is a terminal).
+
+    Raises:
+        SpecError: the spec cannot be trained as written (no data, data that does not fit).
+        TrainingFailed: training raised; the run is FAILED.
+        KeyboardInterrupt: interrupted; the run is KILLED.
+    """
+    from dlx.tensorflow_import import import_tensorflow_quietly
+
+    spec = loaded.spec
+    if spec.data is None:
+        raise loaded.error((), "a spec needs a data: section to train")
+    import_tensorflow_quietly()
+    import keras
+    import tensorflow as tf
+
+    from dlx.data import SourceContext, SourceError, make_splits
+    from dlx.track import MlflowMetricsCallback, TrackedRun, learning_curves_figure
+    from dlx.train.progress import Progress
+    from dlx.train.strategy import configure_devices, make_placement
+    from dlx.train.tasks import TASKS
+
+    for noisy in ("mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_devices(loaded)
+    keras.utils.set_random_seed(spec.seed)
+    if spec.runtime.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    policy = keras.mixed_precision.global_policy()
+    if spec.runtime.mixed_precision:
+        keras.mixed_precision.set_global_policy(spec.runtime.mixed_precision)
+    try:
+        placement = make_placement(loaded)
+        try:
+            splits = make_splits(
+                spec.data,
+                context=SourceContext(base_dir=loaded.base_dir, seed=spec.seed),
+                batch_size=spec.train.batch_size,
+            )
+        except SourceError as exc:
+            raise SpecError([loaded.document.problem(exc.path, exc.message)]) from None
+        task = TASKS[spec.model.kind](loaded)
+        with placement.strategy.scope():
+            model = task.build(spec.runtime.jit_compile)
+            task.prepare(model, splits)
+        fit_arguments = task.fit_arguments(splits)
+
+        started = time.perf_counter()
+        run = TrackedRun.for_spec(
+            loaded,
+            strategy=placement.name,
+            replicas=placement.replicas,
+            data_fingerprint=splits.fingerprint,
+        )
+        with run:
+            run.log_text(_summary(model), "model_summary.txt")
+            metrics_callback = MlflowMetricsCallback(run)
+            steps = -(-splits.num_train // spec.train.batch_size)
+            try:
+                model.fit(
+                    splits.train,
+                    validation_data=splits.validation,
+                    epochs=spec.train.epochs,
+                    callbacks=[
+                        *task.callbacks,
+                        metrics_callback,
+                        Progress(spec.train.epochs, steps, live=live),
+                    ],
+                    verbose=0,
+                    shuffle=False,  # the training dataset is already shuffled, seeded
+                    **fit_arguments,
+                )
+                final = dict(metrics_callback.history[-1]) if metrics_callback.history else {}
+                final.pop("epoch", None)
+                if splits.test is not None:
+                    scores = model.evaluate(splits.test, verbose=0, return_dict=True)
+                    test = {f"test_{k}": float(v) for k, v in scores.items()}
+                    run.log_metrics(test, step=len(metrics_callback.history))
+                    final.update(test)
+                run.log_text(metrics_callback.history_csv(), "history.csv")
+                run.log_figure(
+                    learning_curves_figure(metrics_callback.columns()), "learning_curves.png"
+                )
+                task.log_artifacts(run, model, splits)
+                if spec.tracking.log_model and splits.train_arrays is not None:
+                    run.log_keras_model(model, splits.train_arrays[0])
+            except (KeyboardInterrupt, SpecError):
+                raise
+            except Exception as exc:
+                raise TrainingFailed(
+                    f"training failed: {type(exc).__name__}: {exc}\n"
+                    f"The run {run.run_id} is recorded as FAILED with its traceback "
+                    f"(traceback.txt).\n{run.ui_hint()}"
+                ) from exc
+        failures = [f for e in expectations or [] if (f := e.failure(final))]
+        return TrainResult(
+            run_id=run.run_id or "",
+            experiment=run.experiment,
+            tracking_uri=run.tracking_uri,
+            metrics=final,
+            strategy=placement.name,
+            replicas=placement.replicas,
+            seconds=time.perf_counter() - started,
+            ui_hint=run.ui_hint(),
+            failures=failures,
+        )
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _summary(model: Any) -> str:
+    lines = io.StringIO()
+    model.summary(print_fn=lambda line, *_, **__: lines.write(line + "\n"))
+    return lines.getvalue()

@@ -1,0 +1,122 @@
+"""Choosing the `tf.distribute` strategy a run trains under (SPEC.md section 6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from dlx.errors import DlxError
+from dlx.spec import LoadedSpec
+
+
+@dataclass
+class Placement:
+    """The strategy a run uses, by name, and how many replicas it has."""
+
+    strategy: Any
+    name: str
+    replicas: int
+
+
+def configure_devices(loaded: LoadedSpec) -> None:
+    """Make the logical CPU devices a spec names (`devices: [CPU:0, CPU:1]`) exist.
+
+    This is how Keras's own distribution tests run `MirroredStrategy` on one CPU; it must happen
+    before TensorFlow initializes its devices, so the runner calls it first.
+    """
+    import tensorflow as tf
+
+    devices = loaded.spec.runtime.devices or []
+    wanted = [int(m.group(1)) for d in devices if (m := re.fullmatch(r"/?(?:device:)?CPU:(\d+)", d, re.I))]
+    if not wanted or max(wanted) == 0:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(max(wanted) + 1)]
+        )
+    except RuntimeError:
+        # Already initialized (a second run in one process): keep what exists and check below.
+        pass
+
+
+def make_placement(loaded: LoadedSpec) -> Placement:
+    """Build the strategy a spec's `runtime` asks for.
+
+    `auto` picks, in order: a TPU if one is configured, `multi_worker_mirrored` when `TF_CONFIG`
+    names several workers, `mirrored` over every GPU when there are several, one GPU, else the
+    CPU (TensorFlow's default strategy).
+
+    Raises:
+        DlxError: the strategy cannot run here (no TPU, devices that do not exist).
+    """
+    import tensorflow as tf
+
+    runtime = loaded.spec.runtime
+    name = runtime.strategy
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        if runtime.tpu:
+            name = "tpu"
+        elif _cluster_workers() > 1:
+            name = "multi_worker_mirrored"
+        elif len(gpus) > 1:
+            name = "mirrored"
+        elif gpus:
+            name = "one_device"
+        else:
+            name = "default"
+    devices = _check_devices(runtime.devices)
+    if name == "default":
+        strategy = tf.distribute.get_strategy()
+    elif name == "one_device":
+        device = devices[0] if devices else ("/gpu:0" if gpus else "/cpu:0")
+        strategy = tf.distribute.OneDeviceStrategy(device)
+    elif name == "mirrored":
+        strategy = tf.distribute.MirroredStrategy(devices=devices or None)
+    elif name == "tpu":
+        strategy = _tpu(runtime.tpu)
+    else:
+        raise DlxError(
+            f"runtime.strategy: {name} is not supported yet; use default, one_device or mirrored"
+        )
+    return Placement(strategy, name, strategy.num_replicas_in_sync)
+
+
+def _cluster_workers() -> int:
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG", "") or "{}")
+    except json.JSONDecodeError:
+        raise DlxError("TF_CONFIG is not valid JSON") from None
+    return len(config.get("cluster", {}).get("worker", []))
+
+
+def _check_devices(devices: list[str] | None) -> list[str]:
+    import tensorflow as tf
+
+    if not devices:
+        return []
+    known = {d.name.removeprefix("/device:").upper(): d.name for d in tf.config.list_logical_devices()}
+    missing = [d for d in devices if d.upper().removeprefix("/DEVICE:").lstrip("/") not in known]
+    if missing:
+        raise DlxError(
+            f"runtime.devices: no such device {', '.join(missing)}; "
+            f"this machine has {', '.join(sorted(known)) or 'none'}"
+        )
+    return [known[d.upper().removeprefix("/DEVICE:").lstrip("/")] for d in devices]
+
+
+def _tpu(address: str | None) -> Any:
+    import tensorflow as tf
+
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address or "")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except Exception as exc:
+        where = f" '{address}'" if address else ""
+        raise DlxError(f"runtime.strategy: tpu: no TPU found{where}: {exc}") from None
+    return tf.distribute.TPUStrategy(resolver)

@@ -1,0 +1,127 @@
+"""What each model kind needs to train: its model, its data and its own artifacts.
+
+The runner (`dlx.train.runner`) owns the strategy, the loop and the tracking; a task owns what
+differs between kinds (Model Garden's `Task` / `OrbitExperimentRunner` split). A new kind adds a
+task here and touches nothing in the runner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dlx.build.compile import build_compile_args
+from dlx.build.model import BuiltModel, build_model
+from dlx.data import Splits
+from dlx.errors import SpecError
+from dlx.spec import LoadedSpec
+
+
+class SupervisedTask:
+    """Inputs `x`, targets `y`: the default kind."""
+
+    def __init__(self, loaded: LoadedSpec) -> None:
+        self.loaded = loaded
+        self.built: BuiltModel | None = None
+        self.callbacks: list[Any] = []
+
+    def build(self, jit_compile: Any) -> Any:
+        """Build and compile the model; called inside the strategy's scope."""
+        self.built = build_model(self.loaded)
+        model = self.built.model
+        args = build_compile_args(self.loaded, list(model.output_names))
+        self.callbacks = args.callbacks
+        model.compile(
+            optimizer=args.optimizer,
+            loss=args.loss,
+            metrics=args.metrics,
+            jit_compile=jit_compile,
+        )
+        return model
+
+    def prepare(self, model: Any, splits: Splits) -> None:
+        """Check the data fits the model, and adapt preprocessing layers on the training split."""
+        _check_shapes(self.loaded, model, splits)
+        _adapt(self.loaded, model, splits)
+
+    def fit_arguments(self, splits: Splits) -> dict[str, Any]:
+        weight = self.loaded.spec.train.class_weight
+        if weight is None:
+            return {}
+        if isinstance(weight, dict):
+            return {"class_weight": {int(k): float(v) for k, v in weight.items()}}
+        if splits.train_arrays is None:
+            raise self.loaded.error(
+                ("train", "class_weight"), "balanced class weights need a source that gives arrays"
+            )
+        y = np.asarray(splits.train_arrays[1]).reshape(-1).astype(int)
+        classes, counts = np.unique(y, return_counts=True)
+        balanced = len(y) / (len(classes) * counts)
+        return {"class_weight": {int(c): float(w) for c, w in zip(classes, balanced, strict=True)}}
+
+    def log_artifacts(self, run: Any, model: Any, splits: Splits) -> None:
+        """A confusion matrix for classifiers, on the test split (else validation)."""
+        arrays = splits.test_arrays or splits.validation_arrays
+        if arrays is None or arrays[1] is None or len(model.outputs) != 1:
+            return
+        x, y = arrays
+        y = np.asarray(y)
+        if not np.issubdtype(y.dtype, np.integer):
+            return
+        scores = model.predict(x, verbose=0, batch_size=self.loaded.spec.train.batch_size)
+        if scores.ndim != 2:
+            return
+        predicted = scores.argmax(axis=1) if scores.shape[1] > 1 else (scores[:, 0] > 0.5)
+        from dlx.track import confusion_matrix_figure
+
+        figure = confusion_matrix_figure(y.reshape(-1), predicted.astype(int), splits.class_names)
+        run.log_figure(figure, "confusion_matrix.png")
+
+
+def _check_shapes(loaded: LoadedSpec, model: Any, splits: Splits) -> None:
+    spec_x = splits.train.element_spec[0]
+    inputs = model.inputs
+    data_specs = list(spec_x.values()) if isinstance(spec_x, dict) else (
+        list(spec_x) if isinstance(spec_x, (tuple, list)) else [spec_x]
+    )
+    if len(data_specs) != len(inputs):
+        raise loaded.error(
+            ("data", "source"),
+            f"the data has {len(data_specs)} inputs but the model has {len(inputs)}",
+        )
+    for data_spec, model_input in zip(data_specs, inputs, strict=True):
+        got = tuple(data_spec.shape[1:])
+        want = tuple(model_input.shape[1:])
+        fits = len(got) == len(want) and all(
+            w is None or g is None or g == w for g, w in zip(got, want, strict=True)
+        )
+        if not fits:
+            raise loaded.error(
+                ("data", "source"),
+                f"the data's examples have shape {list(got)} but the model's input "
+                f"'{model_input.name}' expects {[d for d in want]}",
+            )
+
+
+def _adapt(loaded: LoadedSpec, model: Any, splits: Splits) -> None:
+    """Adapt layers with `adapt` that read a model input directly, on the training split."""
+    adaptable = [
+        layer
+        for layer in model.layers
+        if hasattr(layer, "adapt") and any(layer.input is i for i in model.inputs)
+    ]
+    if not adaptable:
+        return
+    if splits.train_arrays is None:
+        raise SpecError(
+            [loaded.document.problem(("data", "source"), "adapting a layer needs array data")]
+        )
+    x = splits.train_arrays[0]
+    for layer in adaptable:
+        index = next(i for i, t in enumerate(model.inputs) if layer.input is t)
+        data = list(x.values())[index] if isinstance(x, dict) else x
+        layer.adapt(data)
+
+
+TASKS = {"supervised": SupervisedTask}
