@@ -33,6 +33,9 @@ def validate(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> V
 
     loaded = load_spec(path, overrides)
     import_tensorflow_quietly()
+    import keras
+
+    keras.utils.clear_session()  # layer names start afresh: the same spec, the same names
     problems = []
     built = None
     try:
@@ -45,7 +48,12 @@ def validate(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> V
     except SpecError as exc:
         problems.extend(exc.problems)
     if problems:
-        raise SpecError(sorted(problems, key=lambda p: (p.location.line, p.location.column) if p.location else (0, 0)))
+        raise SpecError(
+            sorted(
+                problems,
+                key=lambda p: (p.location.line, p.location.column) if p.location else (0, 0),
+            )
+        )
     return Validated(loaded, built)
 
 
@@ -60,9 +68,7 @@ def inspect(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> di
     """
     validated = validate(path, overrides)
     built = validated.built
-    models = (
-        [built.generator, built.discriminator] if built.kind == "gan" else [built.model]
-    )
+    models = [built.generator, built.discriminator] if built.kind == "gan" else [built.model]
     layers: list[dict[str, Any]] = []
     for model in models:
         prefix = f"{model.name}/" if len(models) > 1 else ""

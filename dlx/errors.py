@@ -46,7 +46,7 @@ class Problem:
     location: Location | None = None
 
     def render(self) -> str:
-        """Render like a compiler: `path:line:col: error: key: message`, then the line and a caret."""
+        """Render like a compiler: `path:line:col: error: key: message`."""
         where = f"{self.location}: " if self.location else ""
         key = f"{self.key}: " if self.key else ""
         text = f"{where}error: {key}{self.message}"
@@ -72,7 +72,7 @@ class DlxError(Exception):
 
 @dataclass
 class SpecError(DlxError):
-    """One or more problems with a spec (exit status 2), each pinned to its file, line and column."""
+    """One or more problems with a spec (exit status 2), each at its file:line:col."""
 
     problems: list[Problem] = field(default_factory=list)
     exit_status: ExitStatus = ExitStatus.INVALID

@@ -1,4 +1,4 @@
-"""Golden error cases: each broken spec in golden/ beside the exact message `dlx validate` prints."""
+"""Golden error cases: each broken spec in golden/ beside the exact message dlx prints."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""A spec's `train` components -> Keras optimizer, loss, metrics and callbacks (SPEC.md section 5)."""
+"""A spec's `train` components -> optimizer, loss, metrics and callbacks (SPEC.md section 5)."""
 
 from __future__ import annotations
 
@@ -94,7 +94,9 @@ def _metric(resolver: Resolver, value: Any, path: tuple) -> Any:
     if isinstance(value, str):
         if normalize_name(name) in _COMPILE_METRIC_NAMES:
             return name
-        _, obj = resolver.find(METRIC, name, path, key=False)
+        keras_name, obj = resolver.find(METRIC, name, path, key=False)
+        if keras_name == name:  # a Keras identifier (`mae`, `auc`): its logs keep that name
+            return name
         return obj() if isinstance(obj, type) else obj
     return resolver.build(METRIC, value, path)
 

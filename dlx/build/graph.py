@@ -271,12 +271,16 @@ class GraphBuilder:
             if "main" not in entry.kwargs:
                 raise self.resolver.error(entry.path, "a residual needs main: [entries]", key=True)
             main, _ = self.connect(
-                self._entries(entry, "main"), (*entry.args_path, "main"),
-                scope_input=x, prefix=prefix,
+                self._entries(entry, "main"),
+                (*entry.args_path, "main"),
+                scope_input=x,
+                prefix=prefix,
             )
             shortcut, _ = self.connect(
-                self._entries(entry, "shortcut"), (*entry.args_path, "shortcut"),
-                scope_input=x, prefix=prefix,
+                self._entries(entry, "shortcut"),
+                (*entry.args_path, "shortcut"),
+                scope_input=x,
+                prefix=prefix,
             )
             branches = [shortcut, main]
         else:

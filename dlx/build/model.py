@@ -32,7 +32,7 @@ class BuiltModel:
 
 
 def import_plugins(loaded: LoadedSpec) -> None:
-    """Import the modules under `plugins:`, with the spec's folder importable (SPEC.md section 2)."""
+    """Import the modules under `plugins:`, with the spec's folder importable."""
     base = str(loaded.base_dir)
     if base not in sys.path:
         sys.path.insert(0, base)
@@ -53,7 +53,6 @@ def build_model(loaded: LoadedSpec) -> BuiltModel:
     import keras
 
     import_plugins(loaded)
-    keras.utils.clear_session()
     model = loaded.spec.model
     resolver = Resolver(loaded.document)
     builder = GraphBuilder(resolver, model.blocks)
@@ -78,11 +77,11 @@ def build_model(loaded: LoadedSpec) -> BuiltModel:
         return BuiltModel(generator, "gan", generator=generator, discriminator=discriminator)
     if model.backbone is not None:
         backbone = _backbone(loaded)
-        out, named = builder.connect(
-            model.layers, ("model", "layers"), scope_input=backbone.output
-        )
+        out, named = builder.connect(model.layers, ("model", "layers"), scope_input=backbone.output)
         outputs = _outputs(loaded, out, named)
-        return BuiltModel(keras.Model(backbone.inputs, outputs, name=name), "supervised", backbone=backbone)
+        return BuiltModel(
+            keras.Model(backbone.inputs, outputs, name=name), "supervised", backbone=backbone
+        )
     out, named = builder.connect(model.layers, ("model", "layers"))
     outputs = _outputs(loaded, out, named)
     if not builder.inputs:
@@ -98,7 +97,9 @@ def _functional(builder: GraphBuilder, entries: list[Any], path: tuple, name: st
     out, _ = builder.connect(entries, path)
     inputs = builder.inputs[first:]
     if not inputs:
-        raise builder.resolver.error(path, "expected an input entry first, e.g. input: {shape: [64]}")
+        raise builder.resolver.error(
+            path, "expected an input entry first, e.g. input: {shape: [64]}"
+        )
     return keras.Model(inputs[0] if len(inputs) == 1 else inputs, out, name=name)
 
 
@@ -149,7 +150,9 @@ def _backbone(loaded: LoadedSpec) -> Any:
         found = table.get(normalize_name(spec.application))
         if found is None:
             hint = did_you_mean(spec.application, table.values(), normalize=normalize_name)
-            raise loaded.error((*path, "application"), f"unknown application '{spec.application}'{hint}")
+            raise loaded.error(
+                (*path, "application"), f"unknown application '{spec.application}'{hint}"
+            )
         weights = spec.weights
         if weights not in (None, "imagenet"):
             weights = str((loaded.base_dir / weights).resolve())
@@ -160,7 +163,9 @@ def _backbone(loaded: LoadedSpec) -> Any:
             backbone = getattr(keras.applications, found)(**kwargs)
         except Exception as exc:
             message = keras_message(exc)
-            if weights == "imagenet" and ("URL fetch failure" in message or "http" in message.lower()):
+            if weights == "imagenet" and (
+                "URL fetch failure" in message or "http" in message.lower()
+            ):
                 message = (
                     f"cannot download the imagenet weights of {found} (no network?): {message}. "
                     "Download them once with network access, or set weights: null or a file"
@@ -183,9 +188,12 @@ def _backbone(loaded: LoadedSpec) -> Any:
         except ValueError:
             names = [layer.name for layer in backbone.layers]
             raise loaded.error(
-                (*path, "until"), f"no layer '{spec.until}' in the backbone" + did_you_mean(spec.until, names)
+                (*path, "until"),
+                f"no layer '{spec.until}' in the backbone" + did_you_mean(spec.until, names),
             ) from None
-        backbone = keras.Model(backbone.inputs, cut.output, name=f"{backbone.name}_until_{spec.until}")
+        backbone = keras.Model(
+            backbone.inputs, cut.output, name=f"{backbone.name}_until_{spec.until}"
+        )
     backbone.trainable = spec.trainable
     return backbone
 

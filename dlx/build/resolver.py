@@ -132,7 +132,7 @@ class Resolver:
                 )
             return name, obj
         table = catalogue(kind)
-        found = table.get(normalize_name(name))
+        found = table.get(normalize_name(name)) or _keras_alias(kind, name)
         if found is None:
             names = [spec_name(keras_name) for keras_name, _ in table.values()]
             hint = did_you_mean(name, names, normalize=normalize_name)
@@ -151,6 +151,8 @@ class Resolver:
         name, args, kwargs = split_component(value)
         inner = (*path, name) if isinstance(value, dict) else path
         keras_name, factory = self.find(kind, name, inner, key=isinstance(value, dict))
+        if kind.functions and inspect.isfunction(factory) and not args and not kwargs:
+            return factory  # a loss or metric function (`mse`) is itself the component
         kwargs = {k: self.argument(k, v, (*inner, k)) for k, v in kwargs.items()}
         args = [self.argument("", a, inner) for a in args]
         return self.call(keras_name, factory, args, {**kwargs, **extra}, inner)
@@ -222,6 +224,22 @@ class Resolver:
             named = [k for k in kwargs if f"`{k}`" in message or f"{k}=" in message]
             where, on_key = ((*path, named[0]), False) if named else (path, True)
             raise self.error(where, f"{keras_name}: {message}", key=on_key) from None
+
+
+def _keras_alias(kind: Kind, name: str) -> tuple[str, Any] | None:
+    """Keras's own short identifiers (`mse`, `mae`, `bce`, `normal`) through its public `get`."""
+    get = getattr(_import(kind.module), "get", None)
+    if get is None:
+        return None
+    try:
+        obj = get(name)
+    except (ValueError, TypeError):
+        return None
+    if obj is None:
+        return None
+    if inspect.isclass(obj) or inspect.isfunction(obj):
+        return name, obj
+    return name, type(obj)
 
 
 def accepted_arguments(factory: Callable[..., Any]) -> set[str] | None:

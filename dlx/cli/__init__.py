@@ -107,8 +107,10 @@ def train(
     from dlx.errors import ExitStatus
 
     result = _run(lambda: api.train(spec, set_ or [], expect or []))
-    typer.echo(f"run {result.run_id} finished in {result.seconds:.1f}s "
-               f"({result.strategy}, {result.replicas} replica{'s' if result.replicas > 1 else ''})")
+    typer.echo(
+        f"run {result.run_id} finished in {result.seconds:.1f}s "
+        f"({result.strategy}, {result.replicas} replica{'s' if result.replicas > 1 else ''})"
+    )
     for name, value in sorted(result.metrics.items()):
         typer.echo(f"  {name:<28} {value:.6g}")
     typer.echo(result.ui_hint)

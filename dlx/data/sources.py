@@ -383,8 +383,8 @@ def from_keras(context: SourceContext, name: str, **options: Any) -> SourceData:
         (x_train, y_train), (x_test, y_test) = loader(**options)
     except Exception as error:  # Keras raises a bare Exception when a download fails.
         raise SourceError(
-            f"could not download {label} (no network?): {error}. Keras keeps it in "
-            f"{Path(keras.config.keras_home()) / 'datasets'} once downloaded",
+            f"could not download {label} (no network?): {error}. Once downloaded, Keras "
+            "keeps it in $KERAS_HOME/datasets (default: ~/.keras/datasets)",
             "name",
         ) from None
     x = np.concatenate([x_train, x_test])
@@ -559,7 +559,7 @@ def from_csv(
             )
             raise SourceError(
                 f"column '{header[index]}' of {path} is not numeric: features must be numbers. "
-                f"Received: {value!r} on line {line}",
+                f"Received: {str(value)!r} on line {line}",
                 "features",
             ) from None
     x = np.stack(columns, axis=1)

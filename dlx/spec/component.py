@@ -10,7 +10,8 @@ def split_component(value: Any) -> tuple[str, list[Any], dict[str, Any]]:
 
     `flatten` -> ("flatten", [], {}); `{dropout: 0.25}` -> ("dropout", [0.25], {});
     `{reshape: [7, 7, 64]}` -> ("reshape", [[7, 7, 64]], {});
-    `{dense: {units: 64}}` -> ("dense", [], {"units": 64}); `{flatten: null}` -> ("flatten", [], {}).
+    `{dense: {units: 64}}` -> ("dense", [], {"units": 64});
+    `{flatten: null}` -> ("flatten", [], {}).
     """
     if isinstance(value, str):
         return value, [], {}

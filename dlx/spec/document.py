@@ -221,7 +221,9 @@ def _apply_override(doc: Document, override: str) -> None:
     dotted, sep, text = override.partition("=")
     dotted = dotted.strip()
     if not sep or not dotted:
-        raise SpecError([Problem("expected KEY=VALUE, e.g. train.epochs=5", "", at(1, len(override) + 1))])
+        raise SpecError(
+            [Problem("expected KEY=VALUE, e.g. train.epochs=5", "", at(1, len(override) + 1))]
+        )
     value_column = len(dotted) + 2
     try:
         value_node = yaml.compose(text, Loader=_Loader)

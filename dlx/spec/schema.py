@@ -72,7 +72,7 @@ Optimizer = Annotated[
     AfterValidator(_check_optimizer),
     WithJsonSchema(
         {
-            "description": "An optimizer component; for a GAN, {generator: ..., discriminator: ...}.",
+            "description": "An optimizer; for a GAN, {generator: ..., discriminator: ...}.",
             "anyOf": [
                 _COMPONENT_JSON_SCHEMA,
                 {
@@ -101,7 +101,9 @@ class Data(Strict):
     """Section 3: where the data comes from and how it is split."""
 
     source: Component = Field(description="A data source component, e.g. {sklearn: digits}.")
-    validation_split: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction held out for validation.")
+    validation_split: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Fraction held out for validation."
+    )
     validation: ValidationSource | None = Field(None, description="An explicit validation source.")
     test_split: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction held out for the test.")
     shuffle: bool = Field(True, description="Shuffle the training data each epoch (seeded).")
@@ -231,7 +233,9 @@ class Tracking(Strict):
     """Section 7: where the run is recorded."""
 
     experiment: str | None = Field(None, description="MLflow experiment; default: the spec's name.")
-    uri: str | None = Field(None, description="Tracking URI; default: $MLFLOW_TRACKING_URI or ./mlflow.db.")
+    uri: str | None = Field(
+        None, description="Tracking URI; default: $MLFLOW_TRACKING_URI or ./mlflow.db."
+    )
     tags: dict[str, str] = Field(default_factory=dict)
     log_model: bool = True
 
@@ -240,10 +244,14 @@ class Spec(Strict):
     """A dlx spec: one experiment, from data to tracking."""
 
     version: Literal[1] = Field(description="Spec language version.")
-    name: str | None = Field(None, description="Run name and default experiment; default: the file's stem.")
+    name: str | None = Field(
+        None, description="Run name and default experiment; default: the file's stem."
+    )
     description: str | None = None
     seed: int = Field(0, description="Seeds Python, NumPy and TensorFlow.")
-    plugins: list[str] = Field(default_factory=list, description="Modules imported before building.")
+    plugins: list[str] = Field(
+        default_factory=list, description="Modules imported before building."
+    )
     data: Data | None = None
     model: Model
     train: Train = Field(default_factory=Train)

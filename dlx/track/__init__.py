@@ -7,11 +7,11 @@ is imported by the first function that needs it, so that commands which do not t
 
 from typing import TYPE_CHECKING
 
-from dlx.track.params import flatten_params, safe_key
+from dlx.track.params import flatten_params
 from dlx.track.plots import confusion_matrix_figure, learning_curves_figure
 from dlx.track.run import TrackedRun
-from dlx.track.store import artifact_location, ensure_experiment, resolve_tracking_uri, ui_hint
-from dlx.track.tags import git_commit, resolved_spec_text, standard_tags
+from dlx.track.store import ensure_experiment, resolve_tracking_uri, ui_hint
+from dlx.track.tags import resolved_spec_text, standard_tags
 
 if TYPE_CHECKING:
     from dlx.track.callback import MlflowMetricsCallback
@@ -28,15 +28,12 @@ def __getattr__(name: str):
 __all__ = [
     "MlflowMetricsCallback",
     "TrackedRun",
-    "artifact_location",
     "confusion_matrix_figure",
     "ensure_experiment",
     "flatten_params",
-    "git_commit",
     "learning_curves_figure",
     "resolve_tracking_uri",
     "resolved_spec_text",
-    "safe_key",
     "standard_tags",
     "ui_hint",
 ]

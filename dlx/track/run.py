@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from dlx.errors import DlxError
 from dlx.track.params import (
+    MAX_PARAM_VALUE_LENGTH,
     MAX_TAG_VALUE_LENGTH,
+    PARAM_TRUNCATION_MARKER,
     TAG_TRUNCATION_MARKER,
     flatten_params,
     safe_key,
@@ -111,7 +113,10 @@ class TrackedRun:
             strategy: the name of the `tf.distribute` strategy in use.
             replicas: the number of replicas in sync.
             data_fingerprint: a digest of the training data, if known now (else set it later
-                with `set_tags`).
+                with `set_tags({"dlx.data_fingerprint": ...})`).
+
+        Returns:
+            The run, to be started with `with`.
         """
         tracking = loaded.spec.tracking
         return cls(
@@ -134,6 +139,8 @@ class TrackedRun:
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
+        if self.run_id is not None:
+            raise DlxError(f"the MLflow run {self.run_id} has already been started")
         try:
             self.client = MlflowClient(tracking_uri=self.tracking_uri)
             self.experiment_id = ensure_experiment(self.client, self.experiment)
@@ -184,11 +191,17 @@ class TrackedRun:
             logger.warning("could not record the end of MLflow run %s", self.run_id, exc_info=True)
 
     def log_params(self, params: Mapping[str, str]) -> None:
-        """Log params, in batches of at most 100 (MLflow's limit per request)."""
+        """Log params (keys made safe, values cut at 6,000 characters), batched by 100."""
         from mlflow.entities import Param
 
         client, _, run_id = self._started()
-        items = [Param(key, value) for key, value in params.items()]
+        items = [
+            Param(
+                safe_key(key),
+                truncate_value(value, MAX_PARAM_VALUE_LENGTH, PARAM_TRUNCATION_MARKER),
+            )
+            for key, value in params.items()
+        ]
         for batch in _batches(items, _PARAMS_OR_TAGS_PER_BATCH):
             client.log_batch(run_id, params=batch)
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from dlx.errors import UsageError
 
 _OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
-_EXPECTATION = re.compile(r"^\s*([A-Za-z_][\w./-]*)\s*(>=|<=|>|<)\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?)\s*$")
+_EXPECTATION = re.compile(
+    r"^\s*([A-Za-z_][\w./-]*)\s*(>=|<=|>|<)\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?)\s*$"
+)
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,7 @@ def train(
         except SourceError as exc:
             raise SpecError([loaded.document.problem(exc.path, exc.message)]) from None
         task = TASKS[spec.model.kind](loaded)
+        keras.utils.clear_session()
         with placement.strategy.scope():
             model = task.build(spec.runtime.jit_compile)
             task.prepare(model, splits)

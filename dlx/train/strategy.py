@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -30,17 +31,17 @@ def configure_devices(loaded: LoadedSpec) -> None:
     import tensorflow as tf
 
     devices = loaded.spec.runtime.devices or []
-    wanted = [int(m.group(1)) for d in devices if (m := re.fullmatch(r"/?(?:device:)?CPU:(\d+)", d, re.I))]
+    wanted = [
+        int(m.group(1)) for d in devices if (m := re.fullmatch(r"/?(?:device:)?CPU:(\d+)", d, re.I))
+    ]
     if not wanted or max(wanted) == 0:
         return
     cpu = tf.config.list_physical_devices("CPU")[0]
-    try:
+    # Already initialized (a second run in one process): keep what exists; checked later.
+    with contextlib.suppress(RuntimeError):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(max(wanted) + 1)]
         )
-    except RuntimeError:
-        # Already initialized (a second run in one process): keep what exists and check below.
-        pass
 
 
 def make_placement(loaded: LoadedSpec) -> Placement:
@@ -99,7 +100,9 @@ def _check_devices(devices: list[str] | None) -> list[str]:
 
     if not devices:
         return []
-    known = {d.name.removeprefix("/device:").upper(): d.name for d in tf.config.list_logical_devices()}
+    known = {
+        d.name.removeprefix("/device:").upper(): d.name for d in tf.config.list_logical_devices()
+    }
     missing = [d for d in devices if d.upper().removeprefix("/DEVICE:").lstrip("/") not in known]
     if missing:
         raise DlxError(

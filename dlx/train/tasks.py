@@ -82,8 +82,10 @@ class SupervisedTask:
 def _check_shapes(loaded: LoadedSpec, model: Any, splits: Splits) -> None:
     spec_x = splits.train.element_spec[0]
     inputs = model.inputs
-    data_specs = list(spec_x.values()) if isinstance(spec_x, dict) else (
-        list(spec_x) if isinstance(spec_x, (tuple, list)) else [spec_x]
+    data_specs = (
+        list(spec_x.values())
+        if isinstance(spec_x, dict)
+        else (list(spec_x) if isinstance(spec_x, (tuple, list)) else [spec_x])
     )
     if len(data_specs) != len(inputs):
         raise loaded.error(

@@ -4,11 +4,11 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import ROOT
 from typer.testing import CliRunner
 
 from dlx import __version__
 from dlx.cli import app
+from tests.conftest import ROOT
 
 DIGITS = str(ROOT / "specs" / "digits_cnn.yaml")
 runner = CliRunner()

@@ -2,10 +2,10 @@
 
 import json
 
-from tests.conftest import ROOT
 from typer.testing import CliRunner
 
 from dlx.cli import app
+from tests.conftest import ROOT
 
 SCHEMA_FILE = ROOT / "specs" / "dlx.schema.json"
 

@@ -63,7 +63,7 @@ def test_many_params_and_metrics_are_logged_in_batches(store_uri):
 
 def test_values_mlflow_would_refuse_are_recorded_safely(store_uri):
     tags = {"owner@team": "x" * 9000}
-    params = flatten_params({"weird key/with:chars": "v", "long": "y" * 7000})
+    params = {"weird key/with:chars": "v", "long": "y" * 7000}
     with TrackedRun("safe", tracking_uri=store_uri, tags=tags, params=params) as run:
         run.log_metrics({"val/loss": 1.0})
     data = MlflowClient(store_uri).get_run(run.run_id).data
@@ -107,9 +107,12 @@ def test_a_store_that_refuses_the_run_is_a_dlx_error(store_uri, monkeypatch):
         TrackedRun("x", tracking_uri="http://127.0.0.1:9").start()
 
 
-def test_logging_before_the_run_starts_is_an_error():
+def test_a_run_is_used_between_start_and_end_once(store_uri):
+    run = TrackedRun("x", tracking_uri=store_uri)
     with pytest.raises(DlxError, match="has not been started"):
-        TrackedRun("x", tracking_uri="sqlite:///unused.db").log_metrics({"loss": 1.0})
+        run.log_metrics({"loss": 1.0})
+    with run, pytest.raises(DlxError, match="has already been started"):
+        run.start()
 
 
 def test_the_global_mlflow_state_is_left_alone(store_uri):

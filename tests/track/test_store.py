@@ -4,8 +4,8 @@ import pytest
 from mlflow import MlflowClient
 
 from dlx.errors import DlxError
-from dlx.track import TrackedRun, artifact_location, ensure_experiment, resolve_tracking_uri
-from dlx.track.store import ui_hint
+from dlx.track import TrackedRun, ensure_experiment, resolve_tracking_uri, ui_hint
+from dlx.track.store import artifact_location
 
 
 def test_the_spec_wins_then_the_environment_then_mlflow_db_in_the_working_directory(

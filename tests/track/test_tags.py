@@ -8,7 +8,8 @@ import tensorflow as tf
 
 import dlx
 from dlx.spec import load_spec
-from dlx.track import git_commit, resolved_spec_text, standard_tags
+from dlx.track import resolved_spec_text, standard_tags
+from dlx.track.tags import git_commit
 
 
 def test_standard_tags_record_the_spec_the_data_the_placement_and_the_versions(spec_file):

@@ -1,0 +1,185 @@
+"""`dlx train` end to end: real TensorFlow, real sqlite MLflow stores in a temporary directory."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from dlx import api
+from dlx.cli import app
+from tests.conftest import ROOT
+
+DIGITS = ROOT / "specs" / "digits_cnn.yaml"
+FAST = ["train.epochs=2"]
+runner = CliRunner()
+
+
+def _store():
+    return MlflowClient(f"sqlite:///{Path.cwd() / 'mlflow.db'}")
+
+
+def _runs(client, experiment="digits-cnn"):
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id]) if found else []
+
+
+def test_train_records_a_complete_run():
+    result = api.train(DIGITS, FAST)
+    client = _store()
+    (run,) = _runs(client)
+    assert run.info.run_id == result.run_id
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.optimizer.adam.learning_rate"] == "0.002"
+    assert run.data.params["train.epochs"] == "2"
+    tags = run.data.tags
+    for tag in (
+        "dlx.spec_hash",
+        "dlx.data_fingerprint",
+        "dlx.version.tensorflow",
+        "dlx.version.keras",
+        "dlx.version.mlflow",
+        "dlx.version.python",
+    ):
+        assert tags[tag]
+    assert (tags["dlx.seed"], tags["dlx.strategy"], tags["dlx.replicas"]) == ("42", "default", "1")
+    assert len(client.get_metric_history(result.run_id, "val_accuracy")) == 2
+    assert {"test_accuracy", "test_loss", "val_accuracy", "loss"} <= set(run.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {
+        "spec.yaml",
+        "model_summary.txt",
+        "history.csv",
+        "learning_curves.png",
+        "confusion_matrix.png",
+    } <= artifacts
+    models = client.search_logged_models([run.info.experiment_id])
+    assert [m.source_run_id for m in models] == [result.run_id]
+
+
+def test_same_spec_twice_gives_identical_metrics():
+    first = api.train(DIGITS, FAST)
+    second = api.train(DIGITS, FAST)
+    assert first.metrics == second.metrics
+    assert first.run_id != second.run_id
+
+
+def test_expect_gates_exit_3_after_the_run_is_recorded():
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(DIGITS),
+            "--set",
+            "train.epochs=1",
+            "--expect",
+            "val_accuracy>=0.999",
+            "--expect",
+            "loss<100",
+        ],
+    )
+    assert result.exit_code == 3, result.output
+    assert "expectation failed: val_accuracy>=0.999: not met" in result.stderr
+    (run,) = _runs(_store())
+    assert run.info.status == "FINISHED"
+
+
+def test_malformed_expect_is_exit_2_before_anything_runs():
+    result = runner.invoke(app, ["train", str(DIGITS), "--expect", "val_accuracy=>0.9"])
+    assert result.exit_code == 2
+    assert "--expect: expected METRIC>=VALUE" in result.stderr
+    assert not Path("mlflow.db").exists()
+
+
+def _copy_spec_with_callback(tmp_path, interrupt):
+    shutil.copy(Path(__file__).parent / "plugins_for_tests.py", tmp_path / "plugins_for_tests.py")
+    spec = tmp_path / "failing.yaml"
+    text = DIGITS.read_text().replace("seed: 42", "seed: 42\nplugins: [plugins_for_tests]")
+    text = text.replace(
+        "  metrics: [accuracy]",
+        "  metrics: [accuracy]\n  callbacks:\n"
+        f"    - dlx_tests>FailAtEpoch: {{epoch: 1, interrupt: {str(interrupt).lower()}}}",
+    )
+    spec.write_text(text)
+    return spec
+
+
+def test_a_failing_run_is_recorded_failed_with_traceback_and_metrics(tmp_path):
+    spec = _copy_spec_with_callback(tmp_path, interrupt=False)
+    result = runner.invoke(app, ["train", str(spec), "--set", "train.epochs=3"])
+    assert result.exit_code == 1
+    assert "training failed: RuntimeError: boom at epoch 1" in result.stderr
+    assert "Traceback" not in result.output
+    client = _store()
+    (run,) = _runs(client)
+    assert run.info.status == "FAILED"
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 1
+    traceback = client.download_artifacts(run.info.run_id, "traceback.txt", str(tmp_path))
+    assert "boom at epoch 1" in Path(traceback).read_text()
+
+
+def test_ctrl_c_marks_the_run_killed_and_exits_130(tmp_path):
+    spec = _copy_spec_with_callback(tmp_path, interrupt=True)
+    result = runner.invoke(app, ["train", str(spec), "--set", "train.epochs=3"])
+    assert result.exit_code == 130
+    (run,) = _runs(_store())
+    assert run.info.status == "KILLED"
+
+
+def test_data_errors_name_the_spec_line_before_any_run(tmp_path):
+    spec = tmp_path / "bad_data.yaml"
+    spec.write_text(
+        DIGITS.read_text().replace("source: {sklearn: digits}", "source: {npz: {path: nope.npz}}")
+    )
+    result = runner.invoke(app, ["train", str(spec)])
+    assert result.exit_code == 2
+    assert "bad_data.yaml:8:" in result.stderr and "nope.npz" in result.stderr
+    assert not Path("mlflow.db").exists()
+
+
+def test_data_that_does_not_fit_the_model_input(tmp_path):
+    spec = tmp_path / "mismatch.yaml"
+    spec.write_text(DIGITS.read_text().replace("shape: [8, 8, 1]", "shape: [8, 8, 3]"))
+    result = runner.invoke(app, ["train", str(spec)])
+    assert result.exit_code == 2
+    assert "the data's examples have shape [8, 8, 1]" in result.stderr
+
+
+def test_mirrored_on_two_logical_cpus(tmp_path):
+    """MirroredStrategy over two logical CPU devices, as Keras's own distribution tests run it.
+
+    In a subprocess: logical devices can only be made before TensorFlow initializes.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "dlx",
+        "train",
+        str(DIGITS),
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "runtime.strategy=mirrored",
+        "--set",
+        "runtime.devices=[CPU:0, CPU:1]",
+        "--expect",
+        "val_accuracy>=0.5",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "(mirrored, 2 replicas)" in done.stdout
+    (run,) = _runs(_store())
+    assert (run.data.tags["dlx.strategy"], run.data.tags["dlx.replicas"]) == ("mirrored", "2")
+
+
+def test_tracking_uri_from_the_environment(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    result = api.train(DIGITS, ["train.epochs=1", "tracking.log_model=false"])
+    assert result.tracking_uri == uri
+    assert MlflowClient(uri).get_run(result.run_id).info.status == "FINISHED"
+    assert not Path("mlflow.db").exists()
+    assert json.dumps(result.metrics)
