@@ -150,13 +150,7 @@ def call_source(component: Any, context: SourceContext) -> SourceData:
         name, args, kwargs = split_component(component)
     except ValueError as error:
         raise SourceError(str(error)) from None
-    by_normal_name = {normalize_name(known): known for known in SOURCES}
-    known = by_normal_name.get(normalize_name(name))
-    if known is None:
-        raise SourceError(
-            f"unknown data source '{name}'{did_you_mean(name, SOURCES, normalize_name)}. "
-            f"Expected one of: {', '.join(SOURCES)}"
-        )
+    known = _find_by_name(name, {known: known for known in SOURCES}, "data source")
     source = SOURCES[known]
     try:
         check_arguments(known, source, args, kwargs, skip=1)
@@ -220,7 +214,8 @@ def check_arguments(
     ]
     if missing:
         names = ", ".join(f"'{name}'" for name in missing)
-        raise SourceError(f"missing argument {names} for {label}")
+        plural = "s" if len(missing) > 1 else ""
+        raise SourceError(f"missing argument{plural} {names} for {label}")
 
 
 def _check_examples(data: SourceData) -> None:
@@ -240,7 +235,10 @@ def _check_examples(data: SourceData) -> None:
 def _resolve(context: SourceContext, path: Any, argument: str, *, directory: bool = False) -> Path:
     """The file (or directory) a spec names, relative to the spec's directory."""
     if not isinstance(path, str):
-        raise SourceError(f"expected {argument} to be a path. Received: {path!r}", argument)
+        raise SourceError(
+            f"expected {argument} to be a path (a string). Received: {argument}={path!r}",
+            argument,
+        )
     resolved = Path(path).expanduser()
     if not resolved.is_absolute():
         resolved = context.base_dir / resolved
@@ -278,14 +276,16 @@ def _shape(value: Any, argument: str) -> tuple[int, ...]:
     return tuple(values)
 
 
-def _find_by_name(name: Any, choices: dict[str, Any], what: str, argument: str) -> Any:
-    """Look `name` up among `choices`, without regard to case or underscores."""
+def _find_by_name(
+    name: Any, choices: dict[str, Any], what: str, argument: str | None = None
+) -> Any:
+    """Look `name` up among `choices` (in the order messages list them), ignoring case and `_`."""
     by_normal_name = {normalize_name(choice): value for choice, value in choices.items()}
     if isinstance(name, str) and normalize_name(name) in by_normal_name:
         return by_normal_name[normalize_name(name)]
     suggestion = did_you_mean(str(name), choices, normalize_name)
     raise SourceError(
-        f"unknown {what} '{name}'{suggestion}. Expected one of: {', '.join(sorted(choices))}",
+        f"unknown {what} '{name}'{suggestion}. Expected one of: {', '.join(choices)}",
         argument,
     )
 
@@ -317,13 +317,18 @@ def from_sklearn(context: SourceContext, name: str, **options: Any) -> SourceDat
     import sklearn.datasets
 
     loaders = {}
-    for attribute in dir(sklearn.datasets):
-        if attribute.startswith(("load_", "fetch_")):
-            loader = getattr(sklearn.datasets, attribute)
-            if "return_X_y" in inspect.signature(loader).parameters:
-                loaders[attribute] = loader
-                loaders[attribute.partition("_")[2]] = loader
-    loader = _find_by_name(name, loaders, "scikit-learn dataset", "name")
+    for attribute in sorted(dir(sklearn.datasets)):
+        prefix, _, dataset = attribute.partition("_")
+        if prefix not in ("load", "fetch"):
+            continue
+        function = getattr(sklearn.datasets, attribute)
+        parameters = inspect.signature(function).parameters
+        # A loader's own `name` (fetch_openml's) would clash with the source's.
+        if "return_X_y" in parameters and "name" not in parameters:
+            loaders[dataset] = function
+    prefix, _, dataset = name.partition("_") if isinstance(name, str) else ("", "", name)
+    unprefixed = dataset if prefix.lower() in ("load", "fetch") else name
+    loader = _find_by_name(unprefixed, loaders, "scikit-learn dataset", "name")
     label = f"scikit-learn dataset '{name}'"
     check_arguments(label, loader, [], options, reserved=("return_X_y", "as_frame"))
     try:
@@ -373,7 +378,7 @@ def from_keras(context: SourceContext, name: str, **options: Any) -> SourceData:
 
     loaders = {
         attribute: module.load_data
-        for attribute, module in vars(keras.datasets).items()
+        for attribute, module in sorted(vars(keras.datasets).items())
         if hasattr(module, "load_data")
     }
     loader = _find_by_name(name, loaders, "keras dataset", "name")
@@ -381,7 +386,9 @@ def from_keras(context: SourceContext, name: str, **options: Any) -> SourceData:
     check_arguments(label, loader, [], options)
     try:
         (x_train, y_train), (x_test, y_test) = loader(**options)
-    except Exception as error:  # Keras raises a bare Exception when a download fails.
+    except Exception as error:
+        if type(error) is not Exception:  # Keras reports a failed download with a bare one.
+            raise SourceError(f"could not load {label}: {error}", "name") from None
         raise SourceError(
             f"could not download {label} (no network?): {error}. Once downloaded, Keras "
             "keeps it in $KERAS_HOME/datasets (default: ~/.keras/datasets)",
@@ -772,7 +779,7 @@ def from_python(context: SourceContext, function: str, **arguments: Any) -> Sour
         function: `module:function`, e.g. `my_data:load`.
         **arguments: keyword arguments for the function.
 
-    Example: `{python: my_data:load}`, `{python: {function: "my_data:load", rows: 100}}`.
+    Example: `{python: "my_data:load"}`, `{python: {function: "my_data:load", rows: 100}}`.
     """
     module_name, _, attribute = (
         function.partition(":") if isinstance(function, str) else ("", "", "")

@@ -13,6 +13,16 @@ def format_metrics(logs: dict[str, Any]) -> str:
     return "  ".join(f"{k}={float(v):.4f}" for k, v in sorted(logs.items()))
 
 
+def progress(epochs: int, steps: int | None, stage: str = "", live: bool | None = None) -> Any:
+    """The progress callback: a live bar on a terminal, else one plain line per epoch.
+
+    Only the live bar listens to batches: a callback with a batch hook makes Keras fetch the
+    logs after every step, which costs throughput that CI logs would not show anyway.
+    """
+    live = sys.stdout.isatty() if live is None else live
+    return (LiveProgress if live else Progress)(epochs, steps, stage, live)
+
+
 class Progress(keras.callbacks.Callback):
     """Reports each epoch; a rich progress bar with live metrics when stdout is a terminal.
 
@@ -57,10 +67,6 @@ class Progress(keras.callbacks.Callback):
                 f"{self.stage}epoch {epoch + 1}/{self.epochs}", total=self.steps, metrics=""
             )
 
-    def on_train_batch_end(self, batch, logs=None):
-        if self._bar is not None:
-            self._bar.update(self._task, completed=batch + 1, metrics=format_metrics(logs or {}))
-
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._started
         if self._bar is not None:
@@ -81,3 +87,11 @@ class Progress(keras.callbacks.Callback):
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+class LiveProgress(Progress):
+    """`Progress` with the bar moving at every batch."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._bar is not None:
+            self._bar.update(self._task, completed=batch + 1, metrics=format_metrics(logs or {}))

@@ -33,6 +33,11 @@ class TrainResult:
     strategy: str
     replicas: int
     seconds: float
+    """From the run's start to its end: training, evaluation and logging."""
+    fit_seconds: float
+    """`Model.fit` alone."""
+    samples_per_second: float
+    """Training throughput: examples seen by `fit` per second."""
     ui_hint: str
     failures: list[str] = field(default_factory=list)
     """`--expect` gates that were not met."""
@@ -71,7 +76,7 @@ def train(
 
     from dlx.data import SourceContext, SourceError, make_splits
     from dlx.track import MlflowMetricsCallback, TrackedRun, learning_curves_figure
-    from dlx.train.progress import Progress
+    from dlx.train.progress import progress
     from dlx.train.strategy import configure_devices, make_placement
     from dlx.train.tasks import TASKS
 
@@ -113,6 +118,7 @@ def train(
             metrics_callback = MlflowMetricsCallback(run)
             steps = -(-splits.num_train // spec.train.batch_size)
             try:
+                fit_started = time.perf_counter()
                 model.fit(
                     splits.train,
                     validation_data=splits.validation,
@@ -120,12 +126,13 @@ def train(
                     callbacks=[
                         *task.callbacks,
                         metrics_callback,
-                        Progress(spec.train.epochs, steps, live=live),
+                        progress(spec.train.epochs, steps, live=live),
                     ],
                     verbose=0,
                     shuffle=False,  # the training dataset is already shuffled, seeded
                     **fit_arguments,
                 )
+                fit_seconds = time.perf_counter() - fit_started
                 final = dict(metrics_callback.history[-1]) if metrics_callback.history else {}
                 final.pop("epoch", None)
                 if splits.test is not None:
@@ -157,6 +164,8 @@ def train(
             strategy=placement.name,
             replicas=placement.replicas,
             seconds=time.perf_counter() - started,
+            fit_seconds=fit_seconds,
+            samples_per_second=splits.num_train * spec.train.epochs / fit_seconds,
             ui_hint=run.ui_hint(),
             failures=failures,
         )

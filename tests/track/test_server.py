@@ -119,3 +119,18 @@ def test_a_run_is_written_to_a_tracking_server(server, tmp_path):
     assert (served / "models" / info.model_id / "artifacts" / "MLmodel").exists()
     assert run.ui_hint() == f"{url}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
     assert not list(tmp_path.iterdir())  # nothing written in the client's working directory
+
+
+def test_dlx_train_records_its_run_on_the_server(server):
+    from tests.conftest import ROOT
+
+    from dlx import api
+
+    url, _ = server
+    spec = ROOT / "specs" / "digits_cnn.yaml"
+    result = api.train(spec, ["train.epochs=2", f"tracking.uri={url}"])
+    record = MlflowClient(url).get_run(result.run_id)
+    assert record.info.status == "FINISHED"
+    assert record.data.metrics["val_accuracy"] == result.metrics["val_accuracy"]
+    assert record.data.tags["dlx.strategy"] == "default"
+    assert not (Path.cwd() / "mlflow.db").exists()
