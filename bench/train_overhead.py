@@ -114,27 +114,24 @@ def main() -> None:
     from dlx.tensorflow_import import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    with tempfile.TemporaryDirectory() as folder:
-        with contextlib.chdir(folder):
-            spec = Path(folder) / "bench.yaml"
-            spec.write_text(
-                SPEC.format(samples=args.samples, epochs=args.epochs, batch_size=args.batch_size)
+    with tempfile.TemporaryDirectory() as folder, contextlib.chdir(folder):
+        spec = Path(folder) / "bench.yaml"
+        spec.write_text(
+            SPEC.format(samples=args.samples, epochs=args.epochs, batch_size=args.batch_size)
+        )
+        component = {"synthetic": {"samples": args.samples, "x_shape": [8, 8, 1], "classes": 10}}
+        data = call_source(component, SourceContext(base_dir=Path(folder), seed=7))
+        x, y = data.x, data.y
+        dlx_rates, keras_rates, tracked_rates = [], [], []
+        for repeat in range(args.repeats):
+            dlx_rates.append(dlx_fit(spec))
+            keras_rates.append(keras_fit(x, y, args))
+            tracked_rates.append(keras_fit_tracked(x, y, args))
+            print(
+                f"repeat {repeat + 1}: dlx {dlx_rates[-1]:.0f}/s  keras {keras_rates[-1]:.0f}/s"
+                f"  keras+tracking {tracked_rates[-1]:.0f}/s",
+                flush=True,
             )
-            component = {
-                "synthetic": {"samples": args.samples, "x_shape": [8, 8, 1], "classes": 10}
-            }
-            data = call_source(component, SourceContext(base_dir=Path(folder), seed=7))
-            x, y = data.x, data.y
-            dlx_rates, keras_rates, tracked_rates = [], [], []
-            for repeat in range(args.repeats):
-                dlx_rates.append(dlx_fit(spec))
-                keras_rates.append(keras_fit(x, y, args))
-                tracked_rates.append(keras_fit_tracked(x, y, args))
-                print(
-                    f"repeat {repeat + 1}: dlx {dlx_rates[-1]:.0f}/s  keras {keras_rates[-1]:.0f}/s"
-                    f"  keras+tracking {tracked_rates[-1]:.0f}/s",
-                    flush=True,
-                )
     dlx_rate = statistics.median(dlx_rates)
     keras_rate = statistics.median(keras_rates)
     tracked_rate = statistics.median(tracked_rates)

@@ -13,7 +13,6 @@ from dlx.data.sources import (
     SourceData,
     SourceError,
     call_source,
-    check_arguments,
     register_source,
 )
 
@@ -26,7 +25,6 @@ __all__ = [
     "SourceError",
     "Splits",
     "call_source",
-    "check_arguments",
     "make_splits",
     "register_source",
 ]

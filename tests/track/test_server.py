@@ -122,9 +122,8 @@ def test_a_run_is_written_to_a_tracking_server(server, tmp_path):
 
 
 def test_dlx_train_records_its_run_on_the_server(server):
-    from tests.conftest import ROOT
-
     from dlx import api
+    from tests.conftest import ROOT
 
     url, _ = server
     spec = ROOT / "specs" / "digits_cnn.yaml"
