@@ -129,30 +129,19 @@ def validate(
     from dlx import api
     from dlx.errors import DlxError, ExitStatus, relative_path
 
-    failed = ExitStatus.OK
+    worst = ExitStatus.OK
     for spec in specs:
         try:
-            _run_quiet(lambda spec=spec: api.validate(spec, set_ or []))
+            api.validate(spec, set_ or [])
         except DlxError as exc:
+            if _state["debug"]:
+                raise
             _stderr(exc.render())
-            failed = max(failed, exc.exit_status)
+            worst = max(worst, exc.exit_status)
             continue
         typer.echo(f"{relative_path(spec)}: ok")
-    if failed:
-        raise typer.Exit(int(failed))
-
-
-def _run_quiet(call: Callable[[], T]) -> T:
-    from dlx.errors import DlxError
-
-    try:
-        return call()
-    except DlxError:
-        if _state["debug"]:
-            import traceback
-
-            traceback.print_exc()
-        raise
+    if worst:
+        raise typer.Exit(int(worst))
 
 
 @app.command()

@@ -80,6 +80,8 @@ def train(
     from dlx.train.strategy import configure_devices, make_placement
     from dlx.train.tasks import TASKS
 
+    import mlflow  # noqa: F401  (imported now so that its logging set-up comes before ours)
+
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     configure_devices(loaded)

@@ -183,3 +183,37 @@ def test_tracking_uri_from_the_environment(tmp_path, monkeypatch):
     assert MlflowClient(uri).get_run(result.run_id).info.status == "FINISHED"
     assert not Path("mlflow.db").exists()
     assert json.dumps(result.metrics)
+
+
+def test_runtime_options_one_device_bfloat16_deterministic():
+    overrides = [
+        "train.epochs=1",
+        "tracking.log_model=false",
+        "runtime.strategy=one_device",
+        "runtime.mixed_precision=mixed_bfloat16",
+        "runtime.deterministic=true",
+        "runtime.jit_compile=false",
+    ]
+    first = api.train(DIGITS, overrides)
+    second = api.train(DIGITS, overrides)
+    assert first.strategy == "one_device" and first.replicas == 1
+    assert first.metrics == second.metrics
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
+
+
+def test_unknown_device_is_a_clear_error():
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(DIGITS),
+            "--set",
+            "runtime.strategy=mirrored",
+            "--set",
+            "runtime.devices=[GPU:7]",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "runtime.devices: no such device GPU:7" in result.stderr
