@@ -72,6 +72,7 @@ def train(
         raise loaded.error((), "a spec needs a data: section to train")
     import_tensorflow_quietly()
     import keras
+    import mlflow  # noqa: F401  (imported now so that its logging set-up comes before ours)
     import tensorflow as tf
 
     from dlx.data import SourceContext, SourceError, make_splits
@@ -79,8 +80,6 @@ def train(
     from dlx.train.progress import progress
     from dlx.train.strategy import configure_devices, make_placement
     from dlx.train.tasks import TASKS
-
-    import mlflow  # noqa: F401  (imported now so that its logging set-up comes before ours)
 
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
