@@ -16,7 +16,7 @@ from dlx.build.resolver import (
     catalogue,
 )
 from dlx.errors import SpecError
-from dlx.spec import parse_document
+from dlx.spec.document import parse_document
 
 
 def _resolver(text="x: 1\n"):
