@@ -100,6 +100,12 @@ def train(
             )
         except SourceError as exc:
             raise SpecError([loaded.document.problem(exc.path, exc.message)]) from None
+        if spec.model.kind not in TASKS:
+            raise loaded.error(
+                ("model", "kind"),
+                f"dlx train cannot train {spec.model.kind} models yet (validate and inspect "
+                f"can check them); trainable kinds: {', '.join(TASKS)}",
+            )
         task = TASKS[spec.model.kind](loaded)
         keras.utils.clear_session()
         with placement.strategy.scope():
