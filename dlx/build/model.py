@@ -9,7 +9,7 @@ from typing import Any
 
 from dlx.build.graph import GraphBuilder
 from dlx.build.resolver import Resolver, keras_message
-from dlx.errors import SpecError, did_you_mean
+from dlx.errors import did_you_mean
 from dlx.spec import LoadedSpec
 
 
@@ -198,4 +198,4 @@ def _backbone(loaded: LoadedSpec) -> Any:
     return backbone
 
 
-__all__ = ["BuiltModel", "SpecError", "build_model", "import_plugins"]
+__all__ = ["BuiltModel", "build_model", "import_plugins"]
