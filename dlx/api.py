@@ -48,12 +48,7 @@ def validate(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> V
     except SpecError as exc:
         problems.extend(exc.problems)
     if problems:
-        raise SpecError(
-            sorted(
-                problems,
-                key=lambda p: (p.location.line, p.location.column) if p.location else (0, 0),
-            )
-        )
+        raise SpecError(problems)
     return Validated(loaded, built)
 
 

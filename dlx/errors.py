@@ -78,6 +78,7 @@ class SpecError(DlxError):
     exit_status: ExitStatus = ExitStatus.INVALID
 
     def __post_init__(self) -> None:
+        self.problems = sorted(self.problems, key=_position)
         super().__init__(self.render())
 
     def __str__(self) -> str:
@@ -85,6 +86,12 @@ class SpecError(DlxError):
 
     def render(self) -> str:
         return "\n".join(problem.render() for problem in self.problems)
+
+
+def _position(problem: Problem) -> tuple[int, int]:
+    """Problems are reported in the order they appear in the file; those without a place first."""
+    where = problem.location
+    return (where.line, where.column) if where and where.path != "--set" else (0, 0)
 
 
 class UsageError(DlxError):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlx.build.graph import GraphBuilder
-from dlx.build.resolver import Resolver, keras_message
+from dlx.build.resolver import APPLICATION, Resolver, keras_message
 from dlx.errors import did_you_mean
 from dlx.spec import LoadedSpec
 
@@ -76,7 +76,7 @@ def build_model(loaded: LoadedSpec) -> BuiltModel:
         discriminator = keras.Model(sample, logit, name="discriminator")
         return BuiltModel(generator, "gan", generator=generator, discriminator=discriminator)
     if model.backbone is not None:
-        backbone = _backbone(loaded)
+        backbone = _backbone(loaded, resolver)
         out, named = builder.connect(model.layers, ("model", "layers"), scope_input=backbone.output)
         outputs = _outputs(loaded, out, named)
         return BuiltModel(
@@ -132,7 +132,7 @@ def _keras_name(name: str) -> str:
     return cleaned if cleaned[:1].isalpha() else f"model_{cleaned}"
 
 
-def _backbone(loaded: LoadedSpec) -> Any:
+def _backbone(loaded: LoadedSpec, resolver: Resolver) -> Any:
     """The pretrained network of a transfer-learning model, cut and frozen as the spec says."""
     import keras
 
@@ -140,19 +140,9 @@ def _backbone(loaded: LoadedSpec) -> Any:
     assert spec is not None
     path = ("model", "backbone")
     if spec.application is not None:
-        from dlx.spec import normalize_name
-
-        table = {
-            normalize_name(n): n
-            for n in dir(keras.applications)
-            if not n.startswith("_") and callable(getattr(keras.applications, n))
-        }
-        found = table.get(normalize_name(spec.application))
-        if found is None:
-            hint = did_you_mean(spec.application, table.values(), normalize=normalize_name)
-            raise loaded.error(
-                (*path, "application"), f"unknown application '{spec.application}'{hint}"
-            )
+        found, constructor = resolver.find(
+            APPLICATION, spec.application, (*path, "application"), key=False
+        )
         weights = spec.weights
         if weights not in (None, "imagenet"):
             weights = str((loaded.base_dir / weights).resolve())
@@ -160,7 +150,7 @@ def _backbone(loaded: LoadedSpec) -> Any:
         if spec.input_shape:
             kwargs["input_shape"] = tuple(spec.input_shape)
         try:
-            backbone = getattr(keras.applications, found)(**kwargs)
+            backbone = constructor(**kwargs)
         except Exception as exc:
             message = keras_message(exc)
             if weights == "imagenet" and (

@@ -27,6 +27,8 @@ class Kind:
     base: str | None = None
     functions: bool = False
     """Also accept plain functions (losses, metrics and activations are functions too)."""
+    snake_case: bool = True
+    """Suggest names as specs usually write them (`max_pooling2d`), not as Keras spells them."""
 
 
 LAYER = Kind("layer", "keras.layers", "keras.layers.Layer")
@@ -45,6 +47,8 @@ SCHEDULE = Kind(
 )
 
 # Arguments that take Keras objects, and the kind of object each takes (SPEC.md section 1).
+APPLICATION = Kind("application", "keras.applications", None, functions=True, snake_case=False)
+
 _OBJECT_ARGUMENT_SUFFIXES = (
     ("_initializer", INITIALIZER),
     ("_regularizer", REGULARIZER),
@@ -55,15 +59,14 @@ _OBJECT_ARGUMENTS = {"layer": LAYER, "backward_layer": LAYER, "learning_rate": S
 
 
 def _import(dotted: str) -> Any:
-    module, _, attribute = dotted.rpartition(".")
-    if not module:
-        return __import__(dotted)
+    """`keras.optimizers.schedules.LearningRateSchedule` -> the object (attributes of `keras`)."""
     import importlib
 
-    try:
-        return importlib.import_module(dotted)
-    except ModuleNotFoundError:
-        return getattr(importlib.import_module(module), attribute)
+    first, *rest = dotted.split(".")
+    obj = importlib.import_module(first)
+    for attribute in rest:
+        obj = getattr(obj, attribute)
+    return obj
 
 
 @functools.cache
@@ -134,7 +137,7 @@ class Resolver:
         table = catalogue(kind)
         found = table.get(normalize_name(name)) or _keras_alias(kind, name)
         if found is None:
-            names = [spec_name(keras_name) for keras_name, _ in table.values()]
+            names = [spec_name(n) if kind.snake_case else n for n, _ in table.values()]
             hint = did_you_mean(name, names, normalize=normalize_name)
             raise self.error(path, f"unknown {kind.label} '{name}'{hint}", key=key)
         return found

@@ -260,7 +260,8 @@ def _apply_override(doc: Document, override: str) -> None:
         for old in [p for p in table if p[: len(path)] == path]:
             del table[old]
     doc.keys[path] = at(1, len(dotted) + 1)
-    value_at = at(value_column, len(override) + 1)
+    value_at = at(value_column, max(len(override), value_column) + 1)
+    doc.values[path] = value_at
     for sub in [*override_doc.values, *override_doc.keys]:
         doc.values.setdefault((*path, *sub), value_at)
 

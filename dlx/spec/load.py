@@ -72,12 +72,7 @@ def _problems(doc: Document, exc: ValidationError) -> list[Problem]:
         on_key = error["type"] == "extra_forbidden"
         problem = doc.problem(path, message, key=on_key)
         problems.setdefault((problem.key, message), problem)
-    return sorted(problems.values(), key=_order)
-
-
-def _order(problem: Problem) -> tuple[int, int]:
-    loc = problem.location
-    return (loc.line, loc.column) if loc else (0, 0)
+    return list(problems.values())
 
 
 def _data_path(data: Any, loc: tuple[Any, ...], kind: str) -> tuple[PathKey, str | None]:

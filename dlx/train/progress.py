@@ -18,13 +18,6 @@ def progress(epochs: int, steps: int | None, stage: str = "", live: bool | None 
 
     Only the live bar listens to batches: a callback with a batch hook makes Keras fetch the
     logs after every step, which costs throughput that CI logs would not show anyway.
-    """
-    live = sys.stdout.isatty() if live is None else live
-    return (LiveProgress if live else Progress)(epochs, steps, stage, live)
-
-
-class Progress(keras.callbacks.Callback):
-    """Reports each epoch; a rich progress bar with live metrics when stdout is a terminal.
 
     Args:
         epochs: how many epochs the stage runs.
@@ -32,66 +25,62 @@ class Progress(keras.callbacks.Callback):
         stage: shown before the epoch counter (e.g. `fine-tune`).
         live: force the live bar on or off; default: whether stdout is a terminal.
     """
+    live = sys.stdout.isatty() if live is None else live
+    return (LiveProgress if live else Progress)(epochs, steps, stage)
 
-    def __init__(
-        self, epochs: int, steps: int | None, stage: str = "", live: bool | None = None
-    ) -> None:
+
+class Progress(keras.callbacks.Callback):
+    """One plain line per epoch: its number, its time and its metrics."""
+
+    def __init__(self, epochs: int, steps: int | None, stage: str = "") -> None:
         super().__init__()
         self.epochs = epochs
         self.steps = steps
         self.stage = f"{stage} " if stage else ""
-        self.live = sys.stdout.isatty() if live is None else live
-        self._bar: Any = None
-        self._task: Any = None
         self._started = 0.0
 
-    def on_train_begin(self, logs=None):
-        if self.live:
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-            from rich.progress import Progress as Bar
-
-            self._bar = Bar(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[metrics]}"),
-                transient=False,
-            )
-            self._bar.start()
+    def describe(self, epoch: int) -> str:
+        return f"{self.stage}epoch {epoch + 1}/{self.epochs}"
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
-        if self._bar is not None:
-            self._task = self._bar.add_task(
-                f"{self.stage}epoch {epoch + 1}/{self.epochs}", total=self.steps, metrics=""
-            )
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._started
-        if self._bar is not None:
-            self._bar.update(
-                self._task,
-                completed=self.steps or 1,
-                total=self.steps or 1,
-                metrics=format_metrics(logs or {}),
-            )
-        else:
-            print(
-                f"{self.stage}epoch {epoch + 1}/{self.epochs}  {seconds:.1f}s  "
-                f"{format_metrics(logs or {})}",
-                flush=True,
-            )
-
-    def on_train_end(self, logs=None):
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
+        print(f"{self.describe(epoch)}  {seconds:.1f}s  {format_metrics(logs or {})}", flush=True)
 
 
 class LiveProgress(Progress):
-    """`Progress` with the bar moving at every batch."""
+    """A rich progress bar per epoch, moving at every batch, with live metrics."""
+
+    def __init__(self, epochs: int, steps: int | None, stage: str = "") -> None:
+        super().__init__(epochs, steps, stage)
+        self._bar: Any = None
+        self._task: Any = None
+
+    def on_train_begin(self, logs=None):
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Bar
+
+        self._bar = Bar(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[metrics]}"),
+        )
+        self._bar.start()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._task = self._bar.add_task(self.describe(epoch), total=self.steps, metrics="")
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._bar is not None:
-            self._bar.update(self._task, completed=batch + 1, metrics=format_metrics(logs or {}))
+        self._bar.update(self._task, completed=batch + 1, metrics=format_metrics(logs or {}))
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = self.steps or 1
+        metrics = format_metrics(logs or {})
+        self._bar.update(self._task, completed=done, total=done, metrics=metrics)
+
+    def on_train_end(self, logs=None):
+        self._bar.stop()

@@ -102,7 +102,7 @@ def _check_shapes(loaded: LoadedSpec, model: Any, splits: Splits) -> None:
             raise loaded.error(
                 ("data", "source"),
                 f"the data's examples have shape {list(got)} but the model's input "
-                f"'{model_input.name}' expects {[d for d in want]}",
+                f"'{model_input.name}' expects {list(want)}",
             )
 
 
