@@ -143,3 +143,59 @@ def train(
     expectations = parse_expectations(list(expect))
     loaded = load_spec(path, overrides)
     return run_training(loaded, expectations, live=live)
+
+
+@dataclass
+class Reproduction:
+    """A run trained again from its logged spec, and how its final metrics compare."""
+
+    original_run_id: str
+    result: Any  # dlx.train.runner.TrainResult
+    rows: list[tuple[str, float | None, float | None]]
+    """(metric, original value, reproduced value) for every metric either run has."""
+    tolerance: float
+
+    @property
+    def mismatches(self) -> list[str]:
+        return [
+            name
+            for name, before, after in self.rows
+            if before is None or after is None or abs(after - before) > self.tolerance
+        ]
+
+
+def reproduce(
+    reference: str,
+    *,
+    tolerance: float = 0.0,
+    tracking_uri: str | None = None,
+    live: bool | None = None,
+) -> Reproduction:
+    """Train a recorded run's logged spec again and compare every final metric.
+
+    The new run goes to the same store, tagged `dlx.reproduction_of`. Relative paths in the
+    spec resolve against the folder the original spec was in when that folder exists here,
+    else against the working directory; the logged spec and its seed are all that is needed.
+
+    Args:
+        reference: the run's id, or a unique prefix of it.
+        tolerance: the largest absolute difference counted as equal (default: exactly equal).
+        tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
+        live: a live progress bar; default: when stdout is a terminal.
+    """
+    from dlx.spec import load_spec_text
+    from dlx.track.read import Store
+    from dlx.train.runner import train as run_training
+
+    store = Store(tracking_uri)
+    (original,) = store.find([reference])
+    run_id = original.info.run_id
+    source = Path(original.data.tags.get("mlflow.source.name") or "spec.yaml")
+    folder = source.parent if source.parent.is_dir() else Path.cwd()
+    loaded = load_spec_text(store.spec_text(run_id), folder / source.name)
+    result = run_training(
+        loaded, live=live, tracking_uri=store.uri, tags={"dlx.reproduction_of": run_id}
+    )
+    names = sorted(set(original.data.metrics) | set(result.metrics))
+    rows = [(n, original.data.metrics.get(n), result.metrics.get(n)) for n in names]
+    return Reproduction(run_id, result, rows, tolerance)

@@ -183,6 +183,296 @@ def _print_summary(summary: dict[str, Any]) -> None:
     )
 
 
+class RunsFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class CompareFormat(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
+TrackingUriOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="The MLflow store; default: $MLFLOW_TRACKING_URI, else ./mlflow.db.",
+        show_default=False,
+    ),
+]
+ExperimentOption = Annotated[
+    str | None,
+    typer.Option(
+        "--experiment", "-e", help="Experiment name; default: the one with the newest run."
+    ),
+]
+
+
+@app.command()
+def runs(
+    experiment: ExperimentOption = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs.")] = 20,
+    format: Annotated[RunsFormat, typer.Option("--format", "-f")] = RunsFormat.table,
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """List runs, newest first: id, name, status, start, duration, key metrics."""
+    from dlx.track.read import Store
+
+    def listing() -> tuple[str, list[dict[str, Any]]]:
+        store = Store(tracking_uri)
+        found = store.experiment(experiment)
+        return found.name, [_run_summary(run) for run in store.runs(found, limit=limit)]
+
+    name, records = _run(listing)
+    if format is RunsFormat.json:
+        typer.echo(json.dumps(records, indent=2))
+        return
+    keys = sorted({k for r in records for k in r["metrics"]}, key=_metric_order)
+    header = ["run", "name", "status", "start", "duration", *keys]
+    rows = [
+        [
+            r["run_id"][:8],
+            r["run_name"] or "",
+            r["status"],
+            r["start_time"],
+            _duration(r["duration_s"]),
+            *(_cell(r["metrics"].get(k)) for k in keys),
+        ]
+        for r in records
+    ]
+    if format is RunsFormat.csv:
+        _print_csv(header, rows)
+    else:
+        _print_table(f"{name}: {len(records)} runs", header, rows)
+
+
+def _run_summary(run: Any) -> dict[str, Any]:
+    from datetime import datetime
+
+    info = run.info
+    keys = [m for m in run.data.metrics if m.startswith(("val_", "test_"))]
+    metrics = {k: run.data.metrics[k] for k in (keys or list(run.data.metrics)[:6])}
+    end = info.end_time
+    return {
+        "run_id": info.run_id,
+        "run_name": info.run_name,
+        "status": info.status,
+        "start_time": datetime.fromtimestamp(info.start_time / 1000).isoformat(" ", "seconds"),
+        "duration_s": (end - info.start_time) / 1000 if end else None,
+        "metrics": metrics,
+    }
+
+
+def _metric_order(name: str) -> tuple[int, str]:
+    return (0 if name.startswith("val_") else 1, name)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+@app.command()
+def compare(
+    references: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[RUN|SPEC]...",
+            help="Run ids (or unique prefixes); or a spec, for its experiment. Default: the "
+            "runs of the experiment.",
+            show_default=False,
+        ),
+    ] = None,
+    experiment: ExperimentOption = None,
+    filter: Annotated[
+        str, typer.Option("--filter", help="An MLflow filter, e.g. \"params.train.epochs = '5'\".")
+    ] = "",
+    sort: Annotated[
+        str | None, typer.Option("--sort", help="Sort by this final metric, best first.")
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", "-m", help="Show only these metrics.")
+    ] = None,
+    all_params: Annotated[
+        bool, typer.Option("--all-params", help="Show every param, not only those that differ.")
+    ] = False,
+    format: Annotated[CompareFormat, typer.Option("--format", "-f")] = CompareFormat.table,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write the overlaid learning curves to a PNG.")
+    ] = None,
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """Put runs side by side: the params that differ, final metrics, the best highlighted."""
+    from dlx.track import compare as comparing
+    from dlx.track.read import Store
+
+    def gather() -> Any:
+        uri, name, ids = tracking_uri, experiment, []
+        for reference in references or []:
+            if reference.endswith((".yaml", ".yml")):
+                uri, name = _spec_store(reference, uri, name)
+            else:
+                ids.append(reference)
+        store = Store(uri)
+        found = store.find(ids) if ids else store.runs(store.experiment(name), filter=filter)
+        if not found:
+            from dlx.errors import DlxError
+
+            raise DlxError("no runs to compare")
+        result = comparing.compare(store, found, metrics=metric, all_params=all_params, sort=sort)
+        extras = None
+        if len(found) == 2 and format in (CompareFormat.table, CompareFormat.markdown):
+            first, second = result.runs
+            extras = (
+                comparing.metric_deltas(first, second),
+                comparing.spec_diff(store, first, second),
+            )
+        if plot is not None:
+            comparing.curves_figure(store, result).savefig(plot, dpi=110)
+        return result, extras
+
+    result, extras = _run(gather)
+    header, rows = result.rows()
+    if format is CompareFormat.json:
+        typer.echo(json.dumps(result.records(), indent=2))
+    elif format is CompareFormat.csv:
+        _print_csv(header, rows)
+    elif format is CompareFormat.markdown:
+        typer.echo(_markdown(header, rows, _best_cells(result)))
+        if extras:
+            deltas, diff = extras
+            typer.echo("\n" + _markdown(*_delta_rows(deltas, *result.runs), set()))
+            if diff:
+                typer.echo(f"\n```diff\n{diff}```")
+    else:
+        _print_table(None, header, rows, _best_cells(result))
+        if extras:
+            deltas, diff = extras
+            _print_table("metric deltas", *_delta_rows(deltas, *result.runs))
+            if diff:
+                typer.echo(diff)
+    if plot is not None and format is not CompareFormat.json:
+        typer.echo(f"learning curves: {plot}", err=True)
+
+
+def _spec_store(spec: str, uri: str | None, name: str | None) -> tuple[str | None, str]:
+    from dlx.spec import load_spec
+
+    loaded = load_spec(spec)
+    tracking = loaded.spec.tracking
+    return uri or tracking.uri, name or tracking.experiment or loaded.name
+
+
+def _best_cells(result: Any) -> set[tuple[int, int]]:
+    """(row, column) of each metric's best value."""
+    offset = 3 + len(result.params)
+    return {
+        (row, offset + column)
+        for row, run in enumerate(result.runs)
+        for column, metric in enumerate(result.metrics)
+        if result.best.get(metric) == run.info.run_id and len(result.runs) > 1
+    }
+
+
+def _delta_rows(
+    deltas: list[tuple[str, float | None, float | None]], first: Any, second: Any
+) -> tuple[list, list]:
+    rows = []
+    for name, first, second in deltas:
+        delta = "" if first is None or second is None else f"{second - first:+.4g}"
+        rows.append([name, _cell(first), _cell(second), delta])
+    return ["metric", first.info.run_id[:8], second.info.run_id[:8], "delta"], rows
+
+
+def _print_table(
+    title: str | None,
+    header: list[str],
+    rows: list[list[str]],
+    highlight: set[tuple[int, int]] | None = None,
+    style: str = "bold green",
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, title_justify="left")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="right" if i >= 3 else "left")
+    for r, row in enumerate(rows):
+        cells = [
+            Text(cell, style=style) if highlight and (r, c) in highlight else Text(cell)
+            for c, cell in enumerate(row)
+        ]
+        table.add_row(*cells)
+    # Off a terminal (CI logs, pipes) there is no width to fit: print the table whole.
+    Console(highlight=False, width=None if sys.stdout.isatty() else 100_000).print(table)
+
+
+def _markdown(header: list[str], rows: list[list[str]], bold: set[tuple[int, int]]) -> str:
+    def cell(text: str, r: int, c: int) -> str:
+        text = text.replace("|", "\\|")
+        return f"**{text}**" if (r, c) in bold and text else text
+
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for r, row in enumerate(rows):
+        lines.append("| " + " | ".join(cell(t, r, c) for c, t in enumerate(row)) + " |")
+    return "\n".join(lines)
+
+
+def _print_csv(header: list[str], rows: list[list[str]]) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+
+
+@app.command()
+def reproduce(
+    run: Annotated[str, typer.Argument(help="The run's id, or a unique prefix of it.")],
+    tolerance: Annotated[
+        float,
+        typer.Option("--tolerance", min=0.0, help="Largest absolute difference counted equal."),
+    ] = 0.0,
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """Train a recorded run's logged spec again; exit 0 when every final metric matches."""
+    from dlx import api
+    from dlx.errors import ExitStatus
+
+    done = _run(lambda: api.reproduce(run, tolerance=tolerance, tracking_uri=tracking_uri))
+    rows = [
+        [
+            name,
+            _cell(before),
+            _cell(after),
+            "" if None in (before, after) else f"{after - before:+.3g}",
+        ]
+        for name, before, after in done.rows
+    ]
+    mismatches = set(done.mismatches)
+    highlight = {(i, 3) for i, row in enumerate(rows) if row[0] in mismatches}
+    header = ["metric", done.original_run_id[:8], done.result.run_id[:8], "delta"]
+    _print_table("original vs reproduction", header, rows, highlight, style="bold red")
+    if mismatches:
+        _stderr(
+            f"not reproduced: {len(mismatches)} metric(s) differ by more than {tolerance:g}: "
+            + ", ".join(sorted(mismatches))
+        )
+        raise typer.Exit(int(ExitStatus.EXPECTATION_NOT_MET))
+    typer.echo(f"reproduced: every final metric within {tolerance:g} (run {done.result.run_id})")
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the spec language, for editors."""

@@ -47,7 +47,6 @@ class Splits:
         fingerprint: the sha256 (hex) of the data read: every array's dtype, shape and bytes,
             and the class names. The same data always gives the same fingerprint, whatever the
             seed and the split fractions.
-        description: what was read, for people.
     """
 
     train: tf.data.Dataset
@@ -61,7 +60,6 @@ class Splits:
     num_validation: int
     num_test: int
     fingerprint: str
-    description: str
 
 
 def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Splits:
@@ -74,8 +72,8 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
 
     A source that gives a `tf.data.Dataset` instead of arrays is split in its own order: the
     first examples are the test split, the next the validation split, the rest the training
-    split (shuffle it in the source if its order matters). Its examples are read once to
-    fingerprint and count them, and cached in memory on the first epoch.
+    split (shuffle it in the source if its order matters). It is read from the source once,
+    to fingerprint and count its examples, and cached in memory: the splits read the cache.
 
     Each split is then batched with `batch_size` and prefetched; the training split is
     shuffled each epoch when `data.shuffle` is true, with a full buffer and the seed.
@@ -112,28 +110,18 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
             f"validation (validation_split={data.validation_split})"
         ).at("data")
 
+    order = None
     if source.dataset is None:
         order = np.random.default_rng(context.seed).permutation(count)
-        test_arrays = _take(source, np.sort(order[:num_test]))
-        validation_arrays = _take(source, np.sort(order[num_test : num_test + num_validation]))
-        train_arrays = _take(source, np.sort(order[num_test + num_validation :]))
-        train, split_validation, test = (
-            _from_arrays(arrays) for arrays in (train_arrays, validation_arrays, test_arrays)
+    test, test_arrays = _part(source, order, 0, num_test)
+    train, train_arrays = _part(source, order, num_test + num_validation, count)
+    if validation is None:
+        split_validation, validation_arrays = _part(
+            source, order, num_test, num_test + num_validation
         )
     else:
-        train_arrays = validation_arrays = test_arrays = None
-        dataset = _with_cardinality(source.dataset, count)
-        test = dataset.take(num_test).cache()
-        split_validation = dataset.skip(num_test).take(num_validation).cache()
-        train = dataset.skip(num_test + num_validation).cache()
-
-    if validation is not None:
         num_validation = validation_count
-        if validation.dataset is None:
-            validation_arrays = (validation.x, validation.y)
-            split_validation = _from_arrays(validation_arrays)
-        else:
-            split_validation = _with_cardinality(validation.dataset, validation_count).cache()
+        split_validation, validation_arrays = _part(validation, None, 0, validation_count)
 
     return Splits(
         train=_batched(train, batch_size, shuffle_seed=context.seed if data.shuffle else None),
@@ -147,15 +135,22 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
         num_validation=num_validation,
         num_test=num_test,
         fingerprint=digest.hexdigest(),
-        description=source.description,
     )
 
 
 def _read(component: Any, context: SourceContext, keys: tuple[str, ...]) -> SourceData:
+    """Read a source; a dataset it gives is cached in memory, to be read from it only once.
+
+    The first read, which fingerprints and counts the examples, fills the cache; the splits,
+    cut from the cached dataset, and every epoch after read the cache.
+    """
     try:
-        return call_source(component, context)
+        data = call_source(component, context)
     except SourceError as error:
         raise error.at(*keys) from None
+    if data.dataset is not None:
+        data.dataset = data.dataset.cache()
+    return data
 
 
 def _relabel(validation: SourceData, class_names: list[str]) -> None:
@@ -181,7 +176,21 @@ def _fraction_of(count: int, fraction: float) -> int:
     return math.ceil(count * fraction - _ROUNDING_TOLERANCE) if fraction else 0
 
 
-def _take(source: SourceData, indices: np.ndarray) -> Arrays:
+def _part(
+    source: SourceData, order: np.ndarray | None, start: int, stop: int
+) -> tuple[tf.data.Dataset, Arrays | None]:
+    """The examples `start` to `stop` of a source: a dataset, and arrays for an array source.
+
+    The examples are counted along `order`, a permutation of them, when it is given, else in
+    the source's own order (always, for a dataset source); the part keeps the source's order.
+    """
+    if source.dataset is not None:
+        return _with_cardinality(source.dataset.skip(start).take(stop - start), stop - start), None
+    arrays = _take(source, slice(start, stop) if order is None else np.sort(order[start:stop]))
+    return _from_arrays(arrays), arrays
+
+
+def _take(source: SourceData, indices: np.ndarray | slice) -> Arrays:
     x = source.x
     inputs = (
         {name: array[indices] for name, array in x.items()} if isinstance(x, dict) else x[indices]
@@ -197,7 +206,7 @@ def _from_arrays(arrays: Arrays) -> tf.data.Dataset:
 
 
 def _with_cardinality(dataset: tf.data.Dataset, count: int) -> tf.data.Dataset:
-    """The source's dataset, telling `take`, `skip`, `shuffle` and Keras how long it is."""
+    """A split of a dataset source, telling `shuffle` and Keras how long it is."""
     import tensorflow as tf
 
     return dataset.apply(tf.data.experimental.assert_cardinality(count))
@@ -208,9 +217,8 @@ def _batched(
 ) -> tf.data.Dataset:
     """Shuffle (when seeded), batch and prefetch.
 
-    Array sources are not cached: their examples are already in memory, and a cache would
-    hold a second copy. The splits of dataset sources are cached before they get here, each
-    whole (a cache that a `take` reads only in part would be thrown away).
+    Nothing is cached here: the examples of array sources are already in memory, and a
+    dataset source is cached whole when it is read, before it is split.
     """
     import tensorflow as tf
 
@@ -224,15 +232,16 @@ def _digest_source(digest: Any, source: SourceData) -> int:
     """Add a source's data to a sha256 digest, and count its examples."""
     for name in source.class_names or []:
         _digest_text(digest, name)
-    if source.dataset is None:
-        x = source.x
-        inputs = sorted(x.items()) if isinstance(x, dict) else [("x", x)]
-        for name, array in [*inputs, ("y", source.y)]:
-            _digest_text(digest, name)
-            if array is not None:
-                _digest_array(digest, array)
-        return len(inputs[0][1])
-    return _digest_dataset(digest, source.dataset)
+    if source.dataset is not None:
+        return _digest_dataset(digest, source.dataset)
+    arrays = source.named_arrays()
+    for name, array in arrays:
+        _digest_text(digest, name)
+        _digest_array(digest, array)
+    if source.y is None:
+        _digest_text(digest, "y")  # a `y` without an array: data without targets
+    _, first = arrays[0]
+    return len(first)
 
 
 def _digest_dataset(digest: Any, dataset: tf.data.Dataset) -> int:

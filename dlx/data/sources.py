@@ -109,6 +109,23 @@ class SourceData:
     class_names: list[str] | None = None
     description: str = ""
 
+    def named_arrays(self) -> list[tuple[str, np.ndarray]]:
+        """The arrays with their names: the inputs, then the targets.
+
+        The inputs come in the sorted order of their names, or as `x` when they are one
+        array; the targets come last as `y`, when there are any. A source that gives a
+        dataset has no arrays.
+
+        Example:
+
+        >>> SourceData(x={"b": np.zeros(2), "a": np.ones(2)}).named_arrays()
+        [('a', array([1., 1.])), ('b', array([0., 0.]))]
+        """
+        if self.x is None:
+            return []
+        inputs = sorted(self.x.items()) if isinstance(self.x, dict) else [("x", self.x)]
+        return inputs if self.y is None else [*inputs, ("y", self.y)]
+
 
 Source = Callable[..., SourceData]
 
@@ -221,14 +238,11 @@ def check_arguments(
 def _check_examples(data: SourceData) -> None:
     if data.dataset is not None:
         return
-    arrays = dict(data.x) if isinstance(data.x, dict) else {"x": data.x}
-    if data.y is not None:
-        arrays["y"] = data.y
-    lengths = {name: len(array) for name, array in arrays.items()}
-    if len(set(lengths.values())) > 1:
-        counts = ", ".join(f"{name}: {length}" for name, length in lengths.items())
+    lengths = [(name, len(array)) for name, array in data.named_arrays()]
+    if len({length for _, length in lengths}) > 1:
+        counts = ", ".join(f"{name}: {length}" for name, length in lengths)
         raise SourceError(f"the arrays hold different numbers of examples ({counts})")
-    if not any(lengths.values()):
+    if not any(length for _, length in lengths):
         raise SourceError("the source holds no examples")
 
 
@@ -482,9 +496,10 @@ def from_npz(
         return stored[key]
 
     inputs = {key: array(key, "x") for key in x} if isinstance(x, list) else array(x, "x")
-    targets = None if y is None else array(y, "y")
-    count = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
-    return SourceData(x=inputs, y=targets, description=f"{path}: {count} examples")
+    data = SourceData(x=inputs, y=None if y is None else array(y, "y"))
+    _, first = data.named_arrays()[0]
+    data.description = f"{path}: {len(first)} examples"
+    return data
 
 
 @register_source("csv")

@@ -2,7 +2,7 @@
 
 from dlx.spec.component import normalize_name, split_component
 from dlx.spec.document import Document, PathKey, apply_overrides, format_path, read_document
-from dlx.spec.load import LoadedSpec, load_spec
+from dlx.spec.load import LoadedSpec, load_spec, load_spec_text
 from dlx.spec.schema import Spec, json_schema
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "format_path",
     "json_schema",
     "load_spec",
+    "load_spec_text",
     "normalize_name",
     "read_document",
     "split_component",

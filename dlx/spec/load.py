@@ -11,7 +11,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from dlx.errors import Problem, SpecError, did_you_mean
-from dlx.spec.document import Document, PathKey, apply_overrides, format_path, read_document
+from dlx.spec.document import (
+    Document,
+    PathKey,
+    apply_overrides,
+    parse_document,
+    read_document,
+)
 from dlx.spec.schema import SPEC_VERSION, Spec
 
 
@@ -47,7 +53,22 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     Raises:
         SpecError: every problem of the file at once, each with its file, line and column.
     """
-    doc = read_document(path)
+    return validate_document(read_document(path), overrides)
+
+
+def load_spec_text(
+    text: str, path: str | Path, overrides: list[str] | tuple[str, ...] = ()
+) -> LoadedSpec:
+    """Validate a spec given as text, as if read from `path` (which need not exist).
+
+    Relative paths in the spec resolve against `path`'s folder, as for a file: this is how a
+    spec logged by a run is trained again (`dlx reproduce`).
+    """
+    return validate_document(parse_document(text, Path(path)), overrides)
+
+
+def validate_document(doc: Document, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
+    """Apply overrides to a read document, check its version, and validate it strictly."""
     apply_overrides(doc, list(overrides))
     if not isinstance(doc.data, dict):
         raise doc.error((), f"expected a mapping of sections. Received: {doc.data!r}")
@@ -167,4 +188,4 @@ def _step(annotation: Any, part: Any) -> Any:
     return None
 
 
-__all__ = ["LoadedSpec", "load_spec", "format_path"]
+__all__ = ["LoadedSpec", "load_spec", "load_spec_text", "validate_document"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -44,7 +45,7 @@ class MlflowMetricsCallback(keras.callbacks.Callback):
         self.history: list[dict[str, float]] = []
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        metrics = _scalars(logs or {})
+        metrics = scalar_metrics(logs or {})
         self.history.append({"epoch": epoch, **metrics})
         self.run.log_metrics(metrics, step=epoch)
 
@@ -67,7 +68,24 @@ class MlflowMetricsCallback(keras.callbacks.Callback):
         return buffer.getvalue()
 
 
-def _scalars(logs: dict[str, Any]) -> dict[str, float]:
+def scalar_metrics(logs: Mapping[str, Any]) -> dict[str, float]:
+    """Metrics as MLflow takes them: one float per name.
+
+    A metric with several values (e.g. `f1_score` with `average=None`) becomes one metric per
+    value, `f1_score.0`, `f1_score.1`, ...
+
+    Args:
+        logs: metric names to values: numbers, NumPy or TensorFlow scalars or arrays, as
+            Keras's `logs` and `Model.evaluate(..., return_dict=True)` give them.
+
+    Returns:
+        Metric names to floats.
+
+    Example:
+
+    >>> scalar_metrics({"loss": np.float32(0.5), "f1_score": np.array([0.25, 0.75])})
+    {'loss': 0.5, 'f1_score.0': 0.25, 'f1_score.1': 0.75}
+    """
     scalars: dict[str, float] = {}
     for name, value in logs.items():
         array = np.asarray(value, dtype=np.float64)

@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from dlx.spec import format_path
+
 # MLflow's own limits (`mlflow.utils.validation`), copied so that flattening a spec does not
 # import MLflow; a test pins them to MLflow's values.
 MAX_KEY_LENGTH = 250
@@ -25,7 +27,9 @@ TAG_TRUNCATION_MARKER = "…(truncated)"
 
 # MLflow also allows `/` and (except on Windows) `:`, but a `/` makes the key a path that must
 # normalise to itself, and a `:` would not load on Windows; neither is worth the surprise.
-_UNSAFE_KEY_CHARACTERS = re.compile(r"[^\w.\- ]")
+UNSAFE_CHARACTERS = re.compile(r"[^\w.\- ]")
+"""Characters dlx replaces with `_` in the names it logs and the folders it names: every
+character other than letters, digits, `_`, `-`, `.` and space."""
 _HASH_LENGTH = 8
 
 
@@ -47,12 +51,17 @@ def safe_key(key: str) -> str:
     >>> safe_key("tracking.tags.owner@team")
     'tracking.tags.owner_team'
     """
-    safe = _UNSAFE_KEY_CHARACTERS.sub("_", key)
+    safe = UNSAFE_CHARACTERS.sub("_", key)
     if not safe or safe.startswith("."):
         safe = "_" + safe
     if len(safe) > MAX_KEY_LENGTH:
-        safe = safe[: MAX_KEY_LENGTH - _HASH_LENGTH - 1] + "_" + _short_hash(key)
+        safe = _with_hash_of(key, safe)
     return safe
+
+
+def short_hash(text: str) -> str:
+    """The first 8 hex digits of the SHA-256 of `text`: a short suffix that tells names apart."""
+    return hashlib.sha256(text.encode()).hexdigest()[:_HASH_LENGTH]
 
 
 def truncate_value(value: str, limit: int, marker: str) -> str:
@@ -87,8 +96,8 @@ def flatten_params(data: Mapping[str, Any]) -> dict[str, str]:
     `train.optimizer.adam.learning_rate = 0.001` and the fourth layer's units are
     `model.layers.3.dense.units`. Empty lists and mappings are kept as `[]` and `{}`.
     Keys go through `safe_key`; should two keys become one, the later one is suffixed with
-    `_` and 8 hex digits of the original key's SHA-256. Values longer than MLflow's 6,000
-    characters end with `…(truncated, see spec.yaml)`.
+    `_` and 8 hex digits of the original key's SHA-256. Values are not cut here: long ones are
+    cut when they are logged (`TrackedRun.log_params`).
 
     Args:
         data: the spec as plain data (`LoadedSpec.document.data`, after overrides).
@@ -103,26 +112,25 @@ def flatten_params(data: Mapping[str, Any]) -> dict[str, str]:
     """
     params: dict[str, str] = {}
     for path, value in _leaves(data, ()):
-        key = ".".join(path)
+        key = format_path(path)
         name = safe_key(key)
         if name in params:
-            name = name[: MAX_KEY_LENGTH - _HASH_LENGTH - 1] + "_" + _short_hash(key)
-        params[name] = truncate_value(
-            format_value(value), MAX_PARAM_VALUE_LENGTH, PARAM_TRUNCATION_MARKER
-        )
+            name = _with_hash_of(key, name)
+        params[name] = format_value(value)
     return params
 
 
-def _leaves(value: Any, path: tuple[str, ...]):
+def _leaves(value: Any, path: tuple[str | int, ...]):
     if isinstance(value, Mapping) and value:
         for key, item in value.items():
             yield from _leaves(item, (*path, str(key)))
     elif isinstance(value, list | tuple) and value:
         for index, item in enumerate(value):
-            yield from _leaves(item, (*path, str(index)))
+            yield from _leaves(item, (*path, index))
     else:
         yield path, value
 
 
-def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:_HASH_LENGTH]
+def _with_hash_of(key: str, name: str) -> str:
+    """`name`, cut to leave room within MLflow's key length for `_` and `key`'s short hash."""
+    return name[: MAX_KEY_LENGTH - _HASH_LENGTH - 1] + "_" + short_hash(key)

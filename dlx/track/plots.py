@@ -64,8 +64,9 @@ def confusion_matrix_figure(
 
     Args:
         y_true: class indexes, or one-hot rows.
-        y_pred: class indexes, or one row of scores per sample (the largest wins), as
-            `model.predict` gives them.
+        y_pred: class indexes, or one row of scores per sample, as `model.predict` gives
+            them: of several scores the largest wins; a single score is the probability of
+            class 1, so over 0.5 is class 1.
         class_names: a name per class; default: the class indexes.
 
     Returns:
@@ -100,4 +101,7 @@ def confusion_matrix_figure(
 
 
 def _labels(values: Any) -> Any:
-    return (values.argmax(axis=-1) if values.ndim > 1 else values).astype(int)
+    """Class indexes from indexes, one-hot rows, rows of scores, or one probability per row."""
+    if values.ndim > 1:
+        values = values[..., 0] > 0.5 if values.shape[-1] == 1 else values.argmax(axis=-1)
+    return values.astype(int)

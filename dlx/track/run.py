@@ -119,15 +119,20 @@ class TrackedRun:
             The run, to be started with `with`.
         """
         tracking = loaded.spec.tracking
+        spec_text = resolved_spec_text(loaded)
         return cls(
             tracking.experiment or loaded.name,
             run_name=loaded.name,
             tracking_uri=resolve_tracking_uri(tracking.uri),
             tags=standard_tags(
-                loaded, strategy=strategy, replicas=replicas, data_fingerprint=data_fingerprint
+                loaded,
+                strategy=strategy,
+                replicas=replicas,
+                data_fingerprint=data_fingerprint,
+                spec_text=spec_text,
             ),
             params=flatten_params(loaded.document.data),
-            spec_text=resolved_spec_text(loaded),
+            spec_text=spec_text,
         )
 
     def start(self) -> TrackedRun:

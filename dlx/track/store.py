@@ -10,14 +10,13 @@ folder beside the database file instead.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlx.errors import DlxError
+from dlx.track.params import UNSAFE_CHARACTERS, short_hash
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 DEFAULT_STORE_FILE = "mlflow.db"
 
 _SQLITE_PREFIX = "sqlite:///"
-_UNSAFE_FOLDER_CHARACTERS = re.compile(r"[^\w.-]")
 _MAX_FOLDER_NAME_LENGTH = 100
 
 
@@ -65,7 +63,7 @@ def artifact_location(tracking_uri: str, experiment_name: str) -> str | None:
     Returns:
         A `file://` URI, or `None`.
     """
-    database = _sqlite_file(tracking_uri)
+    database = sqlite_file(tracking_uri)
     if database is None:
         return None
     root = "mlartifacts" if database.stem == "mlflow" else f"{database.stem}-mlartifacts"
@@ -133,7 +131,7 @@ def ui_hint(tracking_uri: str, experiment_id: str | None = None, run_id: str | N
     return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)}"
 
 
-def _sqlite_file(tracking_uri: str) -> Path | None:
+def sqlite_file(tracking_uri: str) -> Path | None:
     """The database file of an SQLite tracking URI (resolved like SQLite does), else `None`."""
     if not tracking_uri.startswith(_SQLITE_PREFIX):
         return None
@@ -144,7 +142,7 @@ def _sqlite_file(tracking_uri: str) -> Path | None:
 
 
 def _folder_name(experiment_name: str) -> str:
-    safe = _UNSAFE_FOLDER_CHARACTERS.sub("_", experiment_name)[:_MAX_FOLDER_NAME_LENGTH]
+    safe = UNSAFE_CHARACTERS.sub("_", experiment_name)[:_MAX_FOLDER_NAME_LENGTH]
     if safe == experiment_name and not safe.startswith("."):
         return safe
-    return f"{safe.lstrip('.')}-{hashlib.sha256(experiment_name.encode()).hexdigest()[:8]}"
+    return f"{safe.lstrip('.')}-{short_hash(experiment_name)}"

@@ -44,6 +44,7 @@ def standard_tags(
     strategy: str,
     replicas: int,
     data_fingerprint: str | None = None,
+    spec_text: str | None = None,
 ) -> dict[str, str]:
     """The tags of a run of `loaded`, MLflow's own and dlx's.
 
@@ -65,11 +66,15 @@ def standard_tags(
         strategy: the name of the `tf.distribute` strategy in use (e.g. `mirrored`).
         replicas: the number of replicas in sync.
         data_fingerprint: a digest of the training data, as the data pipeline computes it.
+        spec_text: `resolved_spec_text(loaded)`, when the caller has it already (it is logged
+            beside the tags as `spec.yaml`); default: computed here.
 
     Returns:
         Tag keys to values.
     """
     spec = loaded.spec
+    if spec_text is None:
+        spec_text = resolved_spec_text(loaded)
     tags = dict(spec.tracking.tags)
     tags.update(
         {
@@ -77,7 +82,7 @@ def standard_tags(
             "mlflow.source.name": str(loaded.document.path.resolve()),
             "mlflow.source.type": "LOCAL",
             "mlflow.user": _user(),
-            "dlx.spec_hash": hashlib.sha256(resolved_spec_text(loaded).encode()).hexdigest(),
+            "dlx.spec_hash": hashlib.sha256(spec_text.encode()).hexdigest(),
             "dlx.seed": str(spec.seed),
             "dlx.strategy": strategy,
             "dlx.replicas": str(replicas),

@@ -10,7 +10,9 @@ import keras
 
 
 def format_metrics(logs: dict[str, Any]) -> str:
-    return "  ".join(f"{k}={float(v):.4f}" for k, v in sorted(logs.items()))
+    from dlx.track.callback import scalar_metrics
+
+    return "  ".join(f"{k}={v:.4f}" for k, v in sorted(scalar_metrics(logs).items()))
 
 
 def progress(epochs: int, steps: int | None, stage: str = "", live: bool | None = None) -> Any:

@@ -52,6 +52,8 @@ def train(
     expectations: list[Expectation] | None = None,
     *,
     live: bool | None = None,
+    tracking_uri: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train a spec and record the run.
 
@@ -59,6 +61,9 @@ def train(
         loaded: the spec to train.
         expectations: `--expect` gates, checked against the final metrics after the run ends.
         live: a live progress bar (default: when stdout is a terminal).
+        tracking_uri: the store to record in when the spec names none (instead of
+            `$MLFLOW_TRACKING_URI` or `./mlflow.db`).
+        tags: more tags for the run (e.g. `dlx.reproduction_of`).
 
     Raises:
         SpecError: the spec cannot be trained as written (no data, data that does not fit).
@@ -77,6 +82,7 @@ def train(
 
     from dlx.data import SourceContext, SourceError, make_splits
     from dlx.track import MlflowMetricsCallback, TrackedRun, learning_curves_figure
+    from dlx.track.callback import scalar_metrics
     from dlx.train.progress import progress
     from dlx.train.strategy import configure_devices, make_placement
     from dlx.train.tasks import TASKS
@@ -120,6 +126,9 @@ def train(
             replicas=placement.replicas,
             data_fingerprint=splits.fingerprint,
         )
+        run.tags.update(tags or {})
+        if tracking_uri and not spec.tracking.uri:
+            run.tracking_uri = tracking_uri
         with run:
             run.log_text(_summary(model), "model_summary.txt")
             metrics_callback = MlflowMetricsCallback(run)
@@ -144,7 +153,7 @@ def train(
                 final.pop("epoch", None)
                 if splits.test is not None:
                     scores = model.evaluate(splits.test, verbose=0, return_dict=True)
-                    test = {f"test_{k}": float(v) for k, v in scores.items()}
+                    test = {f"test_{k}": v for k, v in scalar_metrics(scores).items()}
                     run.log_metrics(test, step=len(metrics_callback.history))
                     final.update(test)
                 run.log_text(metrics_callback.history_csv(), "history.csv")

@@ -72,10 +72,9 @@ class SupervisedTask:
         scores = model.predict(x, verbose=0, batch_size=self.loaded.spec.train.batch_size)
         if scores.ndim != 2:
             return
-        predicted = scores.argmax(axis=1) if scores.shape[1] > 1 else (scores[:, 0] > 0.5)
         from dlx.track import confusion_matrix_figure
 
-        figure = confusion_matrix_figure(y.reshape(-1), predicted.astype(int), splits.class_names)
+        figure = confusion_matrix_figure(y.reshape(-1), scores, splits.class_names)
         run.log_figure(figure, "confusion_matrix.png")
 
 

@@ -1,5 +1,6 @@
 """Splits, their determinism, batching, and the data's fingerprint."""
 
+import sys
 import textwrap
 
 import numpy as np
@@ -197,6 +198,35 @@ def test_dataset_source_of_unknown_size_is_counted_and_split_in_order(context):
     assert again.fingerprint == splits.fingerprint
     other = {"python": {"function": "dlx_test_generator:load", "count": 51}}
     assert splits_of(context, source=other).fingerprint != splits.fingerprint
+
+
+COUNTING_MODULE = """
+import numpy as np
+import tensorflow as tf
+
+yields = 0
+
+def load():
+    def examples():
+        global yields
+        for i in range(10):
+            yields += 1
+            yield np.float32(i), i % 2
+    return tf.data.Dataset.from_generator(
+        examples, output_signature=(tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32))
+    )
+"""
+
+
+def test_dataset_source_is_read_from_the_source_once(context):
+    (context.base_dir / "dlx_test_counting.py").write_text(COUNTING_MODULE)
+    source = {"python": "dlx_test_counting:load"}
+    splits = splits_of(context, source=source, validation_split=0.3, test_split=0.2)
+    assert (splits.num_train, splits.num_validation, splits.num_test) == (5, 3, 2)
+    for _epoch in range(2):
+        for split in (splits.train, splits.validation, splits.test):
+            assert list(split.unbatch().as_numpy_iterator())
+    assert sys.modules["dlx_test_counting"].yields == 10
 
 
 def test_infinite_dataset_source(context):

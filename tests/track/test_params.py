@@ -2,7 +2,6 @@ from dlx.track.params import (
     MAX_KEY_LENGTH,
     MAX_PARAM_VALUE_LENGTH,
     MAX_TAG_VALUE_LENGTH,
-    PARAM_TRUNCATION_MARKER,
     flatten_params,
     safe_key,
 )
@@ -37,11 +36,8 @@ def test_scalars_are_written_as_yaml_reads_them_and_empty_collections_are_kept()
     }
 
 
-def test_long_values_are_cut_with_a_visible_marker():
-    params = flatten_params({"description": "x" * 10_000, "short": "y" * MAX_PARAM_VALUE_LENGTH})
-    assert len(params["description"]) == MAX_PARAM_VALUE_LENGTH
-    assert params["description"].endswith(PARAM_TRUNCATION_MARKER)
-    assert params["short"] == "y" * MAX_PARAM_VALUE_LENGTH
+def test_long_values_are_kept_whole_for_the_run_to_cut():
+    assert flatten_params({"description": "x" * 10_000}) == {"description": "x" * 10_000}
 
 
 def test_keys_mlflow_refuses_are_made_safe_predictably():

@@ -56,3 +56,10 @@ def test_the_confusion_matrix_counts_true_rows_against_predicted_columns():
 def test_the_confusion_matrix_names_classes_by_index_by_default():
     figure = confusion_matrix_figure(np.array([3, 0]), np.array([0, 0]))
     assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["0", "1", "2", "3"]
+
+
+def test_the_confusion_matrix_reads_a_single_score_as_the_probability_of_class_1():
+    scores = np.array([[0.1], [0.7], [0.9], [0.8]])
+    figure = confusion_matrix_figure([0, 0, 1, 1], scores, ["no", "yes"])
+    matrix = figure.axes[0].get_images()[0].get_array()
+    np.testing.assert_array_equal(matrix, [[1, 1], [0, 2]])

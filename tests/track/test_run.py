@@ -10,6 +10,7 @@ from dlx.track import (
     flatten_params,
     resolved_spec_text,
 )
+from dlx.track.params import MAX_PARAM_VALUE_LENGTH, PARAM_TRUNCATION_MARKER
 
 
 def _read_artifact(client, run_id, path):
@@ -72,6 +73,16 @@ def test_values_mlflow_would_refuse_are_recorded_safely(store_uri):
     assert data.params["weird key_with_chars"] == "v"
     assert data.params["long"].endswith("…(truncated, see spec.yaml)")
     assert data.metrics == {"val_loss": 1.0}
+
+
+def test_long_param_values_are_cut_with_a_visible_marker(store_uri):
+    params = flatten_params({"description": "x" * 10_000, "short": "y" * MAX_PARAM_VALUE_LENGTH})
+    with TrackedRun("long", tracking_uri=store_uri, params=params) as run:
+        pass
+    logged = MlflowClient(store_uri).get_run(run.run_id).data.params
+    assert len(logged["description"]) == MAX_PARAM_VALUE_LENGTH
+    assert logged["description"].endswith(PARAM_TRUNCATION_MARKER)
+    assert logged["short"] == "y" * MAX_PARAM_VALUE_LENGTH
 
 
 def test_an_exception_fails_the_run_keeps_its_metrics_and_logs_the_traceback(store_uri):

@@ -230,3 +230,47 @@ def test_a_kind_that_cannot_train_yet_is_a_located_error(tmp_path):
     assert result.exit_code == 2
     assert "ae.yaml:4:9: error: model.kind: dlx train cannot train autoencoder" in result.stderr
     assert not Path("mlflow.db").exists()
+
+
+DIGITS_ONE_HOT = """
+import numpy as np
+from sklearn.datasets import load_digits
+
+
+def load():
+    x, y = load_digits(return_X_y=True)
+    return (x / 16).reshape(-1, 8, 8, 1).astype(np.float32), np.eye(10, dtype=np.float32)[y]
+"""
+
+F1_SPEC = """
+version: 1
+name: digits-f1
+seed: 42
+data:
+  source: {python: "digits_one_hot:load"}
+  test_split: 0.1
+model:
+  layers:
+    - input: {shape: [8, 8, 1]}
+    - flatten
+    - dense: {units: 10, activation: softmax}
+train:
+  epochs: 1
+  loss: categorical_crossentropy
+  metrics: [{f1_score: {average: null}}]
+tracking:
+  log_model: false
+"""
+
+
+def test_a_test_metric_with_a_value_per_class_is_logged_per_class(tmp_path):
+    # F1Score takes one-hot targets: scikit-learn's digits, one-hot, from a python source.
+    (tmp_path / "digits_one_hot.py").write_text(DIGITS_ONE_HOT)
+    spec = tmp_path / "digits_f1.yaml"
+    spec.write_text(F1_SPEC)
+    result = api.train(spec)
+    (run,) = _runs(_store(), "digits-f1")
+    assert run.info.status == "FINISHED"
+    per_class = {f"test_f1_score.{i}" for i in range(10)}
+    assert per_class <= set(run.data.metrics)
+    assert per_class <= set(result.metrics)

@@ -1,0 +1,163 @@
+"""Putting runs side by side: which params differ, final metrics, the best of each, deltas.
+
+Pure data: `dlx.cli` renders a `Comparison` as a table, markdown, CSV or JSON.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from dlx.track.read import Store, short_id
+
+# Metrics whose name says an error or a loss are better low; everything else (accuracy, AUC,
+# precision, ...) better high.
+_LOWER_IS_BETTER = re.compile(r"loss|error|mse|mae|mape|msle|rmse|hinge|crossentropy|divergence")
+
+
+def higher_is_better(metric: str) -> bool:
+    return not _LOWER_IS_BETTER.search(metric.lower())
+
+
+@dataclass
+class Comparison:
+    """Runs side by side.
+
+    Attributes:
+        runs: the runs, best first when sorted by a metric.
+        params: the param columns: those whose values differ between the runs (or all).
+        metrics: the metric columns.
+        sort: the metric the runs are sorted by, if any.
+        best_epoch: run id -> the epoch at which the sorted metric was best.
+        best: metric -> the run id with the best final value.
+    """
+
+    runs: list[Any]
+    params: list[str]
+    metrics: list[str]
+    sort: str | None = None
+    best_epoch: dict[str, int] = field(default_factory=dict)
+    best: dict[str, str] = field(default_factory=dict)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One JSON-ready object per run (SPEC.md section 8)."""
+        records = []
+        for run in self.runs:
+            record = {
+                "run_id": run.info.run_id,
+                "run_name": run.info.run_name,
+                "status": run.info.status,
+                "params": {p: run.data.params.get(p) for p in self.params},
+                "metrics": {m: run.data.metrics.get(m) for m in self.metrics},
+            }
+            if self.sort:
+                record["best_epoch"] = self.best_epoch.get(run.info.run_id)
+            records.append(record)
+        return records
+
+    def rows(self) -> tuple[list[str], list[list[str]]]:
+        """Header and rows of text cells, for tables, markdown and CSV."""
+        header = ["run", "name", "status", *self.params, *self.metrics]
+        if self.sort:
+            header.append(f"best epoch ({self.sort})")
+        rows = []
+        for record in self.records():
+            row = [record["run_id"][:8], record["run_name"] or "", record["status"]]
+            row += [_text(v) for v in record["params"].values()]
+            row += [_number(v) for v in record["metrics"].values()]
+            if self.sort:
+                row.append(_text(record["best_epoch"]))
+            rows.append(row)
+        return header, rows
+
+
+def compare(
+    store: Store,
+    runs: list[Any],
+    *,
+    metrics: list[str] | None = None,
+    all_params: bool = False,
+    sort: str | None = None,
+) -> Comparison:
+    """Compare runs: differing params, final metrics, best values, best epoch of `sort`."""
+    names = sorted({p for run in runs for p in run.data.params})
+    if not all_params:
+        names = [p for p in names if len({run.data.params.get(p) for run in runs}) > 1]
+    metric_names = metrics or sorted({m for run in runs for m in run.data.metrics})
+    if sort is not None:
+        missing = object()
+        sign = -1 if higher_is_better(sort) else 1
+        runs = sorted(
+            runs,
+            key=lambda r: (
+                r.data.metrics.get(sort, missing) is missing,
+                sign * r.data.metrics.get(sort, 0.0),
+            ),
+        )
+    comparison = Comparison(runs=runs, params=names, metrics=metric_names, sort=sort)
+    for metric in metric_names:
+        scored = [(r.data.metrics[metric], r.info.run_id) for r in runs if metric in r.data.metrics]
+        if scored:
+            pick = max if higher_is_better(metric) else min
+            comparison.best[metric] = pick(scored)[1]
+    if sort is not None:
+        pick = max if higher_is_better(sort) else min
+        for run in runs:
+            history = store.history(run.info.run_id, sort)
+            if history:
+                comparison.best_epoch[run.info.run_id] = pick(history, key=lambda p: p[1])[0]
+    return comparison
+
+
+def metric_deltas(first: Any, second: Any) -> list[tuple[str, float | None, float | None]]:
+    """(metric, first value, second value) for every metric either run has."""
+    names = sorted(set(first.data.metrics) | set(second.data.metrics))
+    return [(m, first.data.metrics.get(m), second.data.metrics.get(m)) for m in names]
+
+
+def spec_diff(store: Store, first: Any, second: Any) -> str:
+    """A unified diff of two runs' resolved specs (empty when they are the same)."""
+    a, b = (store.spec_text(run.info.run_id) for run in (first, second))
+    lines = difflib.unified_diff(
+        a.splitlines(keepends=True),
+        b.splitlines(keepends=True),
+        fromfile=f"{short_id(first)}/spec.yaml",
+        tofile=f"{short_id(second)}/spec.yaml",
+    )
+    return "".join(lines)
+
+
+def curves_figure(store: Store, comparison: Comparison) -> Any:
+    """The learning curves of the compared runs, overlaid, one panel per metric."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    metrics = [m for m in comparison.metrics if not m.startswith("test_")] or comparison.metrics
+    columns = min(3, len(metrics)) or 1
+    rows = -(-len(metrics) // columns) or 1
+    figure = Figure(figsize=(4.5 * columns, 3.2 * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    for i, metric in enumerate(metrics):
+        axes = figure.add_subplot(rows, columns, i + 1)
+        for run in comparison.runs:
+            points = store.history(run.info.run_id, metric)
+            if points:
+                steps, values = zip(*points, strict=True)
+                label = f"{short_id(run)} {run.info.run_name or ''}".strip()
+                axes.plot(steps, values, marker=".", label=label)
+        axes.set_title(metric)
+        axes.set_xlabel("epoch")
+        axes.grid(alpha=0.3)
+    if metrics:
+        figure.axes[0].legend(fontsize="small")
+    return figure
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
