@@ -388,9 +388,9 @@ def _delta_rows(
     deltas: list[tuple[str, float | None, float | None]], first: Any, second: Any
 ) -> tuple[list, list]:
     rows = []
-    for name, first, second in deltas:
-        delta = "" if first is None or second is None else f"{second - first:+.4g}"
-        rows.append([name, _cell(first), _cell(second), delta])
+    for name, before, after in deltas:
+        delta = "" if before is None or after is None else f"{after - before:+.4g}"
+        rows.append([name, _cell(before), _cell(after), delta])
     return ["metric", first.info.run_id[:8], second.info.run_id[:8], "delta"], rows
 
 

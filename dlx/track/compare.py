@@ -133,6 +133,7 @@ def curves_figure(store: Store, comparison: Comparison) -> Any:
     """The learning curves of the compared runs, overlaid, one panel per metric."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     metrics = [m for m in comparison.metrics if not m.startswith("test_")] or comparison.metrics
     columns = min(3, len(metrics)) or 1
@@ -147,6 +148,7 @@ def curves_figure(store: Store, comparison: Comparison) -> Any:
                 steps, values = zip(*points, strict=True)
                 label = f"{short_id(run)} {run.info.run_name or ''}".strip()
                 axes.plot(steps, values, marker=".", label=label)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_title(metric)
         axes.set_xlabel("epoch")
         axes.grid(alpha=0.3)

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlx.errors import DlxError, did_you_mean
+from dlx.errors import DlxError, UsageError, did_you_mean
 from dlx.track.store import resolve_tracking_uri, sqlite_file
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class Store:
         self.uri = resolve_tracking_uri(uri)
         local = sqlite_file(self.uri)
         if local is not None and not local.exists():
-            raise DlxError(
+            raise UsageError(
                 f"no MLflow store at {local}: train a spec here first, or point at a store "
                 "with --tracking-uri or $MLFLOW_TRACKING_URI"
             )
@@ -47,7 +47,7 @@ class Store:
             found = client.get_experiment_by_name(name)
             if found is None:
                 names = [e.name for e in client.search_experiments()]
-                raise DlxError(
+                raise UsageError(
                     f"no experiment '{name}' in {self.uri}{did_you_mean(name, names)}; "
                     f"experiments: {', '.join(names) or 'none'}"
                 )
@@ -72,7 +72,7 @@ class Store:
                 )
             )
         except MlflowException as exc:
-            raise DlxError(f"--filter: {exc.message}") from None
+            raise UsageError(f"--filter: {exc.message}") from None
 
     def find(self, references: list[str]) -> list[Run]:
         """Runs by full id or unique id prefix, in the order given."""
@@ -91,10 +91,10 @@ class Store:
                 everything = list(self.client.search_runs(ids, max_results=MAX_RUNS))
             matches = [r for r in everything if r.info.run_id.startswith(reference)]
             if not matches:
-                raise DlxError(f"no run with id '{reference}' in {self.uri}")
+                raise UsageError(f"no run with id '{reference}' in {self.uri}")
             if len(matches) > 1:
                 shown = ", ".join(r.info.run_id for r in matches[:5])
-                raise DlxError(f"the run id prefix '{reference}' is ambiguous: {shown}")
+                raise UsageError(f"the run id prefix '{reference}' is ambiguous: {shown}")
             found.append(matches[0])
         return found
 
