@@ -97,6 +97,14 @@ class ValidationSource(Strict):
     source: Component = Field(description="Where the validation data comes from (a data source).")
 
 
+class Window(Strict):
+    """Section 3 (extension): cut a time series into windows, to forecast it."""
+
+    size: int = Field(gt=0, description="Time steps in each input window.")
+    horizon: int = Field(1, gt=0, description="How many steps after the window the target is.")
+    stride: int = Field(1, gt=0, description="Steps between the starts of two windows.")
+
+
 class Data(Strict):
     """Section 3: where the data comes from and how it is split."""
 
@@ -107,6 +115,11 @@ class Data(Strict):
     validation: ValidationSource | None = Field(None, description="An explicit validation source.")
     test_split: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction held out for the test.")
     shuffle: bool = Field(True, description="Shuffle the training data each epoch (seeded).")
+    window: Window | None = Field(
+        None,
+        description="Forecast a series: inputs are windows of the source's rows, the target "
+        "the row `horizon` steps after each; splits are then chronological.",
+    )
 
     @model_validator(mode="after")
     def _one_validation(self) -> Data:
@@ -160,6 +173,12 @@ class Model(Strict):
     encoder: Entries | None = None
     decoder: Entries | None = None
     latent_dim: int | None = Field(None, gt=0)
+    noise_stddev: float | None = Field(
+        None, gt=0, description="Autoencoder: Gaussian noise on the inputs only (denoising)."
+    )
+    sample_every: int | None = Field(
+        None, gt=0, description="GAN: log a grid of generated samples every N epochs (default 5)."
+    )
     generator: Entries | None = None
     discriminator: Entries | None = None
 
@@ -180,6 +199,8 @@ class Model(Strict):
             "latent_dim": "gan",
             "generator": "gan",
             "discriminator": "gan",
+            "noise_stddev": "autoencoder",
+            "sample_every": "gan",
         }
         wrong = [p for p, k in foreign.items() if k != self.kind and getattr(self, p) is not None]
         if wrong:

@@ -15,7 +15,9 @@ def format_metrics(logs: dict[str, Any]) -> str:
     return "  ".join(f"{k}={v:.4f}" for k, v in sorted(scalar_metrics(logs).items()))
 
 
-def progress(epochs: int, steps: int | None, stage: str = "", live: bool | None = None) -> Any:
+def progress(
+    epochs: int, steps: int | None, stage: str = "", first: int = 0, live: bool | None = None
+) -> Any:
     """The progress callback: a live bar on a terminal, else one plain line per epoch.
 
     Only the live bar listens to batches: a callback with a batch hook makes Keras fetch the
@@ -25,24 +27,26 @@ def progress(epochs: int, steps: int | None, stage: str = "", live: bool | None 
         epochs: how many epochs the stage runs.
         steps: batches per epoch, when known.
         stage: shown before the epoch counter (e.g. `fine-tune`).
+        first: the epoch Keras numbers this stage's first one (its `initial_epoch`).
         live: force the live bar on or off; default: whether stdout is a terminal.
     """
     live = sys.stdout.isatty() if live is None else live
-    return (LiveProgress if live else Progress)(epochs, steps, stage)
+    return (LiveProgress if live else Progress)(epochs, steps, stage, first)
 
 
 class Progress(keras.callbacks.Callback):
     """One plain line per epoch: its number, its time and its metrics."""
 
-    def __init__(self, epochs: int, steps: int | None, stage: str = "") -> None:
+    def __init__(self, epochs: int, steps: int | None, stage: str = "", first: int = 0) -> None:
         super().__init__()
         self.epochs = epochs
         self.steps = steps
         self.stage = f"{stage} " if stage else ""
+        self.first = first
         self._started = 0.0
 
     def describe(self, epoch: int) -> str:
-        return f"{self.stage}epoch {epoch + 1}/{self.epochs}"
+        return f"{self.stage}epoch {epoch - self.first + 1}/{self.epochs}"
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
@@ -55,8 +59,8 @@ class Progress(keras.callbacks.Callback):
 class LiveProgress(Progress):
     """A rich progress bar per epoch, moving at every batch, with live metrics."""
 
-    def __init__(self, epochs: int, steps: int | None, stage: str = "") -> None:
-        super().__init__(epochs, steps, stage)
+    def __init__(self, epochs: int, steps: int | None, stage: str = "", first: int = 0) -> None:
+        super().__init__(epochs, steps, stage, first)
         self._bar: Any = None
         self._task: Any = None
 

@@ -85,7 +85,7 @@ def train(
     from dlx.track.callback import scalar_metrics
     from dlx.train.progress import progress
     from dlx.train.strategy import configure_devices, make_placement
-    from dlx.train.tasks import TASKS
+    from dlx.train.tasks import task_for
 
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -106,13 +106,7 @@ def train(
             )
         except SourceError as exc:
             raise SpecError([loaded.document.problem(exc.path, exc.message)]) from None
-        if spec.model.kind not in TASKS:
-            raise loaded.error(
-                ("model", "kind"),
-                f"dlx train cannot train {spec.model.kind} models yet (validate and inspect "
-                f"can check them); trainable kinds: {', '.join(TASKS)}",
-            )
-        task = TASKS[spec.model.kind](loaded)
+        task = task_for(loaded)
         keras.utils.clear_session()
         with placement.strategy.scope():
             model = task.build(spec.runtime.jit_compile)
@@ -132,37 +126,48 @@ def train(
         with run:
             run.log_text(_summary(model), "model_summary.txt")
             metrics_callback = MlflowMetricsCallback(run)
-            steps = -(-splits.num_train // spec.train.batch_size)
             try:
                 fit_started = time.perf_counter()
-                model.fit(
-                    splits.train,
-                    validation_data=splits.validation,
-                    epochs=spec.train.epochs,
-                    callbacks=[
-                        *task.callbacks,
-                        metrics_callback,
-                        progress(spec.train.epochs, steps, live=live),
-                    ],
-                    verbose=0,
-                    shuffle=False,  # the training dataset is already shuffled, seeded
-                    **fit_arguments,
-                )
+                train, validation, test = task.datasets(splits)
+                steps = -(-splits.num_train // spec.train.batch_size)
+                for stage in task.stages(model):
+                    first = len(metrics_callback.history)
+                    if stage.prepare is not None:
+                        with placement.strategy.scope():
+                            stage.prepare()
+                    model.fit(
+                        train,
+                        validation_data=validation,
+                        initial_epoch=first,
+                        epochs=first + stage.epochs,
+                        callbacks=[
+                            *task.callbacks,
+                            *task.run_callbacks(run),
+                            metrics_callback,
+                            progress(stage.epochs, steps, stage.label, first, live=live),
+                        ],
+                        verbose=0,
+                        shuffle=False,  # the training dataset is already shuffled, seeded
+                        **fit_arguments,
+                    )
                 fit_seconds = time.perf_counter() - fit_started
+                epochs_trained = len(metrics_callback.history)
                 final = dict(metrics_callback.history[-1]) if metrics_callback.history else {}
                 final.pop("epoch", None)
-                if splits.test is not None:
-                    scores = model.evaluate(splits.test, verbose=0, return_dict=True)
-                    test = {f"test_{k}": v for k, v in scalar_metrics(scores).items()}
-                    run.log_metrics(test, step=len(metrics_callback.history))
-                    final.update(test)
+                if test is not None:
+                    scores = task.evaluate(model, test)
+                    test_metrics = {f"test_{k}": v for k, v in scalar_metrics(scores).items()}
+                    run.log_metrics(test_metrics, step=epochs_trained)
+                    final.update(test_metrics)
                 run.log_text(metrics_callback.history_csv(), "history.csv")
                 run.log_figure(
                     learning_curves_figure(metrics_callback.columns()), "learning_curves.png"
                 )
                 task.log_artifacts(run, model, splits)
-                if spec.tracking.log_model and splits.train_arrays is not None:
-                    run.log_keras_model(model, splits.train_arrays[0])
+                saved = task.saved_model(model)
+                sample = task.sample_inputs(splits)
+                if spec.tracking.log_model and sample is not None:
+                    run.log_keras_model(saved, sample)
             except (KeyboardInterrupt, SpecError):
                 raise
             except Exception as exc:
@@ -181,7 +186,7 @@ def train(
             replicas=placement.replicas,
             seconds=time.perf_counter() - started,
             fit_seconds=fit_seconds,
-            samples_per_second=splits.num_train * spec.train.epochs / fit_seconds,
+            samples_per_second=splits.num_train * epochs_trained / max(fit_seconds, 1e-9),
             ui_hint=run.ui_hint(),
             failures=failures,
         )

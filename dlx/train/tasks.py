@@ -7,6 +7,9 @@ task here and touches nothing in the runner.
 
 from __future__ import annotations
 
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,32 +21,117 @@ from dlx.errors import SpecError
 from dlx.spec import LoadedSpec
 
 
-class SupervisedTask:
-    """Inputs `x`, targets `y`: the default kind."""
+@dataclass
+class Stage:
+    """One `fit` of a run: its epochs, and what to change before it (e.g. unfreeze layers).
+
+    Stages continue one another's epoch numbers, so a run's curves and logged metrics go on
+    from stage to stage in the same MLflow run.
+    """
+
+    epochs: int
+    label: str = ""
+    prepare: Callable[[], None] | None = None
+    """Called inside the strategy's scope before the stage's `fit` (recompiling is safe)."""
+
+
+class Task(abc.ABC):
+    """What a model kind needs; the defaults fit a model on `(x, y)` and evaluate it.
+
+    Subclasses build and compile their model in `build`, and override the other hooks where
+    the kind differs.
+    """
 
     def __init__(self, loaded: LoadedSpec) -> None:
         self.loaded = loaded
         self.built: BuiltModel | None = None
         self.callbacks: list[Any] = []
+        """The spec's own callbacks (`train.callbacks`), set by `build`."""
 
+    @abc.abstractmethod
     def build(self, jit_compile: Any) -> Any:
-        """Build and compile the model; called inside the strategy's scope."""
-        self.built = build_model(self.loaded)
-        model = self.built.model
-        args = build_compile_args(self.loaded, list(model.output_names))
-        self.callbacks = args.callbacks
-        model.compile(
-            optimizer=args.optimizer,
-            loss=args.loss,
-            metrics=args.metrics,
-            jit_compile=jit_compile,
-        )
-        return model
+        """Build and compile the model that `fit` trains; called inside the strategy's scope."""
 
     def prepare(self, model: Any, splits: Splits) -> None:
         """Check the data fits the model, and adapt preprocessing layers on the training split."""
         _check_shapes(self.loaded, model, splits)
         _adapt(self.loaded, model, splits)
+
+    def datasets(self, splits: Splits) -> tuple[Any, Any, Any]:
+        """The train, validation and test datasets `fit` and `evaluate` read."""
+        return splits.train, splits.validation, splits.test
+
+    def stages(self, model: Any) -> list[Stage]:
+        return [Stage(self.loaded.spec.train.epochs)]
+
+    def fit_arguments(self, splits: Splits) -> dict[str, Any]:
+        return {}
+
+    def run_callbacks(self, run: Any) -> list[Any]:
+        """Callbacks that write to the run (e.g. samples every few epochs)."""
+        return []
+
+    def evaluate(self, model: Any, test: Any) -> dict[str, Any]:
+        return model.evaluate(test, verbose=0, return_dict=True)
+
+    def log_artifacts(self, run: Any, model: Any, splits: Splits) -> None:  # noqa: B027
+        """The kind's own artifacts, after training (an optional hook: none by default)."""
+
+    def saved_model(self, model: Any) -> Any:
+        """The model logged as the run's model."""
+        return model
+
+    def sample_inputs(self, splits: Splits) -> Any:
+        """Inputs for the logged model's signature; None when there are none to show."""
+        return None if splits.train_arrays is None else splits.train_arrays[0]
+
+
+class SupervisedTask(Task):
+    """Inputs `x`, targets `y`: the default kind; with a backbone, an optional fine-tune stage."""
+
+    def build(self, jit_compile: Any) -> Any:
+        self.built = build_model(self.loaded)
+        model = self.built.model
+        args = build_compile_args(self.loaded, list(model.output_names))
+        self.callbacks = args.callbacks
+        self._compile = dict(loss=args.loss, metrics=args.metrics, jit_compile=jit_compile)
+        model.compile(optimizer=args.optimizer, **self._compile)
+        return model
+
+    def stages(self, model: Any) -> list[Stage]:
+        stages = [Stage(self.loaded.spec.train.epochs)]
+        fine_tune = self.loaded.spec.train.fine_tune
+        if fine_tune is not None:
+            stages.append(Stage(fine_tune.epochs, "fine-tune", lambda: self._unfreeze(model)))
+        return stages
+
+    def _unfreeze(self, model: Any) -> None:
+        """Unfreeze the backbone's top layers, batch norm kept in inference mode; recompile."""
+        import keras
+
+        fine_tune = self.loaded.spec.train.fine_tune
+        backbone = self.built.backbone if self.built else None
+        if backbone is None:
+            raise self.loaded.error(
+                ("train", "fine_tune"), "fine_tune needs a model.backbone to unfreeze"
+            )
+        backbone.trainable = True
+        layers = backbone.layers
+        count = len(layers) if fine_tune.unfreeze == "all" else fine_tune.unfreeze
+        for i, layer in enumerate(layers):
+            frozen = i < len(layers) - count
+            # Batch norm keeps its statistics: unfrozen, it would relearn them on little data.
+            layer.trainable = not frozen and not isinstance(layer, keras.layers.BatchNormalization)
+        optimizer = keras.optimizers.get(
+            {
+                "class_name": type(model.optimizer).__name__,
+                "config": {
+                    **model.optimizer.get_config(),
+                    "learning_rate": fine_tune.learning_rate,
+                },
+            }
+        )
+        model.compile(optimizer=optimizer, **self._compile)
 
     def fit_arguments(self, splits: Splits) -> dict[str, Any]:
         weight = self.loaded.spec.train.class_weight
@@ -125,4 +213,15 @@ def _adapt(loaded: LoadedSpec, model: Any, splits: Splits) -> None:
         layer.adapt(data)
 
 
-TASKS = {"supervised": SupervisedTask}
+def task_for(loaded: LoadedSpec) -> Task:
+    """The task of a spec's model kind."""
+    kind = loaded.spec.model.kind
+    if kind == "autoencoder":
+        from dlx.train.autoencoder import AutoencoderTask
+
+        return AutoencoderTask(loaded)
+    if kind == "gan":
+        from dlx.train.gan import GanTask
+
+        return GanTask(loaded)
+    return SupervisedTask(loaded)

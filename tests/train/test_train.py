@@ -219,19 +219,6 @@ def test_unknown_device_is_a_clear_error():
     assert "runtime.devices: no such device GPU:7" in result.stderr
 
 
-def test_a_kind_that_cannot_train_yet_is_a_located_error(tmp_path):
-    spec = tmp_path / "ae.yaml"
-    spec.write_text(
-        "version: 1\ndata: {source: {sklearn: digits}}\nmodel:\n  kind: autoencoder\n"
-        "  encoder: [input: {shape: [8, 8, 1]}, flatten, dense: 16]\n"
-        "  decoder: [dense: 64, reshape: [8, 8, 1]]\ntrain: {loss: mse}\n"
-    )
-    result = runner.invoke(app, ["train", str(spec)])
-    assert result.exit_code == 2
-    assert "ae.yaml:4:9: error: model.kind: dlx train cannot train autoencoder" in result.stderr
-    assert not Path("mlflow.db").exists()
-
-
 DIGITS_ONE_HOT = """
 import numpy as np
 from sklearn.datasets import load_digits
