@@ -16,8 +16,9 @@ Then it times whole commands as subprocesses, the way a user or a CI job pays fo
   history for the epoch at which it was best)
 - `python -m dlx runs -e EXP`
 
-and, for reference, `python -c "import mlflow"`: the start-up floor of any command that reads
-the store (reported as `import_mlflow_s`, not held to the limit).
+and, for reference, `python -c "import mlflow"` (reported as `import_mlflow_s`, not held to
+the limit): what reading the store through MLflow's client would cost before any query, and why
+dlx reads sqlite stores directly (`dlx.track.read.SqliteStore`).
 
 Each command runs once untimed (a warm-up: byte-code and the OS file cache), then `--repeats`
 times, interleaved (A B C A B C ...), since this machine is noisy; medians are reported. The

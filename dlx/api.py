@@ -184,10 +184,10 @@ def reproduce(
         live: a live progress bar; default: when stdout is a terminal.
     """
     from dlx.spec import load_spec_text
-    from dlx.track.read import Store
+    from dlx.track.read import open_store
     from dlx.train.runner import train as run_training
 
-    store = Store(tracking_uri)
+    store = open_store(tracking_uri)
     (original,) = store.find([reference])
     run_id = original.info.run_id
     source = Path(original.data.tags.get("mlflow.source.name") or "spec.yaml")

@@ -220,10 +220,10 @@ def runs(
     tracking_uri: TrackingUriOption = None,
 ) -> None:
     """List runs, newest first: id, name, status, start, duration, key metrics."""
-    from dlx.track.read import Store
+    from dlx.track.read import open_store
 
     def listing() -> tuple[str, list[dict[str, Any]]]:
-        store = Store(tracking_uri)
+        store = open_store(tracking_uri)
         found = store.experiment(experiment)
         return found.name, [_run_summary(run) for run in store.runs(found, limit=limit)]
 
@@ -314,7 +314,7 @@ def compare(
 ) -> None:
     """Put runs side by side: the params that differ, final metrics, the best highlighted."""
     from dlx.track import compare as comparing
-    from dlx.track.read import Store
+    from dlx.track.read import open_store
 
     def gather() -> Any:
         uri, name, ids = tracking_uri, experiment, []
@@ -323,7 +323,7 @@ def compare(
                 uri, name = _spec_store(reference, uri, name)
             else:
                 ids.append(reference)
-        store = Store(uri)
+        store = open_store(uri, filter=filter)
         found = store.find(ids) if ids else store.runs(store.experiment(name), filter=filter)
         if not found:
             from dlx.errors import DlxError
@@ -380,7 +380,7 @@ def _best_cells(result: Any) -> set[tuple[int, int]]:
         (row, offset + column)
         for row, run in enumerate(result.runs)
         for column, metric in enumerate(result.metrics)
-        if result.best.get(metric) == run.info.run_id and len(result.runs) > 1
+        if run.info.run_id in result.best.get(metric, ()) and len(result.runs) > 1
     }
 
 

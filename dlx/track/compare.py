@@ -31,7 +31,7 @@ class Comparison:
         metrics: the metric columns.
         sort: the metric the runs are sorted by, if any.
         best_epoch: run id -> the epoch at which the sorted metric was best.
-        best: metric -> the run id with the best final value.
+        best: metric -> the ids of the runs with the best final value (all of them on a tie).
     """
 
     runs: list[Any]
@@ -39,7 +39,7 @@ class Comparison:
     metrics: list[str]
     sort: str | None = None
     best_epoch: dict[str, int] = field(default_factory=dict)
-    best: dict[str, str] = field(default_factory=dict)
+    best: dict[str, set[str]] = field(default_factory=dict)
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-ready object per run (SPEC.md section 8)."""
@@ -98,10 +98,10 @@ def compare(
         )
     comparison = Comparison(runs=runs, params=names, metrics=metric_names, sort=sort)
     for metric in metric_names:
-        scored = [(r.data.metrics[metric], r.info.run_id) for r in runs if metric in r.data.metrics]
-        if scored:
-            pick = max if higher_is_better(metric) else min
-            comparison.best[metric] = pick(scored)[1]
+        values = {r.info.run_id: r.data.metrics[metric] for r in runs if metric in r.data.metrics}
+        if values:
+            best = (max if higher_is_better(metric) else min)(values.values())
+            comparison.best[metric] = {run_id for run_id, v in values.items() if v == best}
     if sort is not None:
         pick = max if higher_is_better(sort) else min
         for run in runs:

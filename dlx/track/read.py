@@ -1,65 +1,238 @@
 """Reading runs back from MLflow, for `dlx runs`, `dlx compare` and `dlx reproduce`.
 
-Only MLflow is imported here (lazily), never TensorFlow or Keras: listing and comparing runs
-must stay fast.
+Two readers share one interface (`Store`):
+
+- `SqliteStore` reads MLflow's embedded sqlite store with Python's own `sqlite3`. Importing
+  MLflow alone takes over a second (its sqlite backend pulls in pandas and alembic), which
+  would leave no room for `dlx compare` to stay under 2 s on 200 runs; the tables it reads
+  (`experiments`, `runs`, `params`, `latest_metrics`, `metrics`, `tags`) are MLflow's stable
+  schema, and the tests read the same stores through MLflow's client to check them.
+- `MlflowStore` reads any store through `MlflowClient`: tracking servers, other databases, and
+  `--filter` (whose language only MLflow parses).
+
+`open_store` picks one. Neither imports TensorFlow or Keras.
 """
 
 from __future__ import annotations
 
+import abc
+import math
+import sqlite3
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from urllib.parse import unquote, urlparse
 
 from dlx.errors import DlxError, UsageError, did_you_mean
 from dlx.track.store import resolve_tracking_uri, sqlite_file
-
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
-    from mlflow.entities import Experiment, Run
 
 MAX_RUNS = 5000
 """The most runs one listing reads; far more than a table can show."""
 
 
-class Store:
-    """An MLflow tracking store, opened for reading.
+@dataclass(frozen=True)
+class Experiment:
+    experiment_id: str
+    name: str
 
-    Args:
-        uri: the tracking URI; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
-    """
 
-    def __init__(self, uri: str | None = None) -> None:
-        from mlflow import MlflowClient
+@dataclass
+class RunInfo:
+    """The fields of `mlflow.entities.RunInfo` that dlx reads, under the same names."""
 
-        self.uri = resolve_tracking_uri(uri)
-        local = sqlite_file(self.uri)
-        if local is not None and not local.exists():
-            raise UsageError(
-                f"no MLflow store at {local}: train a spec here first, or point at a store "
-                "with --tracking-uri or $MLFLOW_TRACKING_URI"
-            )
-        self.client: MlflowClient = MlflowClient(self.uri)
+    run_id: str
+    run_name: str | None
+    status: str
+    start_time: int | None
+    end_time: int | None
+    experiment_id: str
+    artifact_uri: str | None
+
+
+@dataclass
+class RunData:
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Run:
+    """A run as `mlflow.entities.Run` shapes it: `info` and `data`."""
+
+    info: RunInfo
+    data: RunData
+
+
+class Store(abc.ABC):
+    """An MLflow tracking store, opened for reading."""
+
+    uri: str
+
+    @abc.abstractmethod
+    def experiments(self) -> list[Experiment]: ...
+
+    @abc.abstractmethod
+    def runs(self, experiment: Experiment, *, filter: str = "", limit: int = MAX_RUNS) -> list:
+        """The runs of an experiment, newest first, failed and killed ones included."""
+
+    @abc.abstractmethod
+    def all_runs(self) -> list:
+        """Every run of every experiment, newest first."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> Any | None: ...
+
+    @abc.abstractmethod
+    def history(self, run_id: str, metric: str) -> list[tuple[int, float]]:
+        """A metric's logged values as (step, value), in step order."""
+
+    @abc.abstractmethod
+    def spec_text(self, run_id: str) -> str:
+        """The resolved spec a run logged as `spec.yaml`."""
 
     def experiment(self, name: str | None) -> Experiment:
         """The experiment of that name; without a name, the one with the newest run."""
-        client = self.client
+        experiments = self.experiments()
         if name is not None:
-            found = client.get_experiment_by_name(name)
-            if found is None:
-                names = [e.name for e in client.search_experiments()]
-                raise UsageError(
-                    f"no experiment '{name}' in {self.uri}{did_you_mean(name, names)}; "
-                    f"experiments: {', '.join(names) or 'none'}"
-                )
-            return found
-        ids = [e.experiment_id for e in client.search_experiments()]
-        newest = client.search_runs(ids, max_results=1, order_by=["attributes.start_time DESC"])
+            for experiment in experiments:
+                if experiment.name == name:
+                    return experiment
+            names = [e.name for e in experiments]
+            raise UsageError(
+                f"no experiment '{name}' in {self.uri}{did_you_mean(name, names)}; "
+                f"experiments: {', '.join(names) or 'none'}"
+            )
+        newest = self.all_runs()[:1]
         if not newest:
             raise DlxError(f"no runs in {self.uri}")
-        return client.get_experiment(newest[0].info.experiment_id)
+        by_id = {e.experiment_id: e for e in experiments}
+        return by_id[str(newest[0].info.experiment_id)]
 
-    def runs(self, experiment: Experiment, *, filter: str = "", limit: int = MAX_RUNS) -> list[Run]:
-        """The runs of an experiment, newest first, failed and killed ones included."""
+    def find(self, references: list[str]) -> list:
+        """Runs by full id or unique id prefix, in the order given."""
+        found = []
+        for reference in references:
+            run = self.get_run(reference)
+            if run is None:
+                matches = [r for r in self.all_runs() if r.info.run_id.startswith(reference)]
+                if not matches:
+                    raise UsageError(f"no run with id '{reference}' in {self.uri}")
+                if len(matches) > 1:
+                    shown = ", ".join(r.info.run_id for r in matches[:5])
+                    raise UsageError(f"the run id prefix '{reference}' is ambiguous: {shown}")
+                run = matches[0]
+            found.append(run)
+        return found
+
+
+def open_store(uri: str | None = None, *, filter: str = "") -> Store:
+    """The reader for a store: direct sqlite when it can, else MLflow's client.
+
+    Args:
+        uri: the tracking URI; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
+        filter: an MLflow filter the listing will use (only MLflow's client parses them).
+
+    Raises:
+        UsageError: a local sqlite store that does not exist.
+    """
+    resolved = resolve_tracking_uri(uri)
+    local = sqlite_file(resolved)
+    if local is not None and not local.exists():
+        raise UsageError(
+            f"no MLflow store at {local}: train a spec here first, or point at a store "
+            "with --tracking-uri or $MLFLOW_TRACKING_URI"
+        )
+    if local is not None and not filter:
+        return SqliteStore(resolved, local)
+    return MlflowStore(resolved)
+
+
+class SqliteStore(Store):
+    """MLflow's embedded sqlite store, read directly (see the module's docstring)."""
+
+    def __init__(self, uri: str, path: Path) -> None:
+        self.uri = uri
+        self.connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+    def experiments(self) -> list[Experiment]:
+        rows = self.connection.execute(
+            "SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active'"
+        )
+        return [Experiment(str(i), name) for i, name in rows]
+
+    def runs(self, experiment: Experiment, *, filter: str = "", limit: int = MAX_RUNS) -> list:
+        return self._runs("experiment_id = ?", (int(experiment.experiment_id),), limit)
+
+    def all_runs(self) -> list:
+        return self._runs("1 = 1", (), MAX_RUNS)
+
+    def get_run(self, run_id: str) -> Run | None:
+        found = self._runs("run_uuid = ?", (run_id,), 1)
+        return found[0] if found else None
+
+    def _runs(self, where: str, arguments: tuple, limit: int) -> list[Run]:
+        rows = self.connection.execute(
+            "SELECT run_uuid, name, status, start_time, end_time, experiment_id, artifact_uri "
+            f"FROM runs WHERE lifecycle_stage = 'active' AND {where} "
+            "ORDER BY start_time DESC, run_uuid LIMIT ?",
+            (*arguments, limit),
+        ).fetchall()
+        runs = {
+            run_id: Run(RunInfo(run_id, name, status, start, end, str(exp), uri), RunData())
+            for run_id, name, status, start, end, exp, uri in rows
+        }
+        if not runs:
+            return []
+        marks = ",".join("?" * len(runs))
+        ids = tuple(runs)
+        for key, value, run_id in self.connection.execute(
+            f"SELECT key, value, run_uuid FROM params WHERE run_uuid IN ({marks})", ids
+        ):
+            runs[run_id].data.params[key] = value
+        for key, value, is_nan, run_id in self.connection.execute(
+            f"SELECT key, value, is_nan, run_uuid FROM latest_metrics WHERE run_uuid IN ({marks})",
+            ids,
+        ):
+            runs[run_id].data.metrics[key] = math.nan if is_nan else value
+        for key, value, run_id in self.connection.execute(
+            f"SELECT key, value, run_uuid FROM tags WHERE run_uuid IN ({marks})", ids
+        ):
+            runs[run_id].data.tags[key] = value
+        return list(runs.values())
+
+    def history(self, run_id: str, metric: str) -> list[tuple[int, float]]:
+        rows = self.connection.execute(
+            "SELECT step, value, is_nan FROM metrics WHERE run_uuid = ? AND key = ? "
+            "ORDER BY step, timestamp",
+            (run_id, metric),
+        )
+        return [(step, math.nan if is_nan else value) for step, value, is_nan in rows]
+
+    def spec_text(self, run_id: str) -> str:
+        run = self.get_run(run_id)
+        location = urlparse(run.info.artifact_uri or "") if run else None
+        if location is not None and location.scheme == "file":
+            path = Path(unquote(location.path)) / "spec.yaml"
+            if path.exists():
+                return path.read_text(encoding="utf-8")
+        return MlflowStore(self.uri).spec_text(run_id)
+
+
+class MlflowStore(Store):
+    """Any MLflow store, through `MlflowClient`."""
+
+    def __init__(self, uri: str) -> None:
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(uri)
+
+    def experiments(self) -> list[Experiment]:
+        return [Experiment(e.experiment_id, e.name) for e in self.client.search_experiments()]
+
+    def runs(self, experiment: Experiment, *, filter: str = "", limit: int = MAX_RUNS) -> list:
         from mlflow.exceptions import MlflowException
 
         try:
@@ -74,32 +247,26 @@ class Store:
         except MlflowException as exc:
             raise UsageError(f"--filter: {exc.message}") from None
 
-    def find(self, references: list[str]) -> list[Run]:
-        """Runs by full id or unique id prefix, in the order given."""
+    def all_runs(self) -> list:
+        ids = [e.experiment_id for e in self.experiments()]
+        return list(
+            self.client.search_runs(
+                ids, max_results=MAX_RUNS, order_by=["attributes.start_time DESC"]
+            )
+        )
+
+    def get_run(self, run_id: str) -> Any | None:
         from mlflow.exceptions import MlflowException
 
-        found = []
-        everything: list[Run] | None = None
-        for reference in references:
-            try:
-                found.append(self.client.get_run(reference))
-                continue
-            except MlflowException:
-                pass
-            if everything is None:
-                ids = [e.experiment_id for e in self.client.search_experiments()]
-                everything = list(self.client.search_runs(ids, max_results=MAX_RUNS))
-            matches = [r for r in everything if r.info.run_id.startswith(reference)]
-            if not matches:
-                raise UsageError(f"no run with id '{reference}' in {self.uri}")
-            if len(matches) > 1:
-                shown = ", ".join(r.info.run_id for r in matches[:5])
-                raise UsageError(f"the run id prefix '{reference}' is ambiguous: {shown}")
-            found.append(matches[0])
-        return found
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException:
+            return None
+
+    def history(self, run_id: str, metric: str) -> list[tuple[int, float]]:
+        return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, metric))
 
     def spec_text(self, run_id: str) -> str:
-        """The resolved spec a run logged as `spec.yaml`."""
         from mlflow.exceptions import MlflowException
 
         with tempfile.TemporaryDirectory() as folder:
@@ -108,11 +275,6 @@ class Store:
             except (MlflowException, OSError):
                 raise DlxError(f"the run {run_id} has no spec.yaml: was it made by dlx?") from None
             return Path(path).read_text(encoding="utf-8")
-
-    def history(self, run_id: str, metric: str) -> list[tuple[int, float]]:
-        """A metric's logged values as (step, value), in step order."""
-        points = self.client.get_metric_history(run_id, metric)
-        return sorted((m.step, m.value) for m in points)
 
 
 def short_id(run: Any) -> str:

@@ -184,3 +184,32 @@ def test_reproduce_exits_3_when_a_metric_differs(store):
     result = invoke(uri, "reproduce", newer, "--tolerance", "0.01")
     assert result.exit_code == 3
     assert "not reproduced: 1 metric(s) differ by more than 0.01: val_accuracy" in result.stderr
+
+
+def test_the_direct_sqlite_reader_agrees_with_mlflows_client(store):
+    from dlx.track.read import MlflowStore, SqliteStore, open_store
+
+    uri, older, newer = store
+    direct, client = open_store(uri), MlflowStore(uri)
+    assert isinstance(direct, SqliteStore)
+    assert isinstance(open_store(uri, filter="params.seed = '42'"), MlflowStore)
+    assert sorted(direct.experiments(), key=str) == sorted(client.experiments(), key=str)
+    experiment = direct.experiment(None)
+    assert experiment == client.experiment(None)
+    for mine, theirs in zip(direct.runs(experiment), client.runs(experiment), strict=True):
+        for name in ("run_id", "run_name", "status", "start_time", "end_time", "experiment_id"):
+            assert getattr(mine.info, name) == getattr(theirs.info, name)
+        assert mine.data.params == theirs.data.params
+        assert mine.data.metrics == theirs.data.metrics
+        assert mine.data.tags == theirs.data.tags
+    assert direct.history(older, "val_loss") == client.history(older, "val_loss")
+    assert direct.spec_text(newer) == client.spec_text(newer)
+
+
+def test_filter_goes_through_mlflow(store):
+    uri, _, newer = store
+    result = invoke(uri, "compare", "--filter", "params.`train.epochs` = '1'", "-f", "json")
+    records = json.loads(result.stdout)
+    assert newer in [r["run_id"] for r in records]  # with its reproductions, if made
+    assert all(r["params"].get("train.epochs", "1") == "1" for r in records)
+    assert "FAILED" not in result.stdout
