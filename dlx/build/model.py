@@ -132,6 +132,38 @@ def _keras_name(name: str) -> str:
     return cleaned if cleaned[:1].isalpha() else f"model_{cleaned}"
 
 
+def _run_model(loaded: LoadedSpec, run_id: str, path: tuple) -> Any:
+    """The Keras model a dlx run logged, from the store the spec tracks to."""
+    import tempfile
+
+    import keras
+    import mlflow
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    from dlx.track.store import quiet_mlflow, resolve_tracking_uri
+
+    quiet_mlflow()
+    uri = resolve_tracking_uri(loaded.spec.tracking.uri)
+    # `runs:/` resolves the run's logged model through MLflow's global tracking URI, whatever
+    # `tracking_uri=` says (MLflow 3.17), so point it at the store for this download only.
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"runs:/{run_id}/model", dst_path=folder
+            )
+            return keras.saving.load_model(f"{local}/data/model.keras", compile=False)
+    except (MlflowException, OSError) as exc:
+        message = str(getattr(exc, "message", exc)).splitlines()[0]
+        raise loaded.error(
+            path, f"no logged model for run '{run_id}' in {uri}: {message}"
+        ) from None
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
 def _backbone(loaded: LoadedSpec, resolver: Resolver) -> Any:
     """The pretrained network of a transfer-learning model, cut and frozen as the spec says."""
     import keras
@@ -167,11 +199,7 @@ def _backbone(loaded: LoadedSpec, resolver: Resolver) -> Any:
             raise loaded.error((*path, "model"), f"no such model file: {file}")
         backbone = keras.saving.load_model(file, compile=False)
     else:
-        raise loaded.error(
-            (*path, "run"),
-            "a backbone from an MLflow run is not supported yet; save the model as a .keras "
-            "file and use backbone: {model: path/to/model.keras}",
-        )
+        backbone = _run_model(loaded, spec.run, (*path, "run"))
     if spec.until is not None:
         try:
             cut = backbone.get_layer(spec.until)

@@ -146,3 +146,16 @@ def _folder_name(experiment_name: str) -> str:
     if safe == experiment_name and not safe.startswith("."):
         return safe
     return f"{safe.lstrip('.')}-{short_hash(experiment_name)}"
+
+
+def quiet_mlflow() -> None:
+    """Keep MLflow's and alembic's INFO logs (database set-up and the like) off the console.
+
+    MLflow sets its loggers' levels when it is first imported, so this imports it first.
+    """
+    import logging
+
+    import mlflow  # noqa: F401
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -12,7 +12,6 @@ Order matters and is the point of this module:
 from __future__ import annotations
 
 import io
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,18 +76,17 @@ def train(
         raise loaded.error((), "a spec needs a data: section to train")
     import_tensorflow_quietly()
     import keras
-    import mlflow  # noqa: F401  (imported now so that its logging set-up comes before ours)
     import tensorflow as tf
 
     from dlx.data import SourceContext, SourceError, make_splits
     from dlx.track import MlflowMetricsCallback, TrackedRun, learning_curves_figure
     from dlx.track.callback import scalar_metrics
+    from dlx.track.store import quiet_mlflow
     from dlx.train.progress import progress
     from dlx.train.strategy import configure_devices, make_placement
     from dlx.train.tasks import task_for
 
-    for noisy in ("mlflow", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_mlflow()
     configure_devices(loaded)
     keras.utils.set_random_seed(spec.seed)
     if spec.runtime.deterministic:
