@@ -27,9 +27,8 @@ def main() -> None:
         mlflow.set_tracking_uri(uri)
         local = mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/model", dst_path=folder)
         shutil.copy(Path(local) / "data" / "model.keras", HERE / "digits_backbone.keras")
-    print(
-        f"wrote {HERE / 'digits_backbone.keras'} (val_accuracy {result.metrics['val_accuracy']:.4f})"
-    )
+    accuracy = result.metrics["val_accuracy"]
+    print(f"wrote {HERE / 'digits_backbone.keras'} (val_accuracy {accuracy:.4f})")
 
 
 if __name__ == "__main__":
