@@ -1,7 +1,9 @@
 """From a spec's `data` section to batched `tf.data` pipelines: train, validation and test.
 
 The splits are drawn with the spec's seed, so every run of a spec trains and evaluates on the
-same examples; the data's fingerprint says whether two runs read the same data at all.
+same examples; the data's fingerprint says whether two runs read the same data at all. With
+`data.window`, the source's rows are a time series instead: the splits are its consecutive
+parts, each cut into windows.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dlx.data.sources import Features, SourceContext, SourceData, SourceError, c
 if TYPE_CHECKING:
     import tensorflow as tf
 
-    from dlx.spec.schema import Data
+    from dlx.spec.schema import Data, Window
 
 Arrays = tuple[Features, np.ndarray | None]
 """The examples of one split as arrays: `(x, y)`; `y` is `None` for data without targets."""
@@ -41,7 +43,7 @@ class Splits:
         validation_arrays: the validation examples as arrays, or `None`.
         test_arrays: the test examples as arrays (for a confusion matrix), or `None`.
         class_names: the name of each class id, when the source knows them.
-        num_train: the number of training examples.
+        num_train: the number of training examples (of windows, with `data.window`).
         num_validation: the number of validation examples (0 without validation).
         num_test: the number of test examples (0 without a test split).
         fingerprint: the sha256 (hex) of the data read: every array's dtype, shape and bytes,
@@ -62,6 +64,15 @@ class Splits:
     fingerprint: str
 
 
+@dataclass
+class _Part:
+    """One split before batching: its examples, as arrays for an array source, and their count."""
+
+    dataset: tf.data.Dataset | None
+    arrays: Arrays | None
+    count: int
+
+
 def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Splits:
     """Read a spec's data and split it into batched train, validation and test datasets.
 
@@ -75,6 +86,14 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
     split (shuffle it in the source if its order matters). It is read from the source once,
     to fingerprint and count its examples, and cached in memory: the splits read the cache.
 
+    With `data.window`, the source's rows are one time series, in order, and the splits are
+    chronological: the series is split first, by the same fractions of its rows (the training
+    part first, then the validation part, the test part last), and each part is then cut into
+    windows on its own (see `_windowed`), so that no window reaches across two parts and no row
+    is seen by two splits. A `data.validation` source is a series of its own, windowed whole.
+    The splits' examples and counts are then windows; the fingerprint is still of the rows
+    read.
+
     Each split is then batched with `batch_size` and prefetched; the training split is
     shuffled each epoch when `data.shuffle` is true, with a full buffer and the seed.
 
@@ -87,8 +106,9 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
         The splits, their arrays, their sizes and the data's fingerprint.
 
     Raises:
-        SourceError: a source cannot be read, or the splits leave no training data; `path`
-            holds the spec keys of the fault (`("data", "source", "csv", "label")`).
+        SourceError: a source cannot be read, the splits leave no training data, or a window
+            does not fit the data; `path` holds the spec keys of the fault
+            (`("data", "source", "csv", "label")`, `("data", "window", "size")`).
     """
     source = _read(data.source, context, ("data", "source"))
     validation = None
@@ -96,6 +116,9 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
         validation = _read(data.validation.source, context, ("data", "validation", "source"))
         if source.class_names and validation.class_names:
             _relabel(validation, source.class_names)
+    if data.window is not None:
+        for read in (source, validation):
+            _check_series(read)
     digest = hashlib.sha256()
     count = _digest_source(digest, source)
     validation_count = 0 if validation is None else _digest_source(digest, validation)
@@ -110,32 +133,85 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
             f"validation (validation_split={data.validation_split})"
         ).at("data")
 
-    order = None
-    if source.dataset is None:
-        order = np.random.default_rng(context.seed).permutation(count)
-    test, test_arrays = _part(source, order, 0, num_test)
-    train, train_arrays = _part(source, order, num_test + num_validation, count)
-    if validation is None:
-        split_validation, validation_arrays = _part(
-            source, order, num_test, num_test + num_validation
+    if data.window is None:
+        train, split_validation, test = _shuffled_parts(
+            source, count, num_validation, num_test, context.seed
         )
     else:
-        num_validation = validation_count
-        split_validation, validation_arrays = _part(validation, None, 0, validation_count)
+        train, split_validation, test = _series_parts(
+            source, data.window, count, num_validation, num_test
+        )
+    if validation is not None:
+        split_validation = (
+            _part(validation, None, 0, validation_count)
+            if data.window is None
+            else _windowed(validation, data.window, 0, validation_count, "validation")
+        )
 
+    shuffle_seed = context.seed if data.shuffle else None
+    has_validation, has_test = split_validation.count > 0, test.count > 0
     return Splits(
-        train=_batched(train, batch_size, shuffle_seed=context.seed if data.shuffle else None),
-        validation=_batched(split_validation, batch_size) if num_validation else None,
-        test=_batched(test, batch_size) if num_test else None,
-        train_arrays=train_arrays,
-        validation_arrays=validation_arrays if num_validation else None,
-        test_arrays=test_arrays if num_test else None,
+        train=_batched(train.dataset, batch_size, shuffle_seed=shuffle_seed),
+        validation=_batched(split_validation.dataset, batch_size) if has_validation else None,
+        test=_batched(test.dataset, batch_size) if has_test else None,
+        train_arrays=train.arrays,
+        validation_arrays=split_validation.arrays if has_validation else None,
+        test_arrays=test.arrays if has_test else None,
         class_names=source.class_names,
-        num_train=num_train,
-        num_validation=num_validation,
-        num_test=num_test,
+        num_train=train.count,
+        num_validation=split_validation.count,
+        num_test=test.count,
         fingerprint=digest.hexdigest(),
     )
+
+
+def _shuffled_parts(
+    source: SourceData, count: int, num_validation: int, num_test: int, seed: int
+) -> tuple[_Part, _Part, _Part]:
+    """The train, validation and test parts, drawn along one seeded permutation.
+
+    A dataset source is split in its own order instead: test first, then validation.
+    """
+    order = None if source.dataset is not None else np.random.default_rng(seed).permutation(count)
+    return (
+        _part(source, order, num_test + num_validation, count),
+        _part(source, order, num_test, num_test + num_validation),
+        _part(source, order, 0, num_test),
+    )
+
+
+def _series_parts(
+    source: SourceData, window: Window, count: int, num_validation: int, num_test: int
+) -> tuple[_Part, _Part, _Part]:
+    """The train, validation and test parts of a series, in time order, each windowed."""
+    num_train = count - num_validation - num_test
+    span = window.size + window.horizon
+    if count < span:
+        raise SourceError(
+            f"the series has {count} rows, too few for one window: a window and its target "
+            f"need size + horizon = {span} rows (size={window.size}, horizon={window.horizon})"
+        ).at("data", "window", "size")
+    return (
+        _windowed(source, window, 0, num_train, "training"),
+        _windowed(source, window, num_train, num_train + num_validation, "validation"),
+        _windowed(source, window, num_train + num_validation, count, "test"),
+    )
+
+
+def _check_series(source: SourceData | None) -> None:
+    """Check that a source can be windowed: arrays, and a target series to forecast."""
+    if source is None:
+        return
+    if source.dataset is not None:
+        raise SourceError(
+            "windowing needs a source that gives arrays (npz, csv, synthetic, or a python "
+            "function returning (x, y)); this source gives a tf.data.Dataset"
+        ).at("data", "window")
+    if source.y is None and isinstance(source.x, dict):
+        raise SourceError(
+            "a window without targets forecasts the source's inputs, which must be one array; "
+            f"this source gives several ({', '.join(sorted(source.x))}). Give the targets as y"
+        ).at("data", "window")
 
 
 def _read(component: Any, context: SourceContext, keys: tuple[str, ...]) -> SourceData:
@@ -176,18 +252,59 @@ def _fraction_of(count: int, fraction: float) -> int:
     return math.ceil(count * fraction - _ROUNDING_TOLERANCE) if fraction else 0
 
 
-def _part(
-    source: SourceData, order: np.ndarray | None, start: int, stop: int
-) -> tuple[tf.data.Dataset, Arrays | None]:
+def _part(source: SourceData, order: np.ndarray | None, start: int, stop: int) -> _Part:
     """The examples `start` to `stop` of a source: a dataset, and arrays for an array source.
 
     The examples are counted along `order`, a permutation of them, when it is given, else in
     the source's own order (always, for a dataset source); the part keeps the source's order.
     """
+    count = stop - start
     if source.dataset is not None:
-        return _with_cardinality(source.dataset.skip(start).take(stop - start), stop - start), None
+        dataset = source.dataset.skip(start).take(count)
+        return _Part(_with_cardinality(dataset, count), None, count)
     arrays = _take(source, slice(start, stop) if order is None else np.sort(order[start:stop]))
-    return _from_arrays(arrays), arrays
+    return _Part(_from_arrays(arrays), arrays, count)
+
+
+def _windowed(source: SourceData, window: Window, start: int, stop: int, split: str) -> _Part:
+    """The windows of the rows `start` to `stop` of a series, in time order.
+
+    Window `i` of the part begins at row `b = start + i * stride`: its inputs are the rows
+    `b` to `b + size - 1` of `x` (a 1-D `x` is one feature: windows shaped `(size, 1)`), and
+    its target is row `b + size + horizon - 1` of `y`, or of `x` itself when the source has no
+    targets (a 1-D `x` then gives scalar targets). Windows lie wholly inside the part; the
+    rows left over at its end, fewer than a stride, are not used.
+
+    An empty part (a split not asked for) has no windows; any other part must hold at least
+    one window, else `SourceError` at `data.window.size`.
+    """
+    rows = stop - start
+    if rows == 0:
+        return _Part(None, None, 0)
+    span = window.size + window.horizon
+    if rows < span:
+        raise SourceError(
+            f"the {split} part of the series, rows {start} to {stop - 1}, has {rows} rows: "
+            f"too few for one window and its target, which need size + horizon = {span} rows "
+            f"(size={window.size}, horizon={window.horizon}). Use a smaller window or give the "
+            f"{split} part more rows"
+        ).at("data", "window", "size")
+    count = (rows - span) // window.stride + 1
+    starts = start + window.stride * np.arange(count)
+    steps = starts[:, np.newaxis] + np.arange(window.size)
+    targets = starts + window.size + window.horizon - 1
+    x, y = source.x, source.y
+
+    def series(array: np.ndarray) -> np.ndarray:
+        return array[:, np.newaxis] if array.ndim == 1 else array
+
+    inputs = (
+        {name: series(array)[steps] for name, array in x.items()}
+        if isinstance(x, dict)
+        else series(x)[steps]
+    )
+    arrays = (inputs, (x if y is None else y)[targets])
+    return _Part(_from_arrays(arrays), arrays, count)
 
 
 def _take(source: SourceData, indices: np.ndarray | slice) -> Arrays:

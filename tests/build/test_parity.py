@@ -81,11 +81,20 @@ def digits_inception() -> keras.Model:
 
 
 def sequence_lstm() -> keras.Model:
-    inputs = keras.Input(shape=(20, 4))
-    x = keras.layers.LSTM(32, return_sequences=True)(inputs)
-    x = keras.layers.Bidirectional(keras.layers.LSTM(16), merge_mode="concat")(x)
+    inputs = keras.Input(shape=(), dtype="string")
+    x = keras.layers.TextVectorization(max_tokens=200, output_sequence_length=20)(inputs)
+    x = keras.layers.Embedding(200, 32, mask_zero=True)(x)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(32), merge_mode="concat")(x)
     x = keras.layers.Dropout(0.2)(x)
     outputs = keras.layers.Dense(3, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+def timeseries_gru() -> keras.Model:
+    inputs = keras.Input(shape=(24, 1))
+    x = keras.layers.Normalization()(inputs)
+    x = keras.layers.GRU(32)(x)
+    outputs = keras.layers.Dense(1)(x)
     return keras.Model(inputs, outputs)
 
 
@@ -95,7 +104,8 @@ PARITY_CASES = [
     ("specs/iris_mlp.yaml", iris_mlp, 1_324),
     ("specs/digits_resnet.yaml", digits_resnet, 170_794),
     ("specs/digits_inception.yaml", digits_inception, 22_146),
-    ("specs/sequence_lstm.yaml", sequence_lstm, 11_107),
+    ("specs/sequence_lstm.yaml", sequence_lstm, 23_235),
+    ("specs/timeseries_gru.yaml", timeseries_gru, 3_396),
 ]
 
 
