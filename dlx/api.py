@@ -199,3 +199,148 @@ def reproduce(
     names = sorted(set(original.data.metrics) | set(result.metrics))
     rows = [(n, original.data.metrics.get(n), result.metrics.get(n)) for n in names]
     return Reproduction(run_id, result, rows, tolerance)
+
+
+@dataclass
+class Scores:
+    """An autoencoder run's reconstruction errors on some data (`dlx score`)."""
+
+    run_id: str
+    split: str
+    """Which data was scored: `test` (the spec's test split) or `all` (the whole source)."""
+    errors: Any  # numpy.ndarray, one float per example
+    threshold: float | None
+    """The run's `reconstruction_error_p95` (on its held-out data), when it logged one."""
+    output: Path | None = None
+    embeddings: Path | None = None
+
+    @property
+    def over_threshold(self) -> int | None:
+        """How many examples score above the threshold: anomaly candidates."""
+        return None if self.threshold is None else int((self.errors > self.threshold).sum())
+
+    def summary(self) -> dict[str, float | int | None]:
+        import numpy as np
+
+        errors = self.errors
+        return {
+            "count": len(errors),
+            "mean": float(errors.mean()) if len(errors) else None,
+            "p95": float(np.percentile(errors, 95)) if len(errors) else None,
+            "threshold": self.threshold,
+            "over_threshold": self.over_threshold,
+        }
+
+
+def score(
+    reference: str,
+    spec: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    output: str | Path | None = None,
+    embed: str | Path | None = None,
+    tracking_uri: str | None = None,
+) -> Scores:
+    """Score data by an autoencoder run's reconstruction error, for anomaly detection.
+
+    The data is a spec's `data:` section, read as training reads it: its test split when it
+    has one, else all of the source. The spec is `spec`, or by default the run's own logged
+    spec; `overrides` change it (e.g. `data.source={npz: {path: new.npz}}`).
+
+    Args:
+        reference: the run's id, or a unique prefix of it.
+        spec: a spec file whose `data:` section is scored; default: the run's logged spec.
+        overrides: `dotted.path=value` overrides of that spec.
+        output: a CSV file to write, one row per example: `index,error`.
+        embed: an `.npy` file to write the run's logged encoder's outputs (embeddings) to.
+        tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
+
+    Raises:
+        UsageError: the run is not an autoencoder's, or logged no model.
+        SpecError: the spec or its data cannot be read.
+    """
+    import numpy as np
+
+    from dlx.data import SourceContext, SourceError, call_source, make_splits
+    from dlx.errors import SpecError, UsageError
+    from dlx.spec import load_spec_text
+    from dlx.track.read import open_store
+
+    store = open_store(tracking_uri)
+    (run,) = store.find([reference])
+    run_id = run.info.run_id
+    if spec is None:
+        source = Path(run.data.tags.get("mlflow.source.name") or "spec.yaml")
+        folder = source.parent if source.parent.is_dir() else Path.cwd()
+        loaded = load_spec_text(store.spec_text(run_id), folder / source.name, overrides)
+    else:
+        loaded = load_spec(spec, overrides)
+    data = loaded.spec.data
+    if data is None:
+        raise loaded.error((), "a spec needs a data: section to score")
+    kind = run.data.params.get("model.kind")
+    if kind != "autoencoder":
+        raise UsageError(
+            f"the run {run_id} is not an autoencoder's (model.kind: {kind or 'supervised'}); "
+            "dlx score needs one"
+        )
+
+    from dlx.tensorflow_import import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    from dlx.train.autoencoder import ERROR_METRIC, reconstruction_errors
+
+    context = SourceContext(base_dir=loaded.base_dir, seed=loaded.spec.seed)
+    batch_size = loaded.spec.train.batch_size
+    try:
+        if data.test_split:
+            split = "test"
+            inputs = make_splits(data, context=context, batch_size=batch_size).test
+        else:
+            split = "all"
+            read = call_source(data.source, context)
+            inputs = read.x if read.dataset is None else read.dataset.batch(batch_size)
+    except SourceError as exc:
+        raise SpecError([loaded.document.problem(exc.path, exc.message)]) from None
+
+    errors = reconstruction_errors(_logged_model(store, run_id, "model"), inputs, batch_size)
+    scores = Scores(run_id, split, errors, run.data.metrics.get(ERROR_METRIC))
+    if output is not None:
+        scores.output = Path(output)
+        rows = "".join(f"{i},{e:.9g}\n" for i, e in enumerate(errors.tolist()))
+        scores.output.write_text("index,error\n" + rows, encoding="utf-8")
+    if embed is not None:
+        encoder = _logged_model(store, run_id, "encoder")
+        scores.embeddings = Path(embed)
+        np.save(scores.embeddings, encoder.predict(inputs, batch_size=batch_size, verbose=0))
+    return scores
+
+
+def _logged_model(store: Any, run_id: str, name: str) -> Any:
+    """The Keras model a run logged under `name`.
+
+    Found among the run's logged models and read from its artifact location: MLflow's own
+    `runs:/<run_id>/<name>` resolution would read the process's global tracking URI.
+    """
+    import tempfile
+
+    import mlflow.artifacts
+    import mlflow.keras
+    from mlflow import MlflowClient
+
+    from dlx.errors import UsageError
+
+    client = MlflowClient(store.uri)
+    experiment_id = client.get_run(run_id).info.experiment_id
+    matches = client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = '{name}'"
+    )
+    if not matches:
+        raise UsageError(
+            f"the run {run_id} logged no model '{name}' (was tracking.log_model false?)"
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=matches[0].artifact_location, dst_path=folder
+        )
+        return mlflow.keras.load_model(path)

@@ -62,7 +62,7 @@ def build_model(loaded: LoadedSpec) -> BuiltModel:
         decoder_input = keras.Input(shape=encoder.output.shape[1:], name="code")
         out, _ = builder.connect(model.decoder, ("model", "decoder"), scope_input=decoder_input)
         decoder = keras.Model(decoder_input, out, name=f"{name}_decoder")
-        inputs = encoder.inputs
+        inputs = encoder.inputs[0] if len(encoder.inputs) == 1 else encoder.inputs
         autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name=name)
         return BuiltModel(autoencoder, "autoencoder", encoder=encoder, decoder=decoder)
     if model.kind == "gan":

@@ -474,6 +474,49 @@ def reproduce(
 
 
 @app.command()
+def score(
+    run: Annotated[str, typer.Argument(help="An autoencoder run's id, or a unique prefix.")],
+    spec: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A spec whose data: section is scored (its test split, else all of it). "
+            "Default: the run's own spec.",
+            show_default=False,
+        ),
+    ] = None,
+    set_: SetOption = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write one row per example to this CSV: index,error."),
+    ] = None,
+    embed: Annotated[
+        Path | None,
+        typer.Option("--embed", help="Write the encoder's embeddings of the data to this .npy."),
+    ] = None,
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """Score data by an autoencoder run's reconstruction error (anomaly detection)."""
+    from dlx import api
+
+    scores = _run(
+        lambda: api.score(
+            run, spec, set_ or [], output=output, embed=embed, tracking_uri=tracking_uri
+        )
+    )
+    summary = scores.summary()
+    typer.echo(f"run {scores.run_id}: {summary['count']} examples scored ({scores.split} data)")
+    labels = {"mean": "mean error", "p95": "p95 error", "threshold": "run's p95 error"}
+    for name, label in labels.items():
+        if summary[name] is not None:
+            typer.echo(f"  {label:<16} {summary[name]:.6g}")
+    if scores.over_threshold is not None:
+        typer.echo(f"  {'over threshold':<16} {scores.over_threshold}")
+    for label, path in (("errors", scores.output), ("embeddings", scores.embeddings)):
+        if path is not None:
+            typer.echo(f"{label}: {path}")
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the spec language, for editors."""
     from dlx import api

@@ -1,4 +1,4 @@
-"""Figures a run logs: learning curves and a confusion matrix.
+"""Figures a run logs: learning curves, a confusion matrix, images and histograms.
 
 Figures are drawn on Matplotlib's Agg canvas directly, without `pyplot`: no window opens, no
 global backend is switched, and nothing is kept alive in pyplot's list of open figures, so the
@@ -105,3 +105,131 @@ def _labels(values: Any) -> Any:
     if values.ndim > 1:
         values = values[..., 0] > 0.5 if values.shape[-1] == 1 else values.argmax(axis=-1)
     return values.astype(int)
+
+
+def is_image_shape(shape: Sequence[int | None]) -> bool:
+    """Whether examples of this shape (without the batch axis) can be drawn as images.
+
+    `(height, width)` is a grey image, `(height, width, channels)` one with 1, 3 or 4 channels.
+    """
+    dims = tuple(shape)
+    if len(dims) == 3 and dims[-1] in (1, 3, 4):
+        dims = dims[:2]
+    return len(dims) == 2 and all(d is not None and d > 1 for d in dims)
+
+
+def image_rows_figure(
+    rows: Mapping[str, Any], value_range: tuple[float, float] = (0.0, 1.0)
+) -> Figure:
+    """Rows of images, one labelled row per entry, the same example in each column.
+
+    Args:
+        rows: a label (`"input"`, `"reconstruction"`) to images, shaped `(n, height, width)`
+            or `(n, height, width, channels)`; every row holds the same number of images.
+        value_range: the values shown as black and as white, the same for every image, so
+            that rows compare.
+
+    Returns:
+        The figure; log it with `TrackedRun.log_figure(figure, "reconstructions.png")`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    labels = list(rows)
+    count = len(rows[labels[0]])
+    figure = Figure(figsize=(1.1 * count + 1.0, 1.2 * len(labels)), layout="constrained")
+    FigureCanvasAgg(figure)
+    grid = figure.subplots(len(labels), count, squeeze=False)
+    for r, label in enumerate(labels):
+        for c in range(count):
+            axes = grid[r][c]
+            _show_image(axes, rows[label][c], value_range)
+            if c == 0:
+                axes.set_ylabel(label, rotation=0, ha="right", va="center")
+    return figure
+
+
+def image_grid_figure(
+    images: Any, value_range: tuple[float, float] = (0.0, 1.0), title: str | None = None
+) -> Figure:
+    """Images in a square-ish grid, e.g. a GAN's samples from a fixed latent batch.
+
+    Args:
+        images: shaped `(n, height, width)` or `(n, height, width, channels)`.
+        value_range: the values shown as black and as white; fixed, so that grids drawn at
+            different epochs compare.
+        title: a title above the grid (e.g. `epoch 10`).
+
+    Returns:
+        The figure; log it with `TrackedRun.log_figure(figure, "samples/epoch_010.png")`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    count = len(images)
+    columns = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    figure = Figure(figsize=(0.9 * columns, 0.9 * rows + (0.3 if title else 0.0)))
+    FigureCanvasAgg(figure)
+    figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.9 if title else 0.98)
+    grid = figure.subplots(
+        rows, columns, squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.05}
+    )
+    for index, axes in enumerate(grid.ravel()):
+        if index < count:
+            _show_image(axes, images[index], value_range)
+        else:
+            axes.set_axis_off()
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def histogram_figure(
+    values: Any, *, xlabel: str, title: str, lines: Mapping[str, float] | None = None
+) -> Figure:
+    """The distribution of some values (e.g. per-example reconstruction errors).
+
+    Args:
+        values: one number per example.
+        xlabel: what the values are.
+        title: the figure's title (e.g. which split they come from).
+        lines: labelled values drawn as vertical lines (e.g. `{"p95": 0.02}`).
+
+    Returns:
+        The figure; log it with `TrackedRun.log_figure(figure, "reconstruction_errors.png")`.
+    """
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.0, 3.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.hist(np.asarray(values, dtype=np.float64).ravel(), bins="auto", color="C0")
+    for index, (label, value) in enumerate((lines or {}).items()):
+        color = f"C{index + 3}"  # C0 is the bars' colour; C3 is red
+        axes.axvline(value, color=color, linestyle="--", label=f"{label} = {value:.4g}")
+    if lines:
+        axes.legend()
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("examples")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    return figure
+
+
+def _show_image(axes: Any, image: Any, value_range: tuple[float, float]) -> None:
+    import numpy as np
+
+    low, high = value_range
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        axes.imshow(image, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
+    else:  # colour: imshow reads floats in [0, 1]
+        scaled = np.clip((image - low) / max(high - low, 1e-12), 0.0, 1.0)
+        axes.imshow(scaled, interpolation="nearest")
+    axes.set_xticks([])
+    axes.set_yticks([])

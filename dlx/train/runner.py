@@ -88,9 +88,11 @@ def train(
 
     quiet_mlflow()
     configure_devices(loaded)
-    keras.utils.set_random_seed(spec.seed)
     if spec.runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
+    # Layer names start afresh; clearing resets the precision policy and seeds, so it goes first.
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(spec.seed)
     policy = keras.mixed_precision.global_policy()
     if spec.runtime.mixed_precision:
         keras.mixed_precision.set_global_policy(spec.runtime.mixed_precision)
@@ -105,7 +107,6 @@ def train(
         except SourceError as exc:
             raise SpecError([loaded.document.problem(exc.path, exc.message)]) from None
         task = task_for(loaded)
-        keras.utils.clear_session()
         with placement.strategy.scope():
             model = task.build(spec.runtime.jit_compile)
             task.prepare(model, splits)

@@ -198,6 +198,8 @@ def test_runtime_options_one_device_bfloat16_deterministic():
     second = api.train(DIGITS, overrides)
     assert first.strategy == "one_device" and first.replicas == 1
     assert first.metrics == second.metrics
+    in_float32 = api.train(DIGITS, [o for o in overrides if "mixed_precision" not in o])
+    assert in_float32.metrics != first.metrics  # bfloat16 really was in use
     import keras
 
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run

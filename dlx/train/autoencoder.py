@@ -1,0 +1,156 @@
+"""The autoencoder kind: trained input -> input, scored by reconstruction error.
+
+An autoencoder's encoder and decoder (SPEC.md section 4.4) are trained to give back their
+input. With `model.noise_stddev`, the training inputs are corrupted with Gaussian noise while
+the targets stay clean (a denoising autoencoder); validation and test data are not corrupted.
+
+After training, the run holds a picture of inputs above their reconstructions (for images), the
+distribution of per-example reconstruction errors with its 95th percentile (a threshold for
+anomaly detection, which `dlx score` compares new data against), and the encoder as a second
+logged model, `encoder`, for embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dlx.build.compile import build_compile_args
+from dlx.build.model import build_model
+from dlx.data import Splits
+from dlx.train.tasks import Task
+
+RECONSTRUCTIONS_SHOWN = 10
+"""Examples drawn in `reconstructions.png`."""
+
+ERROR_PERCENTILE = 95
+ERROR_METRIC = f"reconstruction_error_p{ERROR_PERCENTILE}"
+"""The run metric holding the anomaly threshold: the 95th percentile of held-out errors."""
+
+
+class AutoencoderTask(Task):
+    """Trains `encoder -> decoder` to reconstruct its (optionally noisy) input."""
+
+    def build(self, jit_compile: Any) -> Any:
+        self.built = build_model(self.loaded)
+        model = self.built.model
+        args = build_compile_args(self.loaded, list(model.output_names))
+        self.callbacks = args.callbacks
+        model.compile(
+            optimizer=args.optimizer,
+            loss=args.loss if args.loss is not None else "mse",
+            metrics=args.metrics,
+            jit_compile=jit_compile,
+        )
+        return model
+
+    def datasets(self, splits: Splits) -> tuple[Any, Any, Any]:
+        """`(x, x)` pairs; training inputs get the spec's noise, targets never do."""
+        import tensorflow as tf
+
+        stddev = self.loaded.spec.model.noise_stddev
+        train = splits.train.map(_to_itself)
+        if stddev:
+            # One random seed per batch, different each epoch, reproducible from the spec's seed.
+            seeds = tf.data.Dataset.random(
+                seed=self.loaded.spec.seed, rerandomize_each_iteration=True
+            )
+            train = tf.data.Dataset.zip(train, seeds).map(
+                lambda pair, seed: (_add_noise(pair[0], stddev, seed), pair[1])
+            )
+        validation = None if splits.validation is None else splits.validation.map(_to_itself)
+        test = None if splits.test is None else splits.test.map(_to_itself)
+        return train, validation, test
+
+    def log_artifacts(self, run: Any, model: Any, splits: Splits) -> None:
+        """Reconstructions, the error distribution and its p95, and the encoder as a model."""
+        from dlx.track.plots import histogram_figure, image_rows_figure, is_image_shape
+
+        spec = self.loaded.spec
+        name, data = _held_out(splits)
+        errors = reconstruction_errors(model, data, spec.train.batch_size)
+        if len(errors):
+            threshold = float(np.percentile(errors, ERROR_PERCENTILE))
+            run.log_metrics(
+                {"reconstruction_error_mean": float(errors.mean()), ERROR_METRIC: threshold}
+            )
+            figure = histogram_figure(
+                errors,
+                xlabel="reconstruction error (mean squared error per example)",
+                title=f"reconstruction errors on the {name} data ({len(errors)} examples)",
+                lines={f"p{ERROR_PERCENTILE}": threshold},
+            )
+            run.log_figure(figure, "reconstruction_errors.png")
+
+        arrays = splits.test_arrays or splits.validation_arrays or splits.train_arrays
+        if arrays is not None and isinstance(arrays[0], np.ndarray):
+            x = arrays[0][:RECONSTRUCTIONS_SHOWN]
+            if is_image_shape(x.shape[1:]):
+                rows = {"input": x}
+                if spec.model.noise_stddev:
+                    noise = np.random.default_rng(spec.seed).normal(size=x.shape)
+                    rows["noisy input"] = x = (x + spec.model.noise_stddev * noise).astype(x.dtype)
+                rows["reconstruction"] = model.predict(x, verbose=0)
+                low, high = float(arrays[0].min()), float(arrays[0].max())
+                run.log_figure(image_rows_figure(rows, (low, high)), "reconstructions.png")
+
+        sample = self.sample_inputs(splits)
+        if spec.tracking.log_model and sample is not None and self.built is not None:
+            run.log_keras_model(self.built.encoder, sample, name="encoder")
+
+
+def reconstruction_errors(model: Any, data: Any, batch_size: int = 256) -> np.ndarray:
+    """The mean squared error between each example and the model's reconstruction of it.
+
+    This is the anomaly score of an autoencoder: large for inputs unlike its training data.
+
+    Args:
+        model: an autoencoder (inputs -> reconstructions of the same shape).
+        data: inputs as an array, or a batched `tf.data.Dataset` of `x` or `(x, y)`.
+        batch_size: the batch size for array inputs.
+
+    Returns:
+        One float32 error per example, in the data's order.
+    """
+    import tensorflow as tf
+
+    if not isinstance(data, tf.data.Dataset):
+        data = tf.data.Dataset.from_tensor_slices(data).batch(batch_size)
+    errors = []
+    for x in data.map(_inputs):
+        x = tf.cast(x, tf.float32)
+        squared = tf.square(tf.cast(model(x, training=False), tf.float32) - x)
+        errors.append(tf.reduce_mean(tf.reshape(squared, (tf.shape(x)[0], -1)), axis=1).numpy())
+    return np.concatenate(errors) if errors else np.zeros(0, np.float32)
+
+
+def _held_out(splits: Splits) -> tuple[str, Any]:
+    """The data errors are measured on: test, else validation, else (lacking both) training."""
+    if splits.test is not None:
+        return "test", splits.test
+    if splits.validation is not None:
+        return "validation", splits.validation
+    return "training", splits.train
+
+
+def _inputs(*element: Any) -> Any:
+    """The inputs of a dataset element, `x` or `(x, y)`."""
+    return element[0]
+
+
+def _to_itself(*element: Any) -> tuple[Any, Any]:
+    x = element[0]
+    return x, x
+
+
+def _add_noise(x: Any, stddev: float, seed: Any) -> Any:
+    import tensorflow as tf
+
+    noise = tf.random.stateless_normal(
+        tf.shape(x), seed=tf.stack([seed, tf.constant(0, tf.int64)]), stddev=stddev
+    )
+    return x + tf.cast(noise, x.dtype)
+
+
+__all__ = ["ERROR_METRIC", "AutoencoderTask", "reconstruction_errors"]

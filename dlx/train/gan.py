@@ -1,0 +1,233 @@
+"""The GAN kind: a generator trained against a discriminator (SPEC.md section 4.4).
+
+`Adversarial` is a `keras.Model` that holds both networks and alternates their updates in its
+own `train_step`, so that `Model.fit` (and with it the runner's strategy, callbacks and
+tracking) trains it like any other model. Every `model.sample_every` epochs, and after the last
+one, the run logs a grid of samples the generator makes from one fixed latent batch, so that
+the grids of different epochs compare. The generator is the run's model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dlx.build.compile import build_compile_args
+from dlx.build.model import build_model
+from dlx.data import Splits
+from dlx.train.tasks import Task
+
+SAMPLE_EVERY = 5
+"""Epochs between two sample grids, unless the spec's `model.sample_every` says otherwise."""
+SAMPLES = 64
+"""Samples in each grid (8 x 8)."""
+SIGNATURE_SAMPLES = 8
+
+
+class Adversarial(keras.Model):
+    """A generator and a discriminator, trained in turns by `fit` (TensorFlow backend).
+
+    Each step draws a latent batch and updates the discriminator on real examples (label 1)
+    against generated ones (label 0), then draws another and updates the generator to make the
+    discriminator say 1 (the non-saturating loss). The discriminator outputs one logit per
+    example; both losses are binary cross-entropy on logits.
+
+    Under a `tf.distribute` strategy Keras runs `train_step` once per replica on that replica's
+    share of the global batch. Each replica's loss is its examples' sum divided by the *global*
+    batch (`tf.nn.compute_average_loss`), and the optimizers sum the replicas' gradients, so a
+    step is the same as on one device with the whole batch. The `d_loss` and `g_loss` trackers
+    are weighted by each replica's examples and reset at each epoch.
+
+    Args:
+        generator: latent vectors `(batch, latent_dim)` -> samples.
+        discriminator: samples -> one logit each.
+        latent_dim: the size of a latent vector.
+        seed: seeds the latent batches the steps draw.
+    """
+
+    def __init__(self, generator: Any, discriminator: Any, latent_dim: int, seed: int) -> None:
+        super().__init__(name="gan")
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = latent_dim
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.cross_entropy = keras.losses.BinaryCrossentropy(from_logits=True, reduction=None)
+        self.generator_optimizer: Any = None
+        self.discriminator_optimizer: Any = None
+        self.built = True  # both networks are built; the model itself has no weights of its own
+
+    def compile(  # type: ignore[override]
+        self, generator_optimizer: Any, discriminator_optimizer: Any, jit_compile: Any = "auto"
+    ) -> None:
+        """Set the two optimizers (built here, in the strategy's scope) and compile."""
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            generator_optimizer = keras.optimizers.LossScaleOptimizer(generator_optimizer)
+            discriminator_optimizer = keras.optimizers.LossScaleOptimizer(discriminator_optimizer)
+        generator_optimizer.build(self.generator.trainable_variables)
+        discriminator_optimizer.build(self.discriminator.trainable_variables)
+        self.generator_optimizer = generator_optimizer
+        self.discriminator_optimizer = discriminator_optimizer
+        super().compile(optimizer=None, jit_compile=jit_compile)
+
+    @property
+    def metrics(self) -> list[Any]:
+        return [self.d_loss_tracker, self.g_loss_tracker]
+
+    def call(self, latent: Any, training: bool = False) -> Any:
+        return self.generator(latent, training=training)
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        real = data[0] if isinstance(data, (tuple, list)) else data
+        batch = tf.shape(tf.nest.flatten(real)[0])[0]
+
+        with tf.GradientTape() as tape:
+            fake = self.generator(self._latent(batch), training=True)
+            real_logits = self._logits(real)
+            fake_logits = self._logits(fake)
+            d_losses = self.cross_entropy(
+                tf.ones_like(real_logits), real_logits
+            ) + self.cross_entropy(tf.zeros_like(fake_logits), fake_logits)
+            d_loss = self.discriminator_optimizer.scale_loss(tf.nn.compute_average_loss(d_losses))
+        self._update(self.discriminator_optimizer, self.discriminator, tape, d_loss)
+
+        with tf.GradientTape() as tape:
+            fake_logits = self._logits(self.generator(self._latent(batch), training=True))
+            g_losses = self.cross_entropy(tf.ones_like(fake_logits), fake_logits)
+            g_loss = self.generator_optimizer.scale_loss(tf.nn.compute_average_loss(g_losses))
+        self._update(self.generator_optimizer, self.generator, tape, g_loss)
+
+        self.d_loss_tracker.update_state(tf.reduce_mean(d_losses), sample_weight=batch)
+        self.g_loss_tracker.update_state(tf.reduce_mean(g_losses), sample_weight=batch)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def _latent(self, batch: Any) -> Any:
+        """A latent batch: the seed generator's next seed, with the replica's id folded in.
+
+        Every replica's seed generator gives the same seeds; without its id, each replica would
+        draw the very same latent vectors.
+        """
+        seed = self.seed_generator.next()
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed = seed + tf.cast(tf.stack([replica, 0]), seed.dtype)
+        return tf.random.stateless_normal((batch, self.latent_dim), seed=seed)
+
+    def _logits(self, samples: Any) -> Any:
+        return tf.cast(self.discriminator(samples, training=True), tf.float32)
+
+    @staticmethod
+    def _update(optimizer: Any, network: Any, tape: Any, loss: Any) -> None:
+        weights = network.trainable_weights
+        optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
+
+
+class GanTask(Task):
+    """Trains a spec's generator against its discriminator; logs sample grids as it goes."""
+
+    value_range: tuple[float, float] = (0.0, 1.0)
+    """The training data's smallest and largest values (when it gives arrays)."""
+
+    def build(self, jit_compile: Any) -> Any:
+        spec = self.loaded.spec
+        for key in ("loss", "metrics"):
+            if getattr(spec.train, key):
+                raise self.loaded.error(
+                    ("train", key),
+                    f"a GAN has no train.{key}: it is trained with the adversarial losses "
+                    "d_loss and g_loss (binary cross-entropy on the discriminator's logit)",
+                    key=True,
+                )
+        self.built = build_model(self.loaded)
+        args = build_compile_args(self.loaded)
+        self.callbacks = args.callbacks
+        optimizers = args.optimizer
+        if not isinstance(optimizers, dict):  # one optimizer: a copy for each network
+            copy = type(optimizers).from_config(optimizers.get_config())
+            optimizers = {"generator": optimizers, "discriminator": copy}
+        model = Adversarial(
+            self.built.generator, self.built.discriminator, spec.model.latent_dim, spec.seed
+        )
+        model.compile(optimizers["generator"], optimizers["discriminator"], jit_compile)
+        return model
+
+    def prepare(self, model: Any, splits: Splits) -> None:
+        """Check the data fits the discriminator, adapt its preprocessing layers, and take the
+        data's range of values, which the sample grids show from black to white."""
+        super().prepare(model.discriminator, splits)
+        arrays = splits.train_arrays
+        if arrays is not None and isinstance(arrays[0], np.ndarray):
+            self.value_range = (float(arrays[0].min()), float(arrays[0].max()))
+
+    def datasets(self, splits: Splits) -> tuple[Any, Any, Any]:
+        """The training examples alone: targets are ignored, and there is no validation."""
+        return splits.train.map(lambda *element: element[0]), None, None
+
+    def run_callbacks(self, run: Any) -> list[Any]:
+        from dlx.track.plots import is_image_shape
+
+        if self.built is None or not is_image_shape(self.built.generator.output.shape[1:]):
+            return []
+        every = self.loaded.spec.model.sample_every or SAMPLE_EVERY
+        grids = SampleGrids(
+            run, self.built.generator, self._latent(SAMPLES), every, self.value_range
+        )
+        return [grids]
+
+    def evaluate(self, model: Any, test: Any) -> dict[str, Any]:
+        return {}
+
+    def saved_model(self, model: Any) -> Any:
+        return model.generator
+
+    def sample_inputs(self, splits: Splits) -> Any:
+        return self._latent(SIGNATURE_SAMPLES)
+
+    def _latent(self, count: int) -> np.ndarray:
+        """The first `count` vectors of the fixed latent batch, drawn from the spec's seed."""
+        rng = np.random.default_rng(self.loaded.spec.seed)
+        latent_dim = self.loaded.spec.model.latent_dim or 0
+        return rng.standard_normal((max(count, SAMPLES), latent_dim)).astype(np.float32)[:count]
+
+
+class SampleGrids(keras.callbacks.Callback):
+    """Log `samples/epoch_NNN.png` every `every` epochs and after the last one.
+
+    Args:
+        run: the started run.
+        generator: the generator being trained.
+        latent: the fixed latent batch the grids are drawn from.
+        every: epochs between two grids.
+        value_range: the data's smallest and largest values, shown as black and white.
+    """
+
+    def __init__(
+        self,
+        run: Any,
+        generator: Any,
+        latent: np.ndarray,
+        every: int,
+        value_range: tuple[float, float],
+    ) -> None:
+        super().__init__()
+        self.run = run
+        self.generator = generator
+        self.latent = latent
+        self.every = every
+        self.value_range = value_range
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        from dlx.track.plots import image_grid_figure
+
+        done = epoch + 1
+        if done % self.every and done != self.params.get("epochs"):
+            return
+        images = np.asarray(self.generator(self.latent, training=False), dtype=np.float32)
+        figure = image_grid_figure(images, self.value_range, title=f"epoch {done}")
+        self.run.log_figure(figure, f"samples/epoch_{done:03d}.png")
+
+
+__all__ = ["SAMPLES", "SAMPLE_EVERY", "Adversarial", "GanTask", "SampleGrids"]
