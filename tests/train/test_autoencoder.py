@@ -1,8 +1,5 @@
 """The autoencoder kind end to end: training, its artifacts, denoising, and `dlx score`."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from mlflow import MlflowClient
@@ -14,6 +11,7 @@ from dlx.data import SourceContext, make_splits
 from dlx.spec import load_spec
 from dlx.train.autoencoder import AutoencoderTask, reconstruction_errors
 from tests.conftest import ROOT
+from tests.train.mirrored import train_on_two_cpus
 
 SPEC = ROOT / "specs" / "digits_autoencoder.yaml"
 runner = CliRunner()
@@ -104,15 +102,5 @@ def test_score_an_unknown_run_is_a_usage_error(trained):
 
 
 def test_mirrored_on_two_logical_cpus(tmp_path):
-    command = [sys.executable, "-m", "dlx", "train", str(SPEC)]
-    for override in (
-        "train.epochs=1",
-        "tracking.log_model=false",
-        "runtime.strategy=mirrored",
-        "runtime.devices=[CPU:0, CPU:1]",
-    ):
-        command += ["--set", override]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "(mirrored, 2 replicas)" in done.stdout
+    done = train_on_two_cpus(SPEC, tmp_path, "train.epochs=1", "tracking.log_model=false")
     assert "test_loss" in done.stdout

@@ -15,6 +15,7 @@ from dlx import api
 from dlx.cli import app
 from dlx.train.gan import Adversarial
 from tests.conftest import ROOT
+from tests.train.mirrored import train_on_two_cpus
 
 SPEC = ROOT / "specs" / "digits_gan.yaml"
 runner = CliRunner()
@@ -150,18 +151,9 @@ def test_a_mirrored_step_equals_a_single_device_step(tmp_path):
 
 
 def test_mirrored_on_two_logical_cpus(tmp_path):
-    command = [sys.executable, "-m", "dlx", "train", str(SPEC)]
-    for override in (
-        "train.epochs=2",
-        "model.sample_every=1",
-        "tracking.log_model=false",
-        "runtime.strategy=mirrored",
-        "runtime.devices=[CPU:0, CPU:1]",
-    ):
-        command += ["--set", override]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "(mirrored, 2 replicas)" in done.stdout
+    train_on_two_cpus(
+        SPEC, tmp_path, "train.epochs=2", "model.sample_every=1", "tracking.log_model=false"
+    )
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("digits-gan").experiment_id])
     assert {"d_loss", "g_loss"} <= set(run.data.metrics)

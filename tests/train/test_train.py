@@ -2,8 +2,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -12,6 +10,7 @@ from typer.testing import CliRunner
 from dlx import api
 from dlx.cli import app
 from tests.conftest import ROOT
+from tests.train.mirrored import train_on_two_cpus
 
 DIGITS = ROOT / "specs" / "digits_cnn.yaml"
 FAST = ["train.epochs=2"]
@@ -149,28 +148,7 @@ def test_data_that_does_not_fit_the_model_input(tmp_path):
 
 
 def test_mirrored_on_two_logical_cpus(tmp_path):
-    """MirroredStrategy over two logical CPU devices, as Keras's own distribution tests run it.
-
-    In a subprocess: logical devices can only be made before TensorFlow initializes.
-    """
-    command = [
-        sys.executable,
-        "-m",
-        "dlx",
-        "train",
-        str(DIGITS),
-        "--set",
-        "train.epochs=2",
-        "--set",
-        "runtime.strategy=mirrored",
-        "--set",
-        "runtime.devices=[CPU:0, CPU:1]",
-        "--expect",
-        "val_accuracy>=0.5",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "(mirrored, 2 replicas)" in done.stdout
+    train_on_two_cpus(DIGITS, tmp_path, "train.epochs=2", expect="val_accuracy>=0.5")
     (run,) = _runs(_store())
     assert (run.data.tags["dlx.strategy"], run.data.tags["dlx.replicas"]) == ("mirrored", "2")
 
