@@ -264,6 +264,7 @@ def score(
     from dlx.data import SourceContext, SourceError, call_source, make_splits
     from dlx.errors import SpecError, UsageError
     from dlx.spec import load_spec_text
+    from dlx.track.logged_models import load_logged_model
     from dlx.track.read import open_store
 
     store = open_store(tracking_uri)
@@ -303,44 +304,16 @@ def score(
     except SourceError as exc:
         raise SpecError([loaded.document.problem(exc.path, exc.message)]) from None
 
-    errors = reconstruction_errors(_logged_model(store, run_id, "model"), inputs, batch_size)
+    errors = reconstruction_errors(
+        load_logged_model(store.uri, run_id, "model"), inputs, batch_size
+    )
     scores = Scores(run_id, split, errors, run.data.metrics.get(ERROR_METRIC))
     if output is not None:
         scores.output = Path(output)
         rows = "".join(f"{i},{e:.9g}\n" for i, e in enumerate(errors.tolist()))
         scores.output.write_text("index,error\n" + rows, encoding="utf-8")
     if embed is not None:
-        encoder = _logged_model(store, run_id, "encoder")
+        encoder = load_logged_model(store.uri, run_id, "encoder")
         scores.embeddings = Path(embed)
         np.save(scores.embeddings, encoder.predict(inputs, batch_size=batch_size, verbose=0))
     return scores
-
-
-def _logged_model(store: Any, run_id: str, name: str) -> Any:
-    """The Keras model a run logged under `name`.
-
-    Found among the run's logged models and read from its artifact location: MLflow's own
-    `runs:/<run_id>/<name>` resolution would read the process's global tracking URI.
-    """
-    import tempfile
-
-    import mlflow.artifacts
-    import mlflow.keras
-    from mlflow import MlflowClient
-
-    from dlx.errors import UsageError
-
-    client = MlflowClient(store.uri)
-    experiment_id = client.get_run(run_id).info.experiment_id
-    matches = client.search_logged_models(
-        [experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = '{name}'"
-    )
-    if not matches:
-        raise UsageError(
-            f"the run {run_id} logged no model '{name}' (was tracking.log_model false?)"
-        )
-    with tempfile.TemporaryDirectory() as folder:
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=matches[0].artifact_location, dst_path=folder
-        )
-        return mlflow.keras.load_model(path)

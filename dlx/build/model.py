@@ -134,34 +134,14 @@ def _keras_name(name: str) -> str:
 
 def _run_model(loaded: LoadedSpec, run_id: str, path: tuple) -> Any:
     """The Keras model a dlx run logged, from the store the spec tracks to."""
-    import tempfile
+    from dlx.errors import UsageError
+    from dlx.track.logged_models import load_logged_model
+    from dlx.track.store import resolve_tracking_uri
 
-    import keras
-    import mlflow
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
-
-    from dlx.track.store import quiet_mlflow, resolve_tracking_uri
-
-    quiet_mlflow()
-    uri = resolve_tracking_uri(loaded.spec.tracking.uri)
-    # `runs:/` resolves the run's logged model through MLflow's global tracking URI, whatever
-    # `tracking_uri=` says (MLflow 3.17), so point it at the store for this download only.
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
     try:
-        with tempfile.TemporaryDirectory() as folder:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"runs:/{run_id}/model", dst_path=folder
-            )
-            return keras.saving.load_model(f"{local}/data/model.keras", compile=False)
-    except (MlflowException, OSError) as exc:
-        message = str(getattr(exc, "message", exc)).splitlines()[0]
-        raise loaded.error(
-            path, f"no logged model for run '{run_id}' in {uri}: {message}"
-        ) from None
-    finally:
-        mlflow.set_tracking_uri(previous)
+        return load_logged_model(resolve_tracking_uri(loaded.spec.tracking.uri), run_id)
+    except UsageError as exc:
+        raise loaded.error(path, f"no backbone: {exc}") from None
 
 
 def _backbone(loaded: LoadedSpec, resolver: Resolver) -> Any:

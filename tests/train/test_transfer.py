@@ -86,7 +86,10 @@ def test_backbone_from_an_unknown_run_is_a_located_error(tmp_path):
     spec.write_text(HEAD.replace("BACKBONE", "{run: 0123456789abcdef, until: features}"))
     result = runner.invoke(app, ["validate", str(spec)])
     assert result.exit_code == 2
-    assert "bad.yaml:7:19: error: model.backbone.run: no logged model for run" in result.stderr
+    assert (
+        "bad.yaml:7:19: error: model.backbone.run: no backbone: no run with id '0123456789abcdef'"
+        in result.stderr
+    )
 
 
 def test_backbone_from_keras_applications_without_weights(tmp_path):

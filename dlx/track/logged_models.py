@@ -1,0 +1,44 @@
+"""Loading the Keras models that dlx runs logged (a transfer backbone, `dlx score`)."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+from dlx.errors import UsageError
+
+
+def load_logged_model(tracking_uri: str, run_id: str, name: str = "model") -> Any:
+    """The Keras model a run logged under `name`, read from the store at `tracking_uri`.
+
+    The logged model is found among the run's and read from its artifact location: MLflow's own
+    `runs:/<run_id>/<name>` resolution would read the process's global tracking URI instead.
+
+    Raises:
+        UsageError: no such run in the store, or the run logged no model of that name.
+    """
+    import mlflow.artifacts
+    import mlflow.keras
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from dlx.track.store import quiet_mlflow
+
+    quiet_mlflow()
+    client = MlflowClient(tracking_uri)
+    try:
+        experiment_id = client.get_run(run_id).info.experiment_id
+    except MlflowException:
+        raise UsageError(f"no run with id '{run_id}' in {tracking_uri}") from None
+    matches = client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = '{name}'"
+    )
+    if not matches:
+        raise UsageError(
+            f"the run {run_id} logged no model '{name}' (was tracking.log_model false?)"
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=matches[0].artifact_location, dst_path=folder, tracking_uri=tracking_uri
+        )
+        return mlflow.keras.load_model(path)
