@@ -124,6 +124,7 @@ def train(
     expect: list[str] | tuple[str, ...] = (),
     *,
     live: bool | None = None,
+    tracking_uri: str | None = None,
 ) -> Any:
     """Train a spec and record the run in MLflow (SPEC.md sections 3-7).
 
@@ -133,6 +134,8 @@ def train(
         expect: `METRIC>=VALUE` gates on the final metrics; unmet ones are listed in the
             result's `failures` (the run is recorded either way).
         live: a live progress bar; default: when stdout is a terminal.
+        tracking_uri: the store when the spec names none; default: `$MLFLOW_TRACKING_URI`,
+            else `./mlflow.db`.
 
     Returns:
         A `dlx.train.runner.TrainResult`.
@@ -142,7 +145,94 @@ def train(
 
     expectations = parse_expectations(list(expect))
     loaded = load_spec(path, overrides)
-    return run_training(loaded, expectations, live=live)
+    return run_training(loaded, expectations, live=live, tracking_uri=tracking_uri)
+
+
+def resume(
+    reference: str,
+    *,
+    tracking_uri: str | None = None,
+    expect: list[str] | tuple[str, ...] = (),
+    live: bool | None = None,
+) -> Any:
+    """Continue a run that did not finish (`dlx train --resume`), into the same MLflow run.
+
+    The run's logged spec is trained again from the run's checkpoints (its `dlx.checkpoints`
+    tag): from the epoch after the last one saved, with the data in the order an uninterrupted
+    run reads it there. Epochs whose metrics the run already has are not logged again, epochs
+    journaled but never sent (a kill, an outage) are sent, and the run ends FINISHED.
+
+    A run may be resumed when it is FAILED or KILLED, or RUNNING while the process that ran it
+    is gone (`kill -9`, a lost machine). In a multi-worker job every worker resumes it; only
+    the chief writes.
+
+    Args:
+        reference: the run's id, or a unique prefix of it.
+        tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
+        expect: `METRIC>=VALUE` gates on the final metrics, as for `train`.
+        live: a live progress bar; default: when stdout is a terminal.
+
+    Returns:
+        A `dlx.train.runner.TrainResult` for the same run.
+
+    Raises:
+        UsageError: the run finished, is still running, or has no checkpoints to resume from.
+    """
+    import socket
+
+    from dlx.errors import UsageError
+    from dlx.track.read import open_store
+    from dlx.train.checkpoints import CHECKPOINTS_TAG
+    from dlx.train.expectations import parse_expectations
+    from dlx.train.multi_worker import Cluster
+    from dlx.train.runner import Resume
+    from dlx.train.runner import train as run_training
+
+    expectations = parse_expectations(list(expect))
+    store = open_store(tracking_uri)
+    (run,) = store.find([reference])
+    run_id, status, tags = run.info.run_id, run.info.status, run.data.tags
+    if Cluster.from_environment().is_chief:
+        if status == "FINISHED":
+            raise UsageError(f"the run {run_id} is FINISHED: there is nothing to resume")
+        host, _, pid = tags.get("dlx.process", "").rpartition(":")
+        if status == "RUNNING" and host == socket.gethostname() and _alive(int(pid or 0)):
+            raise UsageError(f"the run {run_id} is still running (process {pid} on {host})")
+    folder = tags.get(CHECKPOINTS_TAG)
+    if not folder or not Path(folder).is_dir():
+        where = f" ({folder} does not exist)" if folder else ""
+        raise UsageError(f"the run {run_id} has no checkpoints to resume from{where}")
+    return run_training(
+        _logged_spec(store, run),
+        expectations,
+        live=live,
+        tags={"dlx.resumed": str(int(tags.get("dlx.resumed", "0")) + 1)},
+        resume=Resume(run_id, store.uri, Path(folder)),
+    )
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _logged_spec(store: Any, run: Any, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
+    """A run's logged spec, its relative paths resolved against the folder the original spec
+    was in when that folder exists here, else against the working directory."""
+    from dlx.spec import load_spec_text
+
+    source = Path(run.data.tags.get("mlflow.source.name") or "spec.yaml")
+    folder = source.parent if source.parent.is_dir() else Path.cwd()
+    return load_spec_text(store.spec_text(run.info.run_id), folder / source.name, overrides)
 
 
 @dataclass
@@ -183,16 +273,13 @@ def reproduce(
         tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
         live: a live progress bar; default: when stdout is a terminal.
     """
-    from dlx.spec import load_spec_text
     from dlx.track.read import open_store
     from dlx.train.runner import train as run_training
 
     store = open_store(tracking_uri)
     (original,) = store.find([reference])
     run_id = original.info.run_id
-    source = Path(original.data.tags.get("mlflow.source.name") or "spec.yaml")
-    folder = source.parent if source.parent.is_dir() else Path.cwd()
-    loaded = load_spec_text(store.spec_text(run_id), folder / source.name)
+    loaded = _logged_spec(store, original)
     result = run_training(
         loaded, live=live, tracking_uri=store.uri, tags={"dlx.reproduction_of": run_id}
     )
@@ -263,19 +350,13 @@ def score(
 
     from dlx.data import SourceContext, SourceError, call_source, make_splits
     from dlx.errors import SpecError, UsageError
-    from dlx.spec import load_spec_text
     from dlx.track.logged_models import load_logged_model
     from dlx.track.read import open_store
 
     store = open_store(tracking_uri)
     (run,) = store.find([reference])
     run_id = run.info.run_id
-    if spec is None:
-        source = Path(run.data.tags.get("mlflow.source.name") or "spec.yaml")
-        folder = source.parent if source.parent.is_dir() else Path.cwd()
-        loaded = load_spec_text(store.spec_text(run_id), folder / source.name, overrides)
-    else:
-        loaded = load_spec(spec, overrides)
+    loaded = _logged_spec(store, run, overrides) if spec is None else load_spec(spec, overrides)
     data = loaded.spec.data
     if data is None:
         raise loaded.error((), "a spec needs a data: section to score")

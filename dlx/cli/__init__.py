@@ -43,6 +43,16 @@ SetOption = Annotated[
 ]
 
 
+TrackingUriOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="The MLflow store; default: $MLFLOW_TRACKING_URI, else ./mlflow.db.",
+        show_default=False,
+    ),
+]
+
+
 class InspectFormat(str, Enum):
     table = "table"
     json = "json"
@@ -91,7 +101,10 @@ def _stderr(text: str) -> None:
 
 @app.command()
 def train(
-    spec: SpecPath,
+    spec: Annotated[
+        Path | None,
+        typer.Argument(help="The spec's YAML file (none with --resume).", show_default=False),
+    ] = None,
     set_: SetOption = None,
     expect: Annotated[
         list[str] | None,
@@ -101,15 +114,82 @@ def train(
             help="A gate on a final metric (>=, <=, >, <); exit 3 when not met. Repeatable.",
         ),
     ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="RUN",
+            help="Continue a run that did not finish (failed, interrupted or killed) from its "
+            "last checkpoint, into the same MLflow run.",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Train as a multi-worker job of N processes on this machine (127.0.0.1).",
+        ),
+    ] = 1,
+    worker_timeout: Annotated[
+        float,
+        typer.Option(
+            "--worker-timeout",
+            min=1,
+            metavar="SECONDS",
+            help="With --workers: how long workers wait for each other to join.",
+        ),
+    ] = 300,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--tracking-uri",
+            help="The MLflow store when the spec names none (with --resume: the run's); "
+            "default: $MLFLOW_TRACKING_URI, else ./mlflow.db.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train a spec and record the run in MLflow."""
     from dlx import api
-    from dlx.errors import ExitStatus
+    from dlx.errors import ExitStatus, UsageError
 
-    result = _run(lambda: api.train(spec, set_ or [], expect or []))
+    def check() -> None:
+        if (spec is None) == (resume is None):
+            raise UsageError(
+                "give a SPEC to train, or --resume RUN to continue a run (not both)"
+                if spec is not None
+                else "missing SPEC (or --resume RUN)"
+            )
+        if resume is not None and set_:
+            raise UsageError("--resume continues a run with its logged spec: --set cannot apply")
+
+    _run(check)
+    if workers > 1:
+        from dlx.train.launcher import launch
+
+        arguments = ["--debug"] if _state["debug"] else []
+        arguments += ["train", *([str(spec)] if spec is not None else ["--resume", resume])]
+        arguments += [f"--set={value}" for value in set_ or []]
+        arguments += [f"--expect={value}" for value in expect or []]
+        arguments += [f"--tracking-uri={tracking_uri}"] if tracking_uri else []
+        raise typer.Exit(launch(arguments, workers, timeout=worker_timeout))
+    if resume is not None:
+        result = _run(lambda: api.resume(resume, tracking_uri=tracking_uri, expect=expect or []))
+    else:
+        result = _run(lambda: api.train(spec, set_ or [], expect or [], tracking_uri=tracking_uri))
+    replicas = f"{result.replicas} replica{'s' if result.replicas > 1 else ''}"
+    workers_text = f", {result.workers} workers" if result.workers > 1 else ""
+    if not result.run_id:
+        typer.echo(
+            f"worker {result.worker} of {result.workers} done in {result.seconds:.1f}s "
+            f"({result.strategy}, {replicas}); the chief records the run"
+        )
+        return
     typer.echo(
         f"run {result.run_id} finished in {result.seconds:.1f}s "
-        f"({result.strategy}, {result.replicas} replica{'s' if result.replicas > 1 else ''})"
+        f"({result.strategy}, {replicas}{workers_text})"
     )
     for name, value in sorted(result.metrics.items()):
         typer.echo(f"  {name:<28} {value:.6g}")
@@ -196,14 +276,6 @@ class CompareFormat(str, Enum):
     json = "json"
 
 
-TrackingUriOption = Annotated[
-    str | None,
-    typer.Option(
-        "--tracking-uri",
-        help="The MLflow store; default: $MLFLOW_TRACKING_URI, else ./mlflow.db.",
-        show_default=False,
-    ),
-]
 ExperimentOption = Annotated[
     str | None,
     typer.Option(

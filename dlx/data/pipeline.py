@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,7 +35,8 @@ class Splits:
     """The data of a run, split and batched.
 
     Attributes:
-        train: batched `(x, y)` training examples, reshuffled each epoch when the spec asks.
+        train: one epoch of batched `(x, y)` training examples, in the first epoch's order;
+            training reads `epochs()`, which orders every epoch afresh.
         validation: batched validation examples, in a fixed order; `None` without validation.
         test: batched test examples, in a fixed order; `None` without a test split.
         train_arrays: the training examples as arrays, for adapting preprocessing layers;
@@ -62,6 +63,40 @@ class Splits:
     num_validation: int
     num_test: int
     fingerprint: str
+    batch_size: int = 32
+    shuffle_seed: int | None = None
+    """The seed each epoch's order is drawn from; `None`: the source's order, every epoch."""
+    examples: tf.data.Dataset | None = field(default=None, repr=False)
+    """The training examples, unbatched and in the source's order."""
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.num_train // self.batch_size)
+
+    def epochs(self, first_epoch: int = 0) -> tf.data.Dataset:
+        """The batches of every epoch from `first_epoch` on, without end.
+
+        Epoch `e`'s order is drawn from `(shuffle_seed, e)` alone, not from how many epochs
+        this process has read, so a run resumed at epoch `e` reads exactly the batches an
+        uninterrupted run reads there. Each epoch ends with its own partial batch; train with
+        `steps_per_epoch`.
+        """
+        import tensorflow as tf
+
+        examples = self.examples
+        seed = self.shuffle_seed
+
+        def epoch(number: Any) -> tf.data.Dataset:
+            ordered = examples
+            if seed is not None:
+                epoch_seed = tf.constant(seed % 2**31, tf.int64) * 1_000_003 + number
+                ordered = examples.shuffle(
+                    self.num_train, seed=epoch_seed, reshuffle_each_iteration=False
+                )
+            return ordered.batch(self.batch_size)
+
+        stream = tf.data.Dataset.counter(first_epoch).flat_map(epoch)
+        return _distributable(stream).prefetch(tf.data.AUTOTUNE)
 
 
 @dataclass
@@ -150,8 +185,8 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
 
     shuffle_seed = context.seed if data.shuffle else None
     has_validation, has_test = split_validation.count > 0, test.count > 0
-    return Splits(
-        train=_batched(train.dataset, batch_size, shuffle_seed=shuffle_seed),
+    splits = Splits(
+        train=train.dataset,  # replaced below by its first epoch
         validation=_batched(split_validation.dataset, batch_size) if has_validation else None,
         test=_batched(test.dataset, batch_size) if has_test else None,
         train_arrays=train.arrays,
@@ -162,7 +197,12 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
         num_validation=split_validation.count,
         num_test=test.count,
         fingerprint=digest.hexdigest(),
+        batch_size=batch_size,
+        shuffle_seed=shuffle_seed,
+        examples=train.dataset,
     )
+    splits.train = splits.epochs(0).take(splits.steps_per_epoch)
+    return splits
 
 
 def _shuffled_parts(
@@ -329,20 +369,30 @@ def _with_cardinality(dataset: tf.data.Dataset, count: int) -> tf.data.Dataset:
     return dataset.apply(tf.data.experimental.assert_cardinality(count))
 
 
-def _batched(
-    dataset: tf.data.Dataset, batch_size: int, *, shuffle_seed: int | None = None
-) -> tf.data.Dataset:
-    """Shuffle (when seeded), batch and prefetch.
+def _batched(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """Batch and prefetch, in order.
 
     Nothing is cached here: the examples of array sources are already in memory, and a
     dataset source is cached whole when it is read, before it is split.
     """
     import tensorflow as tf
 
-    if shuffle_seed is not None:
-        size = int(dataset.cardinality())
-        dataset = dataset.shuffle(size, seed=shuffle_seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return _distributable(dataset.batch(batch_size)).prefetch(tf.data.AUTOTUNE)
+
+
+def _distributable(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Shard by data, not by file, when several workers read it.
+
+    Every split is drawn from examples already in memory (array sources, and dataset sources
+    cached whole when read), so there are no files to give each worker: each worker keeps
+    its own part of every global batch (`AutoShardPolicy.DATA`), and the global batch is
+    split across all replicas.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def _digest_source(digest: Any, source: SourceData) -> int:

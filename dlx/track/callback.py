@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 if TYPE_CHECKING:
+    from dlx.track.outbox import MetricsOutbox
     from dlx.track.run import TrackedRun
 
 
@@ -23,8 +24,15 @@ class MlflowMetricsCallback(keras.callbacks.Callback):
     metric with several values (e.g. `f1_score` with `average=None`) is logged as
     `f1_score.0`, `f1_score.1`, ...
 
+    With an `outbox`, each epoch's metrics are journaled on disk first, then the `checkpoint`
+    callback (a `keras.callbacks.BackupAndRestore`) saves the epoch, and only then are the
+    metrics sent: a run killed at any point and resumed from its checkpoint neither loses an
+    epoch's metrics nor logs one twice, and a tracking server that is down only delays them.
+
     Args:
         run: the started run to log to.
+        outbox: where epochs' metrics wait to be sent (default: sent at once, directly).
+        checkpoint: the callback that saves each epoch; this callback calls it, in order.
 
     Attributes:
         history: one dict per epoch, `{"epoch": 0, "loss": ..., "val_loss": ...}`, across every
@@ -39,15 +47,37 @@ class MlflowMetricsCallback(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, run: TrackedRun):
+    def __init__(
+        self,
+        run: TrackedRun,
+        outbox: MetricsOutbox | None = None,
+        checkpoint: keras.callbacks.Callback | None = None,
+    ):
         super().__init__()
         self.run = run
+        self.outbox = outbox
+        self.checkpoint = checkpoint
         self.history: list[dict[str, float]] = []
+
+    def set_model(self, model: Any) -> None:
+        super().set_model(model)
+        if self.checkpoint is not None:
+            self.checkpoint.set_model(model)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint.on_train_begin(logs)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         metrics = scalar_metrics(logs or {})
         self.history.append({"epoch": epoch, **metrics})
-        self.run.log_metrics(metrics, step=epoch)
+        if self.outbox is None:
+            self.run.log_metrics(metrics, step=epoch)
+            return
+        self.outbox.add(metrics, step=epoch)
+        if self.checkpoint is not None:
+            self.checkpoint.on_epoch_end(epoch, logs)
+        self.outbox.send()
 
     def columns(self) -> dict[str, list[float]]:
         """The history by column, `{"epoch": [0, 1, ...], "loss": [...], ...}`.

@@ -167,13 +167,35 @@ class TrackedRun:
             raise
         return self
 
+    def reopen(self, run_id: str) -> TrackedRun:
+        """Continue an existing run (`dlx train --resume`): it is RUNNING again, its params
+        and spec stay as they were, and `tags` are set on it.
+
+        Raises:
+            DlxError: the store could not be reached or has no such run.
+        """
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client = MlflowClient(tracking_uri=self.tracking_uri)
+            run = self.client.get_run(run_id)
+            self.client.update_run(run_id, status="RUNNING")
+        except MlflowException as exc:
+            raise DlxError(
+                f"could not reopen the MLflow run {run_id} at {self.tracking_uri}: {exc.message}"
+            ) from exc
+        self.experiment_id, self.run_id = run.info.experiment_id, run_id
+        self.set_tags(self.tags)
+        return self
+
     def end(self, status: str = "FINISHED") -> None:
         """End the run with `status`: `FINISHED`, `FAILED` or `KILLED`."""
         client, _, run_id = self._started()
         client.set_terminated(run_id, status=status)
 
     def __enter__(self) -> TrackedRun:
-        return self.start()
+        return self if self.run_id is not None else self.start()  # started, or reopened
 
     def __exit__(
         self,
@@ -219,16 +241,18 @@ class TrackedRun:
         for batch in _batches(items, _PARAMS_OR_TAGS_PER_BATCH):
             client.log_batch(run_id, tags=batch)
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None
+    ) -> None:
         """Log metrics at `step` in as few requests as MLflow allows (1,000 metrics each).
 
         Keys are made safe with `safe_key`; values are converted with `float` (NumPy and
-        TensorFlow scalars included).
+        TensorFlow scalars included). `timestamp` (ms since the epoch) defaults to now.
         """
         from mlflow.entities import Metric
 
         client, _, run_id = self._started()
-        timestamp = int(time.time() * 1000)
+        timestamp = int(time.time() * 1000) if timestamp is None else timestamp
         items = [
             Metric(safe_key(key), float(value), timestamp, step or 0)
             for key, value in metrics.items()

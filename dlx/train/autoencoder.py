@@ -45,19 +45,19 @@ class AutoencoderTask(Task):
         )
         return model
 
-    def datasets(self, splits: Splits) -> tuple[Any, Any, Any]:
+    def datasets(self, splits: Splits, first_epoch: int = 0) -> tuple[Any, Any, Any]:
         """`(x, x)` pairs; training inputs get the spec's noise, targets never do."""
         import tensorflow as tf
 
         stddev = self.loaded.spec.model.noise_stddev
-        train = splits.train.map(_to_itself)
+        train = splits.epochs(first_epoch).map(_to_itself)
         if stddev:
-            # One random seed per batch, different each epoch, reproducible from the spec's seed.
-            seeds = tf.data.Dataset.random(
-                seed=self.loaded.spec.seed, rerandomize_each_iteration=True
-            )
-            train = tf.data.Dataset.zip(train, seeds).map(
-                lambda pair, seed: (_add_noise(pair[0], stddev, seed), pair[1])
+            # Each batch's noise is drawn from (seed, the batch's number since the run began),
+            # so it differs every batch and epoch, and a resumed run draws the same noise.
+            numbers = tf.data.Dataset.counter(first_epoch * splits.steps_per_epoch)
+            seed = self.loaded.spec.seed
+            train = tf.data.Dataset.zip(train, numbers).map(
+                lambda pair, number: (_add_noise(pair[0], stddev, seed, number), pair[1])
             )
         validation = None if splits.validation is None else splits.validation.map(_to_itself)
         test = None if splits.test is None else splits.test.map(_to_itself)
@@ -144,11 +144,11 @@ def _to_itself(*element: Any) -> tuple[Any, Any]:
     return x, x
 
 
-def _add_noise(x: Any, stddev: float, seed: Any) -> Any:
+def _add_noise(x: Any, stddev: float, seed: int, number: Any) -> Any:
     import tensorflow as tf
 
     noise = tf.random.stateless_normal(
-        tf.shape(x), seed=tf.stack([seed, tf.constant(0, tf.int64)]), stddev=stddev
+        tf.shape(x), seed=tf.stack([tf.constant(seed, tf.int64), number]), stddev=stddev
     )
     return x + tf.cast(noise, x.dtype)
 

@@ -12,8 +12,11 @@ Order matters and is the point of this module:
 from __future__ import annotations
 
 import io
+import os
+import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dlx.errors import DlxError, SpecError
@@ -40,10 +43,23 @@ class TrainResult:
     ui_hint: str
     failures: list[str] = field(default_factory=list)
     """`--expect` gates that were not met."""
+    workers: int = 1
+    """The workers of the job (`TF_CONFIG`'s cluster)."""
+    worker: int = 0
+    """This process's place among them; 0 is the chief, which records the run."""
 
 
 class TrainingFailed(DlxError):
     """Training raised; the run is recorded as FAILED with its traceback (exit status 1)."""
+
+
+@dataclass
+class Resume:
+    """A run to continue (`dlx train --resume`): its id, store and checkpoint folder."""
+
+    run_id: str
+    tracking_uri: str
+    checkpoints: Path
 
 
 def train(
@@ -53,8 +69,12 @@ def train(
     live: bool | None = None,
     tracking_uri: str | None = None,
     tags: dict[str, str] | None = None,
+    resume: Resume | None = None,
 ) -> TrainResult:
     """Train a spec and record the run.
+
+    In a multi-worker job (`TF_CONFIG`), every worker calls this; only the chief records the
+    run, and the others return a result without one (`run_id` empty).
 
     Args:
         loaded: the spec to train.
@@ -63,6 +83,7 @@ def train(
         tracking_uri: the store to record in when the spec names none (instead of
             `$MLFLOW_TRACKING_URI` or `./mlflow.db`).
         tags: more tags for the run (e.g. `dlx.reproduction_of`).
+        resume: continue this run from its checkpoints instead of starting a new one.
 
     Raises:
         SpecError: the spec cannot be trained as written (no data, data that does not fit).
@@ -79,10 +100,7 @@ def train(
     import tensorflow as tf
 
     from dlx.data import SourceContext, SourceError, make_splits
-    from dlx.track import MlflowMetricsCallback, TrackedRun, learning_curves_figure
-    from dlx.track.callback import scalar_metrics
     from dlx.track.store import quiet_mlflow
-    from dlx.train.progress import progress
     from dlx.train.strategy import configure_devices, make_placement
     from dlx.train.tasks import task_for
 
@@ -110,87 +128,202 @@ def train(
         with placement.strategy.scope():
             model = task.build(spec.runtime.jit_compile)
             task.prepare(model, splits)
-        fit_arguments = task.fit_arguments(splits)
-
-        started = time.perf_counter()
-        run = TrackedRun.for_spec(
-            loaded,
-            strategy=placement.name,
-            replicas=placement.replicas,
-            data_fingerprint=splits.fingerprint,
-        )
-        run.tags.update(tags or {})
-        if tracking_uri and not spec.tracking.uri:
-            run.tracking_uri = tracking_uri
-        with run:
-            run.log_text(_summary(model), "model_summary.txt")
-            metrics_callback = MlflowMetricsCallback(run)
-            try:
-                fit_started = time.perf_counter()
-                train, validation, test = task.datasets(splits)
-                steps = -(-splits.num_train // spec.train.batch_size)
-                for stage in task.stages(model):
-                    first = len(metrics_callback.history)
-                    if stage.prepare is not None:
-                        with placement.strategy.scope():
-                            stage.prepare()
-                    model.fit(
-                        train,
-                        validation_data=validation,
-                        initial_epoch=first,
-                        epochs=first + stage.epochs,
-                        callbacks=[
-                            *task.callbacks,
-                            *task.run_callbacks(run),
-                            metrics_callback,
-                            progress(stage.epochs, steps, stage.label, first, live=live),
-                        ],
-                        verbose=0,
-                        shuffle=False,  # the training dataset is already shuffled, seeded
-                        **fit_arguments,
-                    )
-                fit_seconds = time.perf_counter() - fit_started
-                epochs_trained = len(metrics_callback.history)
-                final = dict(metrics_callback.history[-1]) if metrics_callback.history else {}
-                final.pop("epoch", None)
-                if test is not None:
-                    scores = task.evaluate(model, test)
-                    test_metrics = {f"test_{k}": v for k, v in scalar_metrics(scores).items()}
-                    run.log_metrics(test_metrics, step=epochs_trained)
-                    final.update(test_metrics)
-                run.log_text(metrics_callback.history_csv(), "history.csv")
-                run.log_figure(
-                    learning_curves_figure(metrics_callback.columns()), "learning_curves.png"
-                )
-                task.log_artifacts(run, model, splits)
-                saved = task.saved_model(model)
-                sample = task.sample_inputs(splits)
-                if spec.tracking.log_model and sample is not None:
-                    run.log_keras_model(saved, sample)
-            except (KeyboardInterrupt, SpecError):
-                raise
-            except Exception as exc:
-                raise TrainingFailed(
-                    f"training failed: {type(exc).__name__}: {exc}\n"
-                    f"The run {run.run_id} is recorded as FAILED with its traceback "
-                    f"(traceback.txt).\n{run.ui_hint()}"
-                ) from exc
-        failures = [f for e in expectations or [] if (f := e.failure(final))]
-        return TrainResult(
-            run_id=run.run_id or "",
-            experiment=run.experiment,
-            tracking_uri=run.tracking_uri,
-            metrics=final,
-            strategy=placement.name,
-            replicas=placement.replicas,
-            seconds=time.perf_counter() - started,
-            fit_seconds=fit_seconds,
-            samples_per_second=splits.num_train * epochs_trained / max(fit_seconds, 1e-9),
-            ui_hint=run.ui_hint(),
-            failures=failures,
+        fitting = _Fitting(task, model, splits, placement, live)
+        if not placement.cluster.is_chief:
+            return fitting.as_worker(resume)
+        return _train_and_record(
+            fitting, expectations or [], tracking_uri=tracking_uri, tags=tags or {}, resume=resume
         )
     finally:
         keras.mixed_precision.set_global_policy(policy)
+
+
+@dataclass
+class _Fitting:
+    """A built task and its data, on its strategy: what every worker of a job does alike."""
+
+    task: Any
+    model: Any
+    splits: Any
+    placement: Any
+    live: bool | None
+
+    def stages(self, checkpoints: Any, recorder: Any = None) -> int:
+        """Fit every stage, resuming each from its checkpoint; the number of epochs reached.
+
+        With a `recorder` (the chief's `MlflowMetricsCallback`), each stage's checkpoint is
+        saved by it, between journaling and sending the epoch's metrics; without, directly.
+        A stage that ended before a resume is fitted for no epoch: `BackupAndRestore` only
+        restores its weights, and the next stage goes on from there.
+        """
+        from dlx.train.progress import progress
+
+        fit_arguments = self.task.fit_arguments(self.splits)
+        first = 0
+        history = list(recorder.history) if recorder is not None else []
+        for index, stage in enumerate(self.task.stages(self.model)):
+            if stage.prepare is not None:
+                with self.placement.strategy.scope():
+                    stage.prepare()
+            start = checkpoints.restored_epoch(index) or first
+            end = checkpoints.done_epoch(index) or first + stage.epochs
+            checkpoint = checkpoints.callback(index)
+            callbacks = [*self.task.callbacks]
+            if recorder is not None:
+                recorder.history = [row for row in history if row["epoch"] < start]
+                recorder.checkpoint = checkpoint
+                callbacks += [*self.task.run_callbacks(recorder.run), recorder]
+            else:
+                callbacks.append(checkpoint)
+            train, validation, _ = self.task.datasets(self.splits, start)
+            self.model._initial_epoch = None  # a previous stage's restore must not linger
+            fitted = self.model.fit(
+                train,
+                validation_data=validation,
+                steps_per_epoch=self.splits.steps_per_epoch,
+                initial_epoch=first,
+                epochs=end,
+                callbacks=[
+                    *callbacks,
+                    progress(
+                        stage.epochs, self.splits.steps_per_epoch, stage.label, first, self.live
+                    ),
+                ],
+                verbose=0,
+                shuffle=False,  # each epoch's order is drawn by `splits.epochs`
+                **fit_arguments,
+            )
+            first = fitted.epoch[-1] + 1 if fitted.epoch else max(start, first)
+            checkpoints.mark_done(index, first)
+            if recorder is not None:
+                history = list(recorder.history)
+        return first
+
+    def as_worker(self, resume: Resume | None) -> TrainResult:
+        """A worker other than the chief: train in step with the others, record nothing."""
+        from dlx.train.checkpoints import RunCheckpoints
+
+        checkpoints = RunCheckpoints(resume.checkpoints if resume else None, writer=False)
+        started = time.perf_counter()
+        try:
+            epochs = self.stages(checkpoints)
+        finally:
+            checkpoints.close()
+        seconds = time.perf_counter() - started
+        return TrainResult(
+            run_id="",
+            experiment="",
+            tracking_uri="",
+            metrics={},
+            strategy=self.placement.name,
+            replicas=self.placement.replicas,
+            seconds=seconds,
+            fit_seconds=seconds,
+            samples_per_second=self.splits.num_train * epochs / max(seconds, 1e-9),
+            ui_hint="",
+            workers=self.placement.cluster.workers,
+            worker=self.placement.cluster.index,
+        )
+
+
+def _train_and_record(
+    fitting: _Fitting,
+    expectations: list[Expectation],
+    *,
+    tracking_uri: str | None,
+    tags: dict[str, str],
+    resume: Resume | None,
+) -> TrainResult:
+    """The chief (or the only worker): train, and record everything in the run."""
+    from dlx.track import MlflowMetricsCallback, TrackedRun, learning_curves_figure
+    from dlx.track.callback import scalar_metrics
+    from dlx.track.outbox import MetricsOutbox
+    from dlx.train.checkpoints import CHECKPOINTS_TAG, RunCheckpoints, checkpoint_folder
+
+    task, model, splits, placement = fitting.task, fitting.model, fitting.splits, fitting.placement
+    loaded = task.loaded
+    spec = loaded.spec
+    cluster = placement.cluster
+    started = time.perf_counter()
+    run = TrackedRun.for_spec(
+        loaded,
+        strategy=placement.name,
+        replicas=placement.replicas,
+        data_fingerprint=splits.fingerprint,
+    )
+    run.tags.update(tags)
+    run.tags.update({"dlx.workers": str(cluster.workers), "dlx.process": _process()})
+    if resume is not None:
+        run.tracking_uri = resume.tracking_uri
+        run.reopen(resume.run_id)
+    elif tracking_uri and not spec.tracking.uri:
+        run.tracking_uri = tracking_uri
+    with run:
+        folder = resume.checkpoints if resume else checkpoint_folder(run.tracking_uri, run.run_id)
+        checkpoints = RunCheckpoints(folder)
+        outbox = MetricsOutbox(run, checkpoints.journal)
+        try:
+            recorder = MlflowMetricsCallback(run, outbox)
+            if resume is not None:
+                kept = outbox.kept()
+                recorder.history = [{"epoch": step, **kept[step][0]} for step in sorted(kept)]
+            else:
+                run.set_tags({CHECKPOINTS_TAG: str(folder)})
+                run.log_text(_summary(model), "model_summary.txt")
+            fit_started = time.perf_counter()
+            epochs_trained = fitting.stages(checkpoints, recorder)
+            fit_seconds = time.perf_counter() - fit_started
+            # Epochs journaled before a kill but never sent, then whatever an outage held back.
+            outbox.requeue([row["epoch"] for row in recorder.history])
+            outbox.send(wait=True)
+            final = dict(recorder.history[-1]) if recorder.history else {}
+            final.pop("epoch", None)
+            # Several workers: what follows runs on the chief alone, so on a copy of the
+            # model outside the strategy (the collectives need every worker).
+            local = task.detached(model, splits) if cluster.workers > 1 else model
+            _, _, test = task.datasets(splits)
+            if test is not None:
+                scores = task.evaluate(local, test)
+                test_metrics = {f"test_{k}": v for k, v in scalar_metrics(scores).items()}
+                run.log_metrics(test_metrics, step=epochs_trained)
+                final.update(test_metrics)
+            run.log_text(recorder.history_csv(), "history.csv")
+            run.log_figure(learning_curves_figure(recorder.columns()), "learning_curves.png")
+            task.log_artifacts(run, local, splits)
+            saved = task.saved_model(local)
+            sample = task.sample_inputs(splits)
+            if spec.tracking.log_model and sample is not None:
+                run.log_keras_model(saved, sample)
+        except (KeyboardInterrupt, SpecError):
+            raise
+        except Exception as exc:
+            raise TrainingFailed(
+                f"training failed: {type(exc).__name__}: {exc}\n"
+                f"The run {run.run_id} is recorded as FAILED with its traceback "
+                f"(traceback.txt); its checkpoints and metrics are kept in {folder}: "
+                f"continue it with `dlx train --resume {run.run_id}`.\n{run.ui_hint()}"
+            ) from exc
+    checkpoints.remove()
+    failures = [f for e in expectations if (f := e.failure(final))]
+    return TrainResult(
+        run_id=run.run_id or "",
+        experiment=run.experiment,
+        tracking_uri=run.tracking_uri,
+        metrics=final,
+        strategy=placement.name,
+        replicas=placement.replicas,
+        seconds=time.perf_counter() - started,
+        fit_seconds=fit_seconds,
+        samples_per_second=splits.num_train * epochs_trained / max(fit_seconds, 1e-9),
+        ui_hint=run.ui_hint(),
+        failures=failures,
+        workers=cluster.workers,
+    )
+
+
+def _process() -> str:
+    """This process, as `host:pid`: a RUNNING run whose process is gone may be resumed."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _summary(model: Any) -> str:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
+import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 
-from dlx.errors import DlxError
+from dlx.errors import DlxError, ExitStatus
 from dlx.spec import LoadedSpec
+from dlx.train.multi_worker import Cluster, patch_keras_fit
+
+WORKER_TIMEOUT_VARIABLE = "DLX_WORKER_TIMEOUT"
+"""Seconds a worker waits for the others to join before it gives up (default 300)."""
 
 
 @dataclass
@@ -20,6 +25,7 @@ class Placement:
     strategy: Any
     name: str
     replicas: int
+    cluster: Cluster
 
 
 def configure_devices(loaded: LoadedSpec) -> None:
@@ -52,17 +58,19 @@ def make_placement(loaded: LoadedSpec) -> Placement:
     CPU (TensorFlow's default strategy).
 
     Raises:
-        DlxError: the strategy cannot run here (no TPU, devices that do not exist).
+        DlxError: the strategy cannot run here (no TPU, devices that do not exist, a
+            multi-worker strategy without a cluster, parameter servers).
     """
     import tensorflow as tf
 
     runtime = loaded.spec.runtime
     name = runtime.strategy
+    cluster = Cluster.from_environment()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         if runtime.tpu:
             name = "tpu"
-        elif _cluster_workers() > 1:
+        elif cluster.workers > 1:
             name = "multi_worker_mirrored"
         elif len(gpus) > 1:
             name = "mirrored"
@@ -80,19 +88,48 @@ def make_placement(loaded: LoadedSpec) -> Placement:
         strategy = tf.distribute.MirroredStrategy(devices=devices or None)
     elif name == "tpu":
         strategy = _tpu(runtime.tpu)
+    elif name == "multi_worker_mirrored":
+        strategy = _multi_worker(cluster)
     else:
         raise DlxError(
-            f"runtime.strategy: {name} is not supported yet; use default, one_device or mirrored"
+            "runtime.strategy: parameter_server is not supported: Keras 3's fit has no "
+            "ParameterServerStrategy support (it needs a ClusterCoordinator loop); use "
+            "multi_worker_mirrored for several workers"
         )
-    return Placement(strategy, name, strategy.num_replicas_in_sync)
+    if name != "multi_worker_mirrored":
+        cluster = Cluster()
+    return Placement(strategy, name, strategy.num_replicas_in_sync, cluster)
 
 
-def _cluster_workers() -> int:
+def _multi_worker(cluster: Cluster) -> Any:
+    """`MultiWorkerMirroredStrategy` over `TF_CONFIG`'s cluster, with Keras's `fit` fixed.
+
+    Making the strategy waits for every worker to join; a worker that never comes would keep
+    this one waiting for ever (TensorFlow waits, and ignores SIGTERM meanwhile), so after
+    `$DLX_WORKER_TIMEOUT` seconds (default 300) this process ends with a clear error.
+    """
+    import tensorflow as tf
+
+    if cluster.workers > 1:
+        patch_keras_fit()
+    timeout = float(os.environ.get(WORKER_TIMEOUT_VARIABLE) or 300)
+
+    def give_up() -> None:
+        print(
+            f"error: worker {cluster.index}: the other workers of TF_CONFIG's cluster did not "
+            f"all join within {timeout:g} s (set {WORKER_TIMEOUT_VARIABLE} to wait longer)",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(int(ExitStatus.FAILURE))
+
+    watchdog = threading.Timer(timeout, give_up)
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        config = json.loads(os.environ.get("TF_CONFIG", "") or "{}")
-    except json.JSONDecodeError:
-        raise DlxError("TF_CONFIG is not valid JSON") from None
-    return len(config.get("cluster", {}).get("worker", []))
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    finally:
+        watchdog.cancel()
 
 
 def _check_devices(devices: list[str] | None) -> list[str]:

@@ -57,9 +57,26 @@ class Task(abc.ABC):
         _check_shapes(self.loaded, model, splits)
         _adapt(self.loaded, model, splits)
 
-    def datasets(self, splits: Splits) -> tuple[Any, Any, Any]:
-        """The train, validation and test datasets `fit` and `evaluate` read."""
-        return splits.train, splits.validation, splits.test
+    def detached(self, model: Any, splits: Splits) -> Any:
+        """The trained model built again outside any strategy, with its weights.
+
+        After a multi-worker job, the chief alone evaluates, predicts and saves; on the
+        strategy's model these would start collectives that the other workers never join.
+        The task's own models (`built`) become the copy's.
+        """
+        weights = model.get_weights()
+        local = self.build(self.loaded.spec.runtime.jit_compile)
+        self.prepare(local, splits)
+        local.set_weights(weights)
+        return local
+
+    def datasets(self, splits: Splits, first_epoch: int = 0) -> tuple[Any, Any, Any]:
+        """The datasets `fit` and `evaluate` read: training, validation and test.
+
+        Training batches start at `first_epoch` and do not end: `fit` reads
+        `splits.steps_per_epoch` of them an epoch.
+        """
+        return splits.epochs(first_epoch), splits.validation, splits.test
 
     def stages(self, model: Any) -> list[Stage]:
         return [Stage(self.loaded.spec.train.epochs)]

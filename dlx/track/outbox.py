@@ -1,0 +1,149 @@
+"""Epoch metrics kept on local disk until the tracking store has them.
+
+A run's metrics must survive two faults: the tracking server going away for a while (training
+goes on; the metrics are sent when it is back, or at the end), and the training process
+being killed (`kill -9`; `dlx train --resume` sends what was kept and not sent). Both are
+solved by one journal: every epoch's metrics are appended to a JSON-lines file, flushed to
+disk, before anything is sent; sending is then retried until the store has them.
+
+The store, not the journal, says what was delivered (`MetricsOutbox.delivered_steps`), so an
+answer lost on the way back never makes a metric be logged twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dlx.track.run import TrackedRun
+
+logger = logging.getLogger(__name__)
+
+# While training, a request to a tracking server that is down must fail at once (MLflow
+# retries for minutes by default); the metrics wait in the journal instead.
+_FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+class MetricsOutbox:
+    """The metrics of a run's epochs: journaled first, then sent to the run when it can be.
+
+    Args:
+        run: the started run the metrics belong to.
+        journal: the JSON-lines file the metrics are kept in (created, or read when it exists:
+            a resumed run's journal).
+
+    Example:
+
+    ```python
+    outbox = MetricsOutbox(run, Path("checkpoints/metrics.jsonl"))
+    outbox.add({"loss": 0.3}, step=0)   # on disk now
+    outbox.send()                       # in MLflow, unless the server is down: then later
+    outbox.send(wait=True)              # at the end: MLflow's own retries, then an error
+    ```
+    """
+
+    def __init__(self, run: TrackedRun, journal: Path):
+        self.run = run
+        self.journal = journal
+        self.pending: list[tuple[int, dict[str, float], int]] = []
+        """(step, metrics, timestamp in ms) not known to be in the store yet."""
+        self.outage_since: float | None = None
+
+    def kept(self) -> dict[int, tuple[dict[str, float], int]]:
+        """The journal's epochs: step to (metrics, timestamp); the last entry of a step wins."""
+        entries: dict[int, tuple[dict[str, float], int]] = {}
+        if not self.journal.exists():
+            return entries
+        for line in self.journal.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+            entries[int(entry["step"])] = (entry["metrics"], int(entry["timestamp"]))
+        return entries
+
+    def add(self, metrics: Mapping[str, float], step: int) -> None:
+        """Journal one epoch's metrics (on disk when this returns) and queue them to send."""
+        timestamp = int(time.time() * 1000)
+        line = json.dumps({"step": step, "timestamp": timestamp, "metrics": dict(metrics)})
+        self.journal.parent.mkdir(parents=True, exist_ok=True)
+        with self.journal.open("a", encoding="utf-8") as file:
+            file.write(line + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        self.pending.append((step, dict(metrics), timestamp))
+
+    def requeue(self, steps: range | list[int]) -> None:
+        """Queue the journal's metrics of `steps` that the store does not have (after a kill)."""
+        kept = self.kept()
+        delivered = self.delivered_steps()
+        for step in steps:
+            if step in kept and step not in delivered:
+                metrics, timestamp = kept[step]
+                self.pending.append((step, metrics, timestamp))
+
+    def delivered_steps(self) -> set[int]:
+        """The steps the store has metrics at, for this run (asked of the store itself)."""
+        client, _, run_id = self.run._started()
+        run = client.get_run(run_id)
+        if not run.data.metrics:
+            return set()
+        key = next(iter(sorted(run.data.metrics)))
+        return {metric.step for metric in client.get_metric_history(run_id, key)}
+
+    def send(self, *, wait: bool = False) -> bool:
+        """Send what is pending, oldest first; True when nothing is left.
+
+        Args:
+            wait: retry as MLflow does by default (minutes) and raise if the store stays
+                unreachable; otherwise one quick try, and what fails stays pending.
+
+        Raises:
+            MlflowException: with `wait`, the store could not be reached.
+        """
+        while self.pending:
+            step, metrics, timestamp = self.pending[0]
+            try:
+                with contextlib.nullcontext() if wait else _fail_fast():
+                    self.run.log_metrics(metrics, step=step, timestamp=timestamp)
+            except Exception as exc:
+                if wait:
+                    raise
+                if self.outage_since is None:
+                    self.outage_since = time.monotonic()
+                    logger.warning(
+                        "tracking store unreachable (%s); training goes on, metrics are kept "
+                        "in %s and sent when it is back",
+                        type(exc).__name__,
+                        self.journal,
+                    )
+                return False
+            self.pending.pop(0)
+        if self.outage_since is not None:
+            logger.warning(
+                "tracking store back after %.0f s; kept metrics sent",
+                time.monotonic() - self.outage_since,
+            )
+            self.outage_since = None
+        return True
+
+
+@contextlib.contextmanager
+def _fail_fast() -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in _FAIL_FAST}
+    os.environ.update(_FAIL_FAST)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

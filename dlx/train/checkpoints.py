@@ -1,0 +1,109 @@
+"""A run's checkpoints, for `dlx train --resume`: a folder tied to the run, kept until it ends.
+
+Every run saves its state at the end of each epoch with Keras's `BackupAndRestore` (weights,
+optimizer state and the epoch, written twice over so a kill mid-write leaves the previous
+epoch intact), one sub-folder per stage (a fine-tuning stage recompiles, so its state differs).
+A stage that ended is marked `done` with the epoch it ended at. Next to them, `metrics.jsonl`
+is the run's metrics journal (`dlx.track.outbox`). The folder is deleted when the run ends
+FINISHED; it stays after a failure, an interrupt or a kill, for `--resume`.
+
+In a multi-worker job every worker saves (saving is part of the job's lockstep), but only the
+chief into this folder; the others save into a scratch folder of their own, and all of them
+restore from the chief's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+CHECKPOINTS_TAG = "dlx.checkpoints"
+"""The run tag holding the absolute path of the run's checkpoint folder."""
+
+
+def checkpoint_folder(tracking_uri: str, run_id: str) -> Path:
+    """Where a new run keeps its checkpoints: `dlx-checkpoints/<run id>` next to a sqlite
+    store's file, else in the working directory (recorded in the run's `dlx.checkpoints` tag)."""
+    from dlx.track.store import sqlite_file
+
+    database = sqlite_file(tracking_uri)
+    root = database.parent if database is not None else Path.cwd()
+    return (root / "dlx-checkpoints" / run_id).resolve()
+
+
+class RunCheckpoints:
+    """The checkpoints of one run.
+
+    Args:
+        folder: the run's checkpoint folder.
+        writer: whether this process writes it (the chief); other workers restore from it
+            and save into a scratch folder of their own.
+    """
+
+    def __init__(self, folder: Path, *, writer: bool = True):
+        self.folder = folder
+        self.writer = writer
+        self._scratch: Path | None = None
+        if not writer:
+            self._scratch = Path(tempfile.mkdtemp(prefix="dlx-worker-checkpoints-"))
+
+    @property
+    def journal(self) -> Path:
+        return self.folder / "metrics.jsonl"
+
+    def callback(self, stage: int) -> Any:
+        """The `BackupAndRestore` of a stage, restoring its last saved epoch if there is one."""
+        import keras
+
+        folder = self._stage(stage)
+        if self._scratch is not None:
+            scratch = self._scratch / folder.name
+            if folder.exists() and not scratch.exists():
+                shutil.copytree(folder, scratch)
+            folder = scratch
+        return keras.callbacks.BackupAndRestore(
+            str(folder), double_checkpoint=True, delete_checkpoint=False
+        )
+
+    def restored_epoch(self, stage: int) -> int | None:
+        """The epoch a stage resumes at (the last saved epoch + 1), or None: from the start."""
+        for name in ("training_metadata.json", "training_metadata.json.bkp"):
+            path = self._stage(stage) / name
+            try:
+                return int(json.loads(path.read_text(encoding="utf-8"))["epoch"])
+            except (OSError, ValueError, KeyError):
+                continue
+        return None
+
+    def done_epoch(self, stage: int) -> int | None:
+        """The epoch a stage that ended ended at (its next stage starts there), or None."""
+        try:
+            return int(json.loads((self._stage(stage) / "done.json").read_text())["epoch"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def mark_done(self, stage: int, epoch: int) -> None:
+        if self.writer:
+            path = self._stage(stage) / "done.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"epoch": epoch}), encoding="utf-8")
+
+    def remove(self) -> None:
+        """Delete the checkpoints (the run ended FINISHED) and this worker's scratch folder."""
+        if self.writer:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self.folder.parent.rmdir()  # `dlx-checkpoints`, when no other run has one
+        self.close()
+
+    def close(self) -> None:
+        """Delete this worker's scratch folder (the chief's checkpoints stay)."""
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def _stage(self, stage: int) -> Path:
+        return self.folder / f"stage-{stage}"
