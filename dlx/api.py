@@ -212,6 +212,7 @@ def resume(
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process of this machine still runs (a zombie, killed but not reaped, does not)."""
     import os
 
     if pid <= 0:
@@ -222,7 +223,11 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _logged_spec(store: Any, run: Any, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:

@@ -3,9 +3,12 @@
 Every run saves its state at the end of each epoch with Keras's `BackupAndRestore` (weights,
 optimizer state and the epoch, written twice over so a kill mid-write leaves the previous
 epoch intact), one sub-folder per stage (a fine-tuning stage recompiles, so its state differs).
-A stage that ended is marked `done` with the epoch it ended at. Next to them, `metrics.jsonl`
-is the run's metrics journal (`dlx.track.outbox`). The folder is deleted when the run ends
-FINISHED; it stays after a failure, an interrupt or a kill, for `--resume`.
+Keras's weights files leave out the layers' random state (the seed generators behind dropout
+and noise), so it is saved next to them, per epoch: without it a resumed run would draw other
+dropout masks and end elsewhere. A stage that ended is marked `done` with the epoch it ended
+at. Next to them, `metrics.jsonl` is the run's metrics journal (`dlx.track.outbox`). The folder
+is deleted when the run ends FINISHED; it stays after a failure, an interrupt or a kill, for
+`--resume`.
 
 In a multi-worker job every worker saves (saving is part of the job's lockstep), but only the
 chief into this folder; the others save into a scratch folder of their own, and all of them
@@ -15,6 +18,7 @@ restore from the chief's.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shutil
 import tempfile
@@ -39,17 +43,18 @@ class RunCheckpoints:
     """The checkpoints of one run.
 
     Args:
-        folder: the run's checkpoint folder.
+        folder: the run's checkpoint folder; a worker of a new job has none (it has nothing to
+            restore from).
         writer: whether this process writes it (the chief); other workers restore from it
             and save into a scratch folder of their own.
     """
 
-    def __init__(self, folder: Path, *, writer: bool = True):
-        self.folder = folder
+    def __init__(self, folder: Path | None, *, writer: bool = True):
         self.writer = writer
         self._scratch: Path | None = None
         if not writer:
             self._scratch = Path(tempfile.mkdtemp(prefix="dlx-worker-checkpoints-"))
+        self.folder = folder or self._scratch or Path(tempfile.mkdtemp(prefix="dlx-checkpoints-"))
 
     @property
     def journal(self) -> Path:
@@ -57,17 +62,13 @@ class RunCheckpoints:
 
     def callback(self, stage: int) -> Any:
         """The `BackupAndRestore` of a stage, restoring its last saved epoch if there is one."""
-        import keras
-
         folder = self._stage(stage)
         if self._scratch is not None:
             scratch = self._scratch / folder.name
             if folder.exists() and not scratch.exists():
                 shutil.copytree(folder, scratch)
             folder = scratch
-        return keras.callbacks.BackupAndRestore(
-            str(folder), double_checkpoint=True, delete_checkpoint=False
-        )
+        return _backup_class()(str(folder), double_checkpoint=True, delete_checkpoint=False)
 
     def restored_epoch(self, stage: int) -> int | None:
         """The epoch a stage resumes at (the last saved epoch + 1), or None: from the start."""
@@ -107,3 +108,53 @@ class RunCheckpoints:
 
     def _stage(self, stage: int) -> Path:
         return self.folder / f"stage-{stage}"
+
+
+@functools.cache
+def _backup_class() -> type:
+    """The callback's class, made on first use: this module must not import Keras itself."""
+    import keras
+    import numpy as np
+
+    class Backup(keras.callbacks.BackupAndRestore):
+        """`BackupAndRestore` that also saves and restores the seed generators' states.
+
+        Each epoch's states go to `seeds-<epoch>.npz`, written before Keras writes the
+        epoch's weights and metadata, so whatever epoch Keras restores (the latest, or the
+        one before when the latest was cut short), its states are there.
+        """
+
+        def _seed_states(self) -> list[Any]:
+            return [
+                generator.state
+                for layer in self.model._flatten_layers(include_self=True, recursive=True)
+                for generator in getattr(layer, "_seed_generators", [])
+            ]
+
+        def _seeds_path(self, epoch: int) -> Path:
+            return Path(self.backup_dir) / f"seeds-{epoch}.npz"
+
+        def _save_model(self) -> None:
+            epoch = self._current_epoch
+            Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
+            states = [np.asarray(state.numpy()) for state in self._seed_states()]
+            path = self._seeds_path(epoch)
+            with path.open("wb") as file:
+                np.savez(file, *states)
+            super()._save_model()
+            for old in Path(self.backup_dir).glob("seeds-*.npz"):
+                if int(old.stem.removeprefix("seeds-")) < epoch - 2:
+                    old.unlink(missing_ok=True)
+
+        def _load_model(self) -> None:
+            super()._load_model()
+            epoch = self.model._initial_epoch
+            path = self._seeds_path(epoch) if epoch is not None else None
+            if path is None or not path.exists():
+                return
+            with np.load(path) as saved:
+                states = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+            for state, value in zip(self._seed_states(), states, strict=True):
+                state.assign(value)
+
+    return Backup

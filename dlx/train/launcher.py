@@ -102,7 +102,7 @@ def _supervise(children: list[subprocess.Popen], logs: Path, grace: float) -> in
             # The job is over: the others end with it (they have nothing left to wait for).
             _wait(children[1:], grace)
             for index, child in enumerate(children[1:], start=1):
-                if child.poll() not in (0, None) and chief.returncode == 0:
+                if child.poll() not in (0, None):
                     _report(index, child, logs)
             return chief.returncode
         for index, child in enumerate(children[1:], start=1):

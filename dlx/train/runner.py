@@ -2,8 +2,9 @@
 
 Order matters and is the point of this module:
 
-1. devices, seeds, determinism and precision are set before TensorFlow makes any op;
-2. the strategy is made, then the data read (errors name the spec's lines, before training);
+1. devices and determinism are set, and the strategy made, before TensorFlow starts its
+   runtime (a multi-worker strategy configures it); then seeds and precision;
+2. the data is read (errors name the spec's lines, before training);
 3. the model is built and compiled inside `strategy.scope()`;
 4. the run is opened only then, so a spec that cannot start leaves no empty run, and anything
    that fails after it opened leaves it FAILED (or KILLED on Ctrl-C) with what was logged.
@@ -47,6 +48,8 @@ class TrainResult:
     """The workers of the job (`TF_CONFIG`'s cluster)."""
     worker: int = 0
     """This process's place among them; 0 is the chief, which records the run."""
+    model: Any = None
+    """The trained Keras model (after a multi-worker job, the chief's copy of it)."""
 
 
 class TrainingFailed(DlxError):
@@ -108,6 +111,8 @@ def train(
     configure_devices(loaded)
     if spec.runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
+    # Before anything starts TensorFlow's runtime: a multi-worker strategy must configure it.
+    placement = make_placement(loaded)
     # Layer names start afresh; clearing resets the precision policy and seeds, so it goes first.
     keras.utils.clear_session()
     keras.utils.set_random_seed(spec.seed)
@@ -115,7 +120,6 @@ def train(
     if spec.runtime.mixed_precision:
         keras.mixed_precision.set_global_policy(spec.runtime.mixed_precision)
     try:
-        placement = make_placement(loaded)
         try:
             splits = make_splits(
                 spec.data,
@@ -223,6 +227,7 @@ class _Fitting:
             ui_hint="",
             workers=self.placement.cluster.workers,
             worker=self.placement.cluster.index,
+            model=self.model,
         )
 
 
@@ -318,6 +323,7 @@ def _train_and_record(
         ui_hint=run.ui_hint(),
         failures=failures,
         workers=cluster.workers,
+        model=local,
     )
 
 

@@ -66,7 +66,7 @@ def make_placement(loaded: LoadedSpec) -> Placement:
     runtime = loaded.spec.runtime
     name = runtime.strategy
     cluster = Cluster.from_environment()
-    gpus = tf.config.list_logical_devices("GPU")
+    gpus = tf.config.list_physical_devices("GPU")  # logical ones would start the runtime
     if name == "auto":
         if runtime.tpu:
             name = "tpu"
@@ -78,6 +78,13 @@ def make_placement(loaded: LoadedSpec) -> Placement:
             name = "one_device"
         else:
             name = "default"
+    if cluster.workers > 1 and name != "multi_worker_mirrored":
+        raise loaded.error(
+            ("runtime", "strategy"),
+            f"TF_CONFIG describes a cluster of {cluster.workers} workers, but the strategy is "
+            f"{name}: every worker would train alone and record a run of its own; use auto or "
+            "multi_worker_mirrored",
+        )
     devices = _check_devices(runtime.devices)
     if name == "default":
         strategy = tf.distribute.get_strategy()
