@@ -36,7 +36,7 @@ class Splits:
 
     Attributes:
         train: one epoch of batched `(x, y)` training examples, in the first epoch's order;
-            training reads `epochs()`, which orders every epoch afresh.
+            training reads `epochs(first, end)`, which orders every epoch afresh.
         validation: batched validation examples, in a fixed order; `None` without validation.
         test: batched test examples, in a fixed order; `None` without a test split.
         train_arrays: the training examples as arrays, for adapting preprocessing layers;
@@ -73,29 +73,29 @@ class Splits:
     def steps_per_epoch(self) -> int:
         return -(-self.num_train // self.batch_size)
 
-    def epochs(self, first_epoch: int = 0) -> tf.data.Dataset:
-        """The batches of every epoch from `first_epoch` on, without end.
+    def epochs(self, first: int, end: int) -> tf.data.Dataset:
+        """The batches of epochs `first` to `end - 1`, one epoch after the other.
 
         Epoch `e`'s order is drawn from `(shuffle_seed, e)` alone, not from how many epochs
         this process has read, so a run resumed at epoch `e` reads exactly the batches an
-        uninterrupted run reads there. Each epoch ends with its own partial batch; train with
+        uninterrupted run reads there. Each epoch ends with its own partial batch: train with
         `steps_per_epoch`.
         """
         import tensorflow as tf
 
-        examples = self.examples
-        seed = self.shuffle_seed
-
-        def epoch(number: Any) -> tf.data.Dataset:
-            ordered = examples
-            if seed is not None:
-                epoch_seed = tf.constant(seed % 2**31, tf.int64) * 1_000_003 + number
-                ordered = examples.shuffle(
-                    self.num_train, seed=epoch_seed, reshuffle_each_iteration=False
-                )
+        def epoch(number: int) -> tf.data.Dataset:
+            ordered = self.examples
+            if self.shuffle_seed is not None:
+                seed = (self.shuffle_seed * 1_000_003 + number) % 2**31
+                ordered = ordered.shuffle(self.num_train, seed=seed, reshuffle_each_iteration=False)
             return ordered.batch(self.batch_size)
 
-        stream = tf.data.Dataset.counter(first_epoch).flat_map(epoch)
+        numbers = range(first, max(end, first + 1))
+        steps = self.steps_per_epoch
+        choices = tf.data.Dataset.range(len(numbers)).flat_map(
+            lambda index: tf.data.Dataset.from_tensors(index).repeat(steps)
+        )
+        stream = tf.data.Dataset.choose_from_datasets([epoch(n) for n in numbers], choices)
         return _distributable(stream).prefetch(tf.data.AUTOTUNE)
 
 
@@ -201,7 +201,7 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
         shuffle_seed=shuffle_seed,
         examples=train.dataset,
     )
-    splits.train = splits.epochs(0).take(splits.steps_per_epoch)
+    splits.train = splits.epochs(0, 1)
     return splits
 
 

@@ -45,16 +45,16 @@ class AutoencoderTask(Task):
         )
         return model
 
-    def datasets(self, splits: Splits, first_epoch: int = 0) -> tuple[Any, Any, Any]:
+    def datasets(self, splits: Splits, first: int = 0, end: int = 1) -> tuple[Any, Any, Any]:
         """`(x, x)` pairs; training inputs get the spec's noise, targets never do."""
         import tensorflow as tf
 
         stddev = self.loaded.spec.model.noise_stddev
-        train = splits.epochs(first_epoch).map(_to_itself)
+        train = splits.epochs(first, end).map(_to_itself)
         if stddev:
             # Each batch's noise is drawn from (seed, the batch's number since the run began),
             # so it differs every batch and epoch, and a resumed run draws the same noise.
-            numbers = tf.data.Dataset.counter(first_epoch * splits.steps_per_epoch)
+            numbers = tf.data.Dataset.counter(first * splits.steps_per_epoch)
             seed = self.loaded.spec.seed
             train = tf.data.Dataset.zip(train, numbers).map(
                 lambda pair, number: (_add_noise(pair[0], stddev, seed, number), pair[1])

@@ -162,9 +162,9 @@ class GanTask(Task):
         if arrays is not None and isinstance(arrays[0], np.ndarray):
             self.value_range = (float(arrays[0].min()), float(arrays[0].max()))
 
-    def datasets(self, splits: Splits, first_epoch: int = 0) -> tuple[Any, Any, Any]:
+    def datasets(self, splits: Splits, first: int = 0, end: int = 1) -> tuple[Any, Any, Any]:
         """The training examples alone: targets are ignored, and there is no validation."""
-        return splits.epochs(first_epoch).map(lambda *element: element[0]), None, None
+        return splits.epochs(first, end).map(lambda *element: element[0]), None, None
 
     def run_callbacks(self, run: Any) -> list[Any]:
         from dlx.track.plots import is_image_shape

@@ -179,7 +179,7 @@ class _Fitting:
                 callbacks += [*self.task.run_callbacks(recorder.run), recorder]
             else:
                 callbacks.append(checkpoint)
-            train, validation, _ = self.task.datasets(self.splits, start)
+            train, validation, _ = self.task.datasets(self.splits, start, end)
             self.model._initial_epoch = None  # a previous stage's restore must not linger
             fitted = self.model.fit(
                 train,

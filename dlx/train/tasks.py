@@ -70,13 +70,13 @@ class Task(abc.ABC):
         local.set_weights(weights)
         return local
 
-    def datasets(self, splits: Splits, first_epoch: int = 0) -> tuple[Any, Any, Any]:
+    def datasets(self, splits: Splits, first: int = 0, end: int = 1) -> tuple[Any, Any, Any]:
         """The datasets `fit` and `evaluate` read: training, validation and test.
 
-        Training batches start at `first_epoch` and do not end: `fit` reads
-        `splits.steps_per_epoch` of them an epoch.
+        Training batches are those of epochs `first` to `end - 1` (`Splits.epochs`): `fit`
+        reads `splits.steps_per_epoch` of them an epoch.
         """
-        return splits.epochs(first_epoch), splits.validation, splits.test
+        return splits.epochs(first, end), splits.validation, splits.test
 
     def stages(self, model: Any) -> list[Stage]:
         return [Stage(self.loaded.spec.train.epochs)]

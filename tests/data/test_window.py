@@ -97,7 +97,9 @@ def test_training_windows_are_reshuffled_each_epoch_with_the_seed(context, serie
         splits = splits_of(
             SourceContext(context.base_dir, seed=seed), source=NPZ, window={"size": 2}
         )
-        return [np.concatenate([y for _, y in splits.train]).tolist() for _ in range(2)]
+        batches = [y for _, y in splits.epochs(0, 2)]
+        half = splits.steps_per_epoch
+        return [np.concatenate(part).tolist() for part in (batches[:half], batches[half:])]
 
     first, second = epochs(0)
     assert sorted(first) == sorted(second) == list(range(2, 20))

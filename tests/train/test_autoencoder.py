@@ -44,14 +44,16 @@ def test_trains_input_to_input_and_logs_its_artifacts(trained):
 def test_noise_goes_on_training_inputs_only():
     loaded = load_spec(SPEC, ["model.noise_stddev=0.5", "data.shuffle=false"])
     splits = make_splits(loaded.spec.data, context=SourceContext(ROOT, seed=1), batch_size=32)
-    train, validation, test = AutoencoderTask(loaded).datasets(splits)
+    train, validation, test = AutoencoderTask(loaded).datasets(splits, 0, 2)
 
-    noisy, clean = next(iter(train))
+    batches = list(train)
+    noisy, clean = batches[0]
     assert np.array_equal(clean, splits.train_arrays[0][:32])  # the target is the clean input
     assert 0.3 < float(np.std(noisy - clean)) < 0.7
-    again, _ = next(iter(train))
-    assert not np.array_equal(noisy, again)  # fresh noise each epoch
-    assert np.array_equal(noisy, next(iter(AutoencoderTask(loaded).datasets(splits)[0]))[0])
+    again, same = batches[splits.steps_per_epoch]  # the first batch of the second epoch
+    assert np.array_equal(clean, same) and not np.array_equal(noisy, again)  # fresh noise
+    resumed = AutoencoderTask(loaded).datasets(splits, 1, 2)[0]
+    assert np.array_equal(again, next(iter(resumed))[0])  # a resumed run draws the same noise
     for held_out in (validation, test):
         x, y = next(iter(held_out))
         assert np.array_equal(x, y)
