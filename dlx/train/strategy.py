@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from typing import Any
 
-from dlx.errors import DlxError, ExitStatus
+from dlx.errors import DlxError
 from dlx.spec import LoadedSpec
 from dlx.train.multi_worker import Cluster, patch_keras_fit
 
@@ -112,31 +112,42 @@ def _multi_worker(cluster: Cluster) -> Any:
     """`MultiWorkerMirroredStrategy` over `TF_CONFIG`'s cluster, with Keras's `fit` fixed.
 
     Making the strategy waits for every worker to join; a worker that never comes would keep
-    this one waiting for ever (TensorFlow waits, and ignores SIGTERM meanwhile), so after
-    `$DLX_WORKER_TIMEOUT` seconds (default 300) this process ends with a clear error.
+    this one waiting for ever (TensorFlow waits inside one call that holds the interpreter, and
+    ignores SIGTERM meanwhile). A small watchdog process ends this one with SIGKILL after
+    `$DLX_WORKER_TIMEOUT` seconds (default 300), saying why, unless the cluster came up.
     """
     import tensorflow as tf
 
     if cluster.workers > 1:
         patch_keras_fit()
     timeout = float(os.environ.get(WORKER_TIMEOUT_VARIABLE) or 300)
-
-    def give_up() -> None:
-        print(
-            f"error: worker {cluster.index}: the other workers of TF_CONFIG's cluster did not "
-            f"all join within {timeout:g} s (set {WORKER_TIMEOUT_VARIABLE} to wait longer)",
-            file=sys.stderr,
-            flush=True,
-        )
-        os._exit(int(ExitStatus.FAILURE))
-
-    watchdog = threading.Timer(timeout, give_up)
-    watchdog.daemon = True
-    watchdog.start()
+    message = (
+        f"error: worker {cluster.index}: the other workers of TF_CONFIG's cluster did not all "
+        f"join within {timeout:g} s; stopped (set {WORKER_TIMEOUT_VARIABLE} to wait longer)"
+    )
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout), message],
+        stdin=subprocess.DEVNULL,
+    )
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     finally:
-        watchdog.cancel()
+        watchdog.kill()
+        watchdog.wait()
+
+
+_WATCHDOG = """
+import os, signal, sys, time
+pid, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+deadline = time.monotonic() + timeout
+while time.monotonic() < deadline:
+    if os.getppid() != pid:
+        sys.exit()
+    time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+if os.getppid() == pid:
+    print(message, file=sys.stderr, flush=True)
+    os.kill(pid, signal.SIGKILL)
+"""
 
 
 def _check_devices(devices: list[str] | None) -> list[str]:
