@@ -1,5 +1,7 @@
 """Callbacks registered for the training tests: they fail or interrupt a run mid-training."""
 
+from pathlib import Path
+
 import keras
 
 
@@ -18,3 +20,21 @@ class FailAtEpoch(keras.callbacks.Callback):
 
     def get_config(self):
         return {"epoch": self.epoch, "interrupt": self.interrupt}
+
+
+@keras.saving.register_keras_serializable(package="dlx_tests")
+class InterruptOnce(keras.callbacks.Callback):
+    """Ctrl-C at the start of `epoch`, the first time only: `marker` (a file) remembers."""
+
+    def __init__(self, epoch=1, marker="interrupted"):
+        super().__init__()
+        self.epoch = epoch
+        self.marker = marker
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch and not Path(self.marker).exists():
+            Path(self.marker).touch()
+            raise KeyboardInterrupt
+
+    def get_config(self):
+        return {"epoch": self.epoch, "marker": self.marker}

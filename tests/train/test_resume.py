@@ -1,0 +1,117 @@
+"""`dlx train --resume`: a run killed (even with `kill -9`) ends as if it had never stopped."""
+
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from dlx import api
+from dlx.cli import app
+from tests.conftest import ROOT
+from tests.train.processes import BOUND_S, dlx, journal_lines, kill_group, start, wait_for
+
+SPECS = ROOT / "specs"
+DIGITS = SPECS / "digits_cnn.yaml"
+KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+runner = CliRunner()
+
+
+def store(cwd: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+
+
+def runs(client: MlflowClient) -> list:
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids, order_by=["attributes.start_time ASC"])
+
+
+def assert_each_epoch_logged_once(client: MlflowClient, run_id: str, epochs: int) -> None:
+    for key in KEYS:
+        steps = [m.step for m in client.get_metric_history(run_id, key)]
+        assert steps == list(range(epochs)), (key, steps)
+
+
+@pytest.mark.timeout(3 * BOUND_S)
+def test_kill_9_then_resume_gives_one_finished_run_equal_to_an_uninterrupted_one(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    straight.mkdir()
+    killed.mkdir()
+    epochs = "train.epochs=20"
+    assert dlx("train", str(DIGITS), "--set", epochs, cwd=straight).returncode == 0
+    (reference,) = runs(store(straight))
+
+    job = start("train", str(DIGITS), "--set", epochs, cwd=killed)
+    try:
+        wait_for(lambda: journal_lines(killed) >= 3, "three epochs journaled")
+        job.send_signal(signal.SIGKILL)
+        job.wait(timeout=30)
+    finally:
+        kill_group(job)
+    client = store(killed)
+    (run,) = runs(client)
+    assert run.info.status == "RUNNING"  # kill -9: nothing could record the end
+    assert len(client.get_metric_history(run.info.run_id, "loss")) < 20
+
+    resumed = dlx("train", "--resume", run.info.run_id[:8], cwd=killed)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"run {run.info.run_id} finished" in resumed.stdout
+    (run,) = runs(client)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["dlx.resumed"] == "1"
+    assert_each_epoch_logged_once(client, run.info.run_id, 20)
+    assert run.data.metrics == reference.data.metrics  # exactly: same data order, same state
+    assert not (killed / "dlx-checkpoints").exists()
+
+
+def _transfer_spec(folder: Path) -> Path:
+    """digits_transfer.yaml with a Ctrl-C in its fine-tuning stage, the first time only."""
+    for name in ("digits_subsets.py", "digits_backbone.keras"):
+        shutil.copy(SPECS / name, folder / name)
+    shutil.copy(Path(__file__).parent / "plugins_for_tests.py", folder / "plugins_for_tests.py")
+    text = (SPECS / "digits_transfer.yaml").read_text()
+    text = text.replace("seed: 7", "seed: 7\nplugins: [plugins_for_tests]")
+    text = text.replace(
+        "  metrics: [accuracy]",
+        "  metrics: [accuracy]\n  callbacks:\n"
+        f"    - dlx_tests>InterruptOnce: {{epoch: 4, marker: '{folder / 'interrupted'}'}}",
+    )
+    spec = folder / "transfer.yaml"
+    spec.write_text(text)
+    return spec
+
+
+def test_a_run_interrupted_in_its_fine_tuning_stage_resumes_into_that_stage(tmp_path):
+    spec = _transfer_spec(tmp_path)
+    overrides = ["train.epochs=3", "train.fine_tune.epochs=3", "tracking.log_model=false"]
+    with pytest.raises(KeyboardInterrupt):
+        api.train(spec, overrides, live=False)
+    client = store(Path.cwd())
+    (interrupted,) = runs(client)
+    assert interrupted.info.status == "KILLED"
+    assert len(client.get_metric_history(interrupted.info.run_id, "loss")) == 4
+
+    result = api.resume(interrupted.info.run_id[:10], live=False)
+    assert result.run_id == interrupted.info.run_id
+    reference = api.train(spec, overrides, live=False)  # the marker is there: no interrupt now
+
+    resumed = client.get_run(result.run_id)
+    assert resumed.info.status == "FINISHED"
+    assert_each_epoch_logged_once(client, result.run_id, 6)
+    assert resumed.data.metrics == client.get_run(reference.run_id).data.metrics
+    assert result.metrics == reference.metrics
+
+
+def test_resume_refuses_a_finished_run_a_spec_and_overrides(tmp_path):
+    finished = api.train(DIGITS, ["train.epochs=1", "tracking.log_model=false"], live=False)
+    result = runner.invoke(app, ["train", "--resume", finished.run_id])
+    assert result.exit_code == 2
+    assert f"the run {finished.run_id} is FINISHED: there is nothing to resume" in result.stderr
+    result = runner.invoke(app, ["train", str(DIGITS), "--resume", finished.run_id])
+    assert result.exit_code == 2 and "not both" in result.stderr
+    result = runner.invoke(app, ["train", "--resume", "abc", "--set", "train.epochs=2"])
+    assert result.exit_code == 2 and "--set cannot apply" in result.stderr
+    result = runner.invoke(app, ["train"])
+    assert result.exit_code == 2 and "missing SPEC (or --resume RUN)" in result.stderr
