@@ -81,11 +81,15 @@ class MetricsOutbox:
         self.pending.append((step, dict(metrics), timestamp))
 
     def requeue(self, steps: range | list[int]) -> None:
-        """Queue the journal's metrics of `steps` that the store does not have (after a kill)."""
+        """Queue the journal's metrics of `steps` that the store does not have (after a kill).
+
+        Steps already pending (held back by an outage) are not queued a second time.
+        """
         kept = self.kept()
         delivered = self.delivered_steps()
+        queued = {step for step, _, _ in self.pending}
         for step in steps:
-            if step in kept and step not in delivered:
+            if step in kept and step not in delivered and step not in queued:
                 metrics, timestamp = kept[step]
                 self.pending.append((step, metrics, timestamp))
 
