@@ -24,6 +24,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,7 +84,10 @@ def launch(
                 )
                 if output is not None:
                     output.close()
-            return _supervise(children, logs, grace)
+            status = _supervise(children, logs, grace)
+            if status == 0:
+                shutil.rmtree(logs, ignore_errors=True)  # kept when something went wrong
+            return status
     except KeyboardInterrupt:
         if children:
             with contextlib.suppress(ProcessLookupError):

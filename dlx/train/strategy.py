@@ -78,6 +78,13 @@ def make_placement(loaded: LoadedSpec) -> Placement:
             name = "one_device"
         else:
             name = "default"
+    if name == "parameter_server":
+        raise loaded.error(
+            ("runtime", "strategy"),
+            "parameter_server is not supported: Keras 3's fit has no ParameterServerStrategy "
+            "support (it needs a ClusterCoordinator loop); use multi_worker_mirrored for "
+            "several workers",
+        )
     if cluster.workers > 1 and name != "multi_worker_mirrored":
         raise loaded.error(
             ("runtime", "strategy"),
@@ -98,11 +105,7 @@ def make_placement(loaded: LoadedSpec) -> Placement:
     elif name == "multi_worker_mirrored":
         strategy = _multi_worker(cluster)
     else:
-        raise DlxError(
-            "runtime.strategy: parameter_server is not supported: Keras 3's fit has no "
-            "ParameterServerStrategy support (it needs a ClusterCoordinator loop); use "
-            "multi_worker_mirrored for several workers"
-        )
+        raise AssertionError(name)  # the schema allows no other name
     if name != "multi_worker_mirrored":
         cluster = Cluster()
     return Placement(strategy, name, strategy.num_replicas_in_sync, cluster)

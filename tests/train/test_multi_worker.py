@@ -159,6 +159,36 @@ def test_a_worker_whose_peers_never_come_gives_up_with_a_clear_error(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()  # no run was opened
 
 
+@pytest.mark.parametrize(
+    ("strategy", "message"),
+    [
+        (
+            "mirrored",
+            "runtime.strategy: TF_CONFIG describes a cluster of 2 workers, but the "
+            "strategy is mirrored",
+        ),
+        (
+            "parameter_server",
+            "runtime.strategy: parameter_server is not supported: Keras 3's fit "
+            "has no ParameterServerStrategy support",
+        ),
+    ],
+)
+def test_strategies_that_cannot_run_a_cluster_are_clear_errors(tmp_path, strategy, message):
+    env = {"TF_CONFIG": tf_config(free_ports(2), 0)}
+    done = dlx(
+        "train",
+        str(SPEC),
+        "--set",
+        f"runtime.strategy={strategy}",
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory):
     """`dlx train SPEC --workers 2`, uninterrupted: the reference for the resumed job."""
