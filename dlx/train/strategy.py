@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from dlx.spec import LoadedSpec
 from dlx.train.multi_worker import Cluster, patch_keras_fit
 
 WORKER_TIMEOUT_VARIABLE = "DLX_WORKER_TIMEOUT"
-"""Seconds a worker waits for the others to join before it gives up (default 300)."""
+"""Seconds to wait for a cluster to come up (the other workers, a TPU); default 300."""
 
 
 @dataclass
@@ -102,10 +103,8 @@ def make_placement(loaded: LoadedSpec) -> Placement:
         strategy = tf.distribute.MirroredStrategy(devices=devices or None)
     elif name == "tpu":
         strategy = _tpu(runtime.tpu)
-    elif name == "multi_worker_mirrored":
+    else:  # multi_worker_mirrored; parameter_server was refused above
         strategy = _multi_worker(cluster)
-    else:
-        raise AssertionError(name)  # the schema allows no other name
     if name != "multi_worker_mirrored":
         cluster = Cluster()
     return Placement(strategy, name, strategy.num_replicas_in_sync, cluster)
@@ -114,26 +113,38 @@ def make_placement(loaded: LoadedSpec) -> Placement:
 def _multi_worker(cluster: Cluster) -> Any:
     """`MultiWorkerMirroredStrategy` over `TF_CONFIG`'s cluster, with Keras's `fit` fixed.
 
-    Making the strategy waits for every worker to join; a worker that never comes would keep
-    this one waiting for ever (TensorFlow waits inside one call that holds the interpreter, and
-    ignores SIGTERM meanwhile). A small watchdog process ends this one with SIGKILL after
-    `$DLX_WORKER_TIMEOUT` seconds (default 300), saying why, unless the cluster came up.
+    Making the strategy waits for every worker to join, for at most `$DLX_WORKER_TIMEOUT`
+    seconds (see `_bounded`).
     """
     import tensorflow as tf
 
     if cluster.workers > 1:
         patch_keras_fit()
+    what = f"worker {cluster.index}: the other workers of TF_CONFIG's cluster did not all join"
+    with _bounded(what):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+@contextlib.contextmanager
+def _bounded(what: str) -> Iterator[None]:
+    """End this process if the block waits longer than `$DLX_WORKER_TIMEOUT` s (default 300).
+
+    TensorFlow waits for a cluster (its workers, a TPU) inside one call that holds the
+    interpreter, and ignores SIGTERM meanwhile: a worker that never comes would keep it waiting
+    for ever. So a small watchdog process ends this one with SIGKILL when the time is up,
+    saying why, unless the block is over by then.
+    """
     timeout = float(os.environ.get(WORKER_TIMEOUT_VARIABLE) or 300)
     message = (
-        f"error: worker {cluster.index}: the other workers of TF_CONFIG's cluster did not all "
-        f"join within {timeout:g} s; stopped (set {WORKER_TIMEOUT_VARIABLE} to wait longer)"
+        f"error: {what} within {timeout:g} s; stopped "
+        f"(set {WORKER_TIMEOUT_VARIABLE} to wait longer)"
     )
     watchdog = subprocess.Popen(
         [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout), message],
         stdin=subprocess.DEVNULL,
     )
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        yield
     finally:
         watchdog.kill()
         watchdog.wait()
@@ -175,8 +186,9 @@ def _tpu(address: str | None) -> Any:
 
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address or "")
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
+        with _bounded(f"the TPU '{address}' did not answer"):
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
     except Exception as exc:
         where = f" '{address}'" if address else ""
         raise DlxError(f"runtime.strategy: tpu: no TPU found{where}: {exc}") from None

@@ -260,3 +260,26 @@ def test_a_job_whose_worker_is_killed_resumes_to_the_uninterrupted_metrics(launc
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
         assert steps == list(range(6)), key
     assert run.data.metrics == pytest.approx(uninterrupted.data.metrics, abs=1e-6)
+
+
+def test_tpu_without_a_tpu_is_a_clear_error(tmp_path):
+    done = dlx("train", str(SPEC), "--set", "runtime.strategy=tpu", cwd=tmp_path, timeout=120)
+    assert done.returncode == 1
+    assert "error: runtime.strategy: tpu: no TPU found" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.timeout(90)
+def test_a_tpu_address_that_never_answers_is_given_up_on(tmp_path):
+    env = {"DLX_WORKER_TIMEOUT": "3"}
+    done = dlx(
+        "train",
+        str(SPEC),
+        "--set",
+        "runtime.tpu=grpc://127.0.0.1:1",
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == -signal.SIGKILL
+    assert "the TPU 'grpc://127.0.0.1:1' did not answer within 3 s" in done.stderr
