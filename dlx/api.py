@@ -215,7 +215,7 @@ def _alive(pid: int) -> bool:
     """Whether a process of this machine still runs (a zombie, killed but not reaped, does not)."""
     import os
 
-    if pid <= 0:
+    if pid <= 0 or pid == os.getpid():  # a container started again can reuse the old pid
         return False
     try:
         os.kill(pid, 0)

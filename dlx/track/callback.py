@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 if TYPE_CHECKING:
-    from dlx.track.outbox import MetricsOutbox
+    from dlx.track.outbox import Outbox
     from dlx.track.run import TrackedRun
 
 
@@ -50,7 +50,7 @@ class MlflowMetricsCallback(keras.callbacks.Callback):
     def __init__(
         self,
         run: TrackedRun,
-        outbox: MetricsOutbox | None = None,
+        outbox: Outbox | None = None,
         checkpoint: keras.callbacks.Callback | None = None,
     ):
         super().__init__()

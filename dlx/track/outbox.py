@@ -1,4 +1,4 @@
-"""Epoch metrics kept on local disk until the tracking store has them.
+"""Epoch metrics (and figures made while training) kept on local disk until the store has them.
 
 A run's metrics must survive two faults: the tracking server going away for a while (training
 goes on; the metrics are sent when it is back, or at the end), and the training process
@@ -6,8 +6,10 @@ being killed (`kill -9`; `dlx train --resume` sends what was kept and not sent).
 solved by one journal: every epoch's metrics are appended to a JSON-lines file, flushed to
 disk, before anything is sent; sending is then retried until the store has them.
 
-The store, not the journal, says what was delivered (`MetricsOutbox.delivered_steps`), so an
-answer lost on the way back never makes a metric be logged twice.
+The store, not the journal, says what was delivered (`Outbox.delivered_steps`), so an
+answer lost on the way back never makes a metric be logged twice. Figures logged while training
+(a GAN's sample grids) wait as files in the outbox's `artifacts/` folder, deleted once sent;
+sending one again only overwrites it.
 """
 
 from __future__ import annotations
@@ -17,41 +19,42 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dlx.track.store import fail_fast
+
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from dlx.track.run import TrackedRun
 
 logger = logging.getLogger(__name__)
 
-# While training, a request to a tracking server that is down must fail at once (MLflow
-# retries for minutes by default); the metrics wait in the journal instead.
-_FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
-
-class MetricsOutbox:
-    """The metrics of a run's epochs: journaled first, then sent to the run when it can be.
+class Outbox:
+    """A run's epoch metrics and figures: kept on disk first, then sent when they can be.
 
     Args:
-        run: the started run the metrics belong to.
-        journal: the JSON-lines file the metrics are kept in (created, or read when it exists:
-            a resumed run's journal).
+        run: the started run they belong to.
+        folder: where they are kept: `metrics.jsonl`, the journal (created, or read when it
+            exists: a resumed run's), and `artifacts/`, figures not sent yet.
 
     Example:
 
     ```python
-    outbox = MetricsOutbox(run, Path("checkpoints/metrics.jsonl"))
+    outbox = Outbox(run, Path("dlx-checkpoints/<run id>"))
     outbox.add({"loss": 0.3}, step=0)   # on disk now
     outbox.send()                       # in MLflow, unless the server is down: then later
     outbox.send(wait=True)              # at the end: MLflow's own retries, then an error
     ```
     """
 
-    def __init__(self, run: TrackedRun, journal: Path):
+    def __init__(self, run: TrackedRun, folder: Path):
         self.run = run
-        self.journal = journal
+        self.journal = folder / "metrics.jsonl"
+        self.artifacts = folder / "artifacts"
         self.pending: list[tuple[int, dict[str, float], int]] = []
         """(step, metrics, timestamp in ms) not known to be in the store yet."""
         self.outage_since: float | None = None
@@ -80,6 +83,12 @@ class MetricsOutbox:
             os.fsync(file.fileno())
         self.pending.append((step, dict(metrics), timestamp))
 
+    def add_figure(self, figure: Figure, artifact_file: str) -> None:
+        """Keep a Matplotlib figure as the PNG `artifact_file`, to send with the metrics."""
+        path = self.artifacts / artifact_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path)
+
     def requeue(self, steps: range | list[int]) -> None:
         """Queue the journal's metrics of `steps` that the store does not have (after a kill).
 
@@ -103,7 +112,7 @@ class MetricsOutbox:
         return {metric.step for metric in client.get_metric_history(run_id, key)}
 
     def send(self, *, wait: bool = False) -> bool:
-        """Send what is pending, oldest first; True when nothing is left.
+        """Send what is pending, metrics oldest first, then figures; True when nothing is left.
 
         Args:
             wait: retry as MLflow does by default (minutes) and raise if the store stays
@@ -112,11 +121,15 @@ class MetricsOutbox:
         Raises:
             MlflowException: with `wait`, the store could not be reached.
         """
-        while self.pending:
-            step, metrics, timestamp = self.pending[0]
+        while self.pending or (files := self._files()):
             try:
-                with contextlib.nullcontext() if wait else _fail_fast():
-                    self.run.log_metrics(metrics, step=step, timestamp=timestamp)
+                with contextlib.nullcontext() if wait else fail_fast():
+                    if self.pending:
+                        step, metrics, timestamp = self.pending[0]
+                        self.run.log_metrics(metrics, step=step, timestamp=timestamp)
+                    else:
+                        folder = files[0].parent.relative_to(self.artifacts).as_posix()
+                        self.run.log_artifact(files[0], None if folder == "." else folder)
             except Exception as exc:
                 if wait:
                     raise
@@ -129,7 +142,10 @@ class MetricsOutbox:
                         self.journal,
                     )
                 return False
-            self.pending.pop(0)
+            if self.pending:
+                self.pending.pop(0)
+            else:
+                files[0].unlink()
         if self.outage_since is not None:
             logger.warning(
                 "tracking store back after %.0f s; kept metrics sent",
@@ -138,16 +154,5 @@ class MetricsOutbox:
             self.outage_since = None
         return True
 
-
-@contextlib.contextmanager
-def _fail_fast() -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in _FAIL_FAST}
-    os.environ.update(_FAIL_FAST)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    def _files(self) -> list[Path]:
+        return sorted(p for p in self.artifacts.rglob("*") if p.is_file())

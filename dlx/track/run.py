@@ -27,7 +27,7 @@ from dlx.track.params import (
     safe_key,
     truncate_value,
 )
-from dlx.track.store import ensure_experiment, resolve_tracking_uri, ui_hint
+from dlx.track.store import ensure_experiment, fail_fast, resolve_tracking_uri, ui_hint
 from dlx.track.tags import resolved_spec_text, standard_tags
 
 if TYPE_CHECKING:
@@ -92,6 +92,8 @@ class TrackedRun:
         self.client: MlflowClient | None = None
         self.experiment_id: str | None = None
         self.run_id: str | None = None
+        self.end_recorded = False
+        """Whether the store was told how the run ended (it may be unreachable by then)."""
 
     @classmethod
     def for_spec(
@@ -205,17 +207,21 @@ class TrackedRun:
     ) -> None:
         if exc is None:
             self.end("FINISHED")
+            self.end_recorded = True
             return
-        # The exception goes on to the caller; failing to record it must not replace it.
+        # The exception goes on to the caller; failing to record it must not replace it. One
+        # quick try: the failure may be the store's own (a server that went away).
         try:
-            if isinstance(exc, KeyboardInterrupt):
-                self.end("KILLED")
-            else:
-                text = "".join(traceback.format_exception(exc_type, exc, tb))
-                self.log_text(text, "traceback.txt")
-                self.end("FAILED")
-        except Exception:
-            logger.warning("could not record the end of MLflow run %s", self.run_id, exc_info=True)
+            with fail_fast():
+                if isinstance(exc, KeyboardInterrupt):
+                    self.end("KILLED")
+                else:
+                    text = "".join(traceback.format_exception(exc_type, exc, tb))
+                    self.log_text(text, "traceback.txt")
+                    self.end("FAILED")
+            self.end_recorded = True
+        except Exception as failure:
+            logger.warning("could not record the end of MLflow run %s: %s", self.run_id, failure)
 
     def log_params(self, params: Mapping[str, str]) -> None:
         """Log params (keys made safe, values cut at 6,000 characters), batched by 100."""

@@ -10,8 +10,10 @@ folder beside the database file instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -159,3 +161,23 @@ def quiet_mlflow() -> None:
 
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# A request to a tracking server that is down fails at once, instead of after MLflow's default
+# retries (minutes): for what can wait (metrics while training) or is a last try.
+_FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+@contextlib.contextmanager
+def fail_fast() -> Iterator[None]:
+    """Within the block, MLflow's requests to a tracking server are tried once, not retried."""
+    saved = {name: os.environ.get(name) for name in _FAIL_FAST}
+    os.environ.update(_FAIL_FAST)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

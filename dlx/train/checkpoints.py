@@ -6,9 +6,9 @@ epoch intact), one sub-folder per stage (a fine-tuning stage recompiles, so its 
 Keras's weights files leave out the layers' random state (the seed generators behind dropout
 and noise), so it is saved next to them, per epoch: without it a resumed run would draw other
 dropout masks and end elsewhere. A stage that ended is marked `done` with the epoch it ended
-at. Next to them, `metrics.jsonl` is the run's metrics journal (`dlx.track.outbox`). The folder
-is deleted when the run ends FINISHED; it stays after a failure, an interrupt or a kill, for
-`--resume`.
+at. Next to them, `metrics.jsonl` and `artifacts/` are the run's outbox (`dlx.track.outbox`).
+The folder is deleted when the run ends FINISHED; it stays after a failure, an interrupt or a
+kill, for `--resume`.
 
 In a multi-worker job every worker saves (saving is part of the job's lockstep), but only the
 chief into this folder; the others save into a scratch folder of their own, and all of them
@@ -55,10 +55,6 @@ class RunCheckpoints:
         if not writer:
             self._scratch = Path(tempfile.mkdtemp(prefix="dlx-worker-checkpoints-"))
         self.folder = folder or self._scratch or Path(tempfile.mkdtemp(prefix="dlx-checkpoints-"))
-
-    @property
-    def journal(self) -> Path:
-        return self.folder / "metrics.jsonl"
 
     def callback(self, stage: int) -> Any:
         """The `BackupAndRestore` of a stage, restoring its last saved epoch if there is one."""

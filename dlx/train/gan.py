@@ -166,14 +166,14 @@ class GanTask(Task):
         """The training examples alone: targets are ignored, and there is no validation."""
         return splits.epochs(first, end).map(lambda *element: element[0]), None, None
 
-    def run_callbacks(self, run: Any) -> list[Any]:
+    def run_callbacks(self, outbox: Any) -> list[Any]:
         from dlx.track.plots import is_image_shape
 
         if self.built is None or not is_image_shape(self.built.generator.output.shape[1:]):
             return []
         every = self.loaded.spec.model.sample_every or SAMPLE_EVERY
         grids = SampleGrids(
-            run, self.built.generator, self._latent(SAMPLES), every, self.value_range
+            outbox, self.built.generator, self._latent(SAMPLES), every, self.value_range
         )
         return [grids]
 
@@ -197,7 +197,7 @@ class SampleGrids(keras.callbacks.Callback):
     """Log `samples/epoch_NNN.png` every `every` epochs and after the last one.
 
     Args:
-        run: the started run.
+        outbox: the run's outbox (`dlx.track.outbox.Outbox`): the grids are kept, then sent.
         generator: the generator being trained.
         latent: the fixed latent batch the grids are drawn from.
         every: epochs between two grids.
@@ -206,14 +206,14 @@ class SampleGrids(keras.callbacks.Callback):
 
     def __init__(
         self,
-        run: Any,
+        outbox: Any,
         generator: Any,
         latent: np.ndarray,
         every: int,
         value_range: tuple[float, float],
     ) -> None:
         super().__init__()
-        self.run = run
+        self.outbox = outbox
         self.generator = generator
         self.latent = latent
         self.every = every
@@ -227,7 +227,8 @@ class SampleGrids(keras.callbacks.Callback):
             return
         images = np.asarray(self.generator(self.latent, training=False), dtype=np.float32)
         figure = image_grid_figure(images, self.value_range, title=f"epoch {done}")
-        self.run.log_figure(figure, f"samples/epoch_{done:03d}.png")
+        self.outbox.add_figure(figure, f"samples/epoch_{done:03d}.png")
+        self.outbox.send()
 
 
 __all__ = ["SAMPLES", "SAMPLE_EVERY", "Adversarial", "GanTask", "SampleGrids"]

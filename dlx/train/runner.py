@@ -55,6 +55,9 @@ class TrainResult:
 class TrainingFailed(DlxError):
     """Training raised; the run is recorded as FAILED with its traceback (exit status 1)."""
 
+    folder: Path | None = None
+    """The run's checkpoint folder, kept for `dlx train --resume`."""
+
 
 @dataclass
 class Resume:
@@ -176,7 +179,7 @@ class _Fitting:
             if recorder is not None:
                 recorder.history = [row for row in history if row["epoch"] < start]
                 recorder.checkpoint = checkpoint
-                callbacks += [*self.task.run_callbacks(recorder.run), recorder]
+                callbacks += [*self.task.run_callbacks(recorder.outbox), recorder]
             else:
                 callbacks.append(checkpoint)
             train, validation, _ = self.task.datasets(self.splits, start, end)
@@ -239,16 +242,11 @@ def _train_and_record(
     tags: dict[str, str],
     resume: Resume | None,
 ) -> TrainResult:
-    """The chief (or the only worker): train, and record everything in the run."""
-    from dlx.track import MlflowMetricsCallback, TrackedRun, learning_curves_figure
-    from dlx.track.callback import scalar_metrics
-    from dlx.track.outbox import MetricsOutbox
-    from dlx.train.checkpoints import CHECKPOINTS_TAG, RunCheckpoints, checkpoint_folder
+    """The chief (or the only worker): open the run (or reopen it), train, record."""
+    from dlx.track import TrackedRun
 
-    task, model, splits, placement = fitting.task, fitting.model, fitting.splits, fitting.placement
-    loaded = task.loaded
-    spec = loaded.spec
-    cluster = placement.cluster
+    loaded, placement = fitting.task.loaded, fitting.placement
+    spec, splits, cluster = loaded.spec, fitting.splits, placement.cluster
     started = time.perf_counter()
     run = TrackedRun.for_spec(
         loaded,
@@ -263,10 +261,39 @@ def _train_and_record(
         run.reopen(resume.run_id)
     elif tracking_uri and not spec.tracking.uri:
         run.tracking_uri = tracking_uri
+    try:
+        return _record(fitting, run, expectations, resume, started)
+    except TrainingFailed as failed:
+        if run.end_recorded:
+            raise
+        raise TrainingFailed(
+            f"{str(failed).splitlines()[0]}\nThe run {run.run_id} could not be marked "
+            f"FAILED (the store at {run.tracking_uri} did not answer) and shows as RUNNING; its "
+            f"checkpoints and unsent metrics are kept in {failed.folder}: when the store is back, "
+            f"`dlx train --resume {run.run_id}` sends them and finishes the run."
+        ) from failed.__cause__
+
+
+def _record(
+    fitting: _Fitting,
+    run: Any,
+    expectations: list[Expectation],
+    resume: Resume | None,
+    started: float,
+) -> TrainResult:
+    """Train in the open run and record everything: metrics, tests, artifacts, the model."""
+    from dlx.track import MlflowMetricsCallback, learning_curves_figure
+    from dlx.track.callback import scalar_metrics
+    from dlx.track.outbox import Outbox
+    from dlx.train.checkpoints import CHECKPOINTS_TAG, RunCheckpoints, checkpoint_folder
+
+    task, model, splits, placement = fitting.task, fitting.model, fitting.splits, fitting.placement
+    spec = task.loaded.spec
+    cluster = placement.cluster
     with run:
         folder = resume.checkpoints if resume else checkpoint_folder(run.tracking_uri, run.run_id)
         checkpoints = RunCheckpoints(folder)
-        outbox = MetricsOutbox(run, checkpoints.journal)
+        outbox = Outbox(run, checkpoints.folder)
         try:
             recorder = MlflowMetricsCallback(run, outbox)
             if resume is not None:
@@ -302,12 +329,14 @@ def _train_and_record(
         except (KeyboardInterrupt, SpecError):
             raise
         except Exception as exc:
-            raise TrainingFailed(
+            failed = TrainingFailed(
                 f"training failed: {type(exc).__name__}: {exc}\n"
                 f"The run {run.run_id} is recorded as FAILED with its traceback "
                 f"(traceback.txt); its checkpoints and metrics are kept in {folder}: "
                 f"continue it with `dlx train --resume {run.run_id}`.\n{run.ui_hint()}"
-            ) from exc
+            )
+            failed.folder = folder
+            raise failed from exc
     checkpoints.remove()
     failures = [f for e in expectations if (f := e.failure(final))]
     return TrainResult(

@@ -84,8 +84,9 @@ class Task(abc.ABC):
     def fit_arguments(self, splits: Splits) -> dict[str, Any]:
         return {}
 
-    def run_callbacks(self, run: Any) -> list[Any]:
-        """Callbacks that write to the run (e.g. samples every few epochs)."""
+    def run_callbacks(self, outbox: Any) -> list[Any]:
+        """Callbacks that log to the run while it trains (e.g. samples every few epochs),
+        through its `dlx.track.outbox.Outbox` (which keeps them through an outage)."""
         return []
 
     def evaluate(self, model: Any, test: Any) -> dict[str, Any]:

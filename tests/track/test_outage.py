@@ -2,7 +2,7 @@
 
 Each test runs a real `mlflow server` (`tests.track.server.MlflowServer`) and stops it while
 metrics are being logged: during training (the `dlx_tests>ServerOutage` callback of
-`tests.track.plugins_for_outage`) or between `MetricsOutbox` calls.
+`tests.track.plugins_for_outage`) or between `Outbox` calls.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 import tests.track.plugins_for_outage as outage
 from dlx import api
 from dlx.track import TrackedRun
-from dlx.track.outbox import MetricsOutbox
+from dlx.track.outbox import Outbox
 from tests.track.server import START_TIMEOUT_S, MlflowServer
 
 EPOCHS = 8
@@ -125,7 +125,7 @@ def test_metrics_held_back_until_after_training_are_sent_at_the_end(server, tmp_
 def test_the_outbox_keeps_metrics_while_the_server_is_down(server, tmp_path):
     journal = tmp_path / "checkpoints" / "metrics.jsonl"
     with TrackedRun("outbox", tracking_uri=server.url) as run:
-        outbox = MetricsOutbox(run, journal)
+        outbox = Outbox(run, journal.parent)
         outbox.add({"loss": 1.0, "accuracy": 0.1}, step=0)
         assert outbox.send()
         assert outbox.delivered_steps() == {0}
@@ -159,3 +159,21 @@ def test_the_outbox_keeps_metrics_while_the_server_is_down(server, tmp_path):
         assert sorted(metric.step for metric in history) == [0, 1, 2], key
         by_step = {metric.step: metric.value for metric in history}
         assert by_step == {step: kept[key] for step, (kept, _) in outbox.kept().items()}
+
+
+@pytest.mark.timeout(300)
+def test_a_store_still_down_at_the_end_keeps_the_run_for_resume(server, tmp_path, monkeypatch):
+    from dlx.train.runner import TrainingFailed
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # the end's wait, shortened
+    with pytest.raises(TrainingFailed) as failed:
+        _train(tmp_path, server, "{stop_at: 2}")
+    message = str(failed.value)
+    assert "could not be marked FAILED" in message and "shows as RUNNING" in message
+    run_id = message.split("The run ")[1].split()[0]
+
+    server.start()
+    assert MlflowClient(server.url).get_run(run_id).info.status == "RUNNING"
+    result = api.resume(run_id, tracking_uri=server.url, live=False)
+    assert result.run_id == run_id
+    _assert_every_epoch_logged_once(server, result, tmp_path)
