@@ -172,8 +172,9 @@ class _Fitting:
             if stage.prepare is not None:
                 with self.placement.strategy.scope():
                     stage.prepare()
-            start = checkpoints.restored_epoch(index) or first
-            end = checkpoints.done_epoch(index) or first + stage.epochs
+            restored, done = checkpoints.restored_epoch(index), checkpoints.done_epoch(index)
+            start = first if restored is None else restored
+            end = first + stage.epochs if done is None else done
             checkpoint = checkpoints.callback(index)
             callbacks = [*self.task.callbacks]
             if recorder is not None:
