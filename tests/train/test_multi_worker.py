@@ -29,6 +29,7 @@ from tests.train.processes import (
 
 SPEC = ROOT / "specs" / "digits_cnn.yaml"
 EPOCHS = "train.epochs=6"
+TWO_WORKERS = ("train", str(SPEC), "--workers", "2", "--set", EPOCHS)
 HERE = Path(__file__).parent
 
 
@@ -194,16 +195,7 @@ def launched(tmp_path_factory):
     """`dlx train SPEC --workers 2`, uninterrupted: the reference for the resumed job."""
     cwd = tmp_path_factory.mktemp("launched")
     marker = uuid.uuid4().hex
-    done = dlx(
-        "train",
-        str(SPEC),
-        "--workers",
-        "2",
-        "--set",
-        EPOCHS,
-        cwd=cwd,
-        env={"DLX_TEST_MARKER": marker},
-    )
+    done = dlx(*TWO_WORKERS, cwd=cwd, env={"DLX_TEST_MARKER": marker})
     return cwd, done, marker
 
 
@@ -225,16 +217,7 @@ def test_a_job_whose_worker_is_killed_resumes_to_the_uninterrupted_metrics(launc
     _, uninterrupted = only_run(reference_dir)
 
     marker = uuid.uuid4().hex
-    job = start(
-        "train",
-        str(SPEC),
-        "--workers",
-        "2",
-        "--set",
-        EPOCHS,
-        cwd=tmp_path,
-        env={"DLX_TEST_MARKER": marker},
-    )
+    job = start(*TWO_WORKERS, cwd=tmp_path, env={"DLX_TEST_MARKER": marker})
     try:
         wait_for(lambda: journal_lines(tmp_path) >= 2, "two epochs journaled")
         (worker,) = [
