@@ -148,6 +148,18 @@ def train(
     return run_training(loaded, expectations, live=live, tracking_uri=tracking_uri)
 
 
+def check_cluster(path: str | Path, overrides: list[str] | tuple[str, ...], workers: int) -> None:
+    """Check, without TensorFlow, that a spec can train as a job of `workers` workers.
+
+    Raises:
+        SpecError: the spec is invalid, or its strategy cannot run on several workers.
+    """
+    from dlx.train.strategy import check_strategy
+
+    loaded = load_spec(path, overrides)
+    check_strategy(loaded, loaded.spec.runtime.strategy, workers)
+
+
 def resume(
     reference: str,
     *,

@@ -169,6 +169,9 @@ def train(
     if workers > 1:
         from dlx.train.launcher import launch
 
+        if spec is not None:  # a spec error once, here, rather than from every worker
+            _run(lambda: api.check_cluster(spec, set_ or [], workers))
+
         arguments = ["--debug"] if _state["debug"] else []
         arguments += ["train", *([str(spec)] if spec is not None else ["--resume", resume])]
         arguments += [f"--set={value}" for value in set_ or []]

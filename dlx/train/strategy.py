@@ -79,20 +79,7 @@ def make_placement(loaded: LoadedSpec) -> Placement:
             name = "one_device"
         else:
             name = "default"
-    if name == "parameter_server":
-        raise loaded.error(
-            ("runtime", "strategy"),
-            "parameter_server is not supported: Keras 3's fit has no ParameterServerStrategy "
-            "support (it needs a ClusterCoordinator loop); use multi_worker_mirrored for "
-            "several workers",
-        )
-    if cluster.workers > 1 and name != "multi_worker_mirrored":
-        raise loaded.error(
-            ("runtime", "strategy"),
-            f"TF_CONFIG describes a cluster of {cluster.workers} workers, but the strategy is "
-            f"{name}: every worker would train alone and record a run of its own; use auto or "
-            "multi_worker_mirrored",
-        )
+    check_strategy(loaded, name, cluster.workers)
     devices = _check_devices(runtime.devices)
     if name == "default":
         strategy = tf.distribute.get_strategy()
@@ -108,6 +95,28 @@ def make_placement(loaded: LoadedSpec) -> Placement:
     if name != "multi_worker_mirrored":
         cluster = Cluster()
     return Placement(strategy, name, strategy.num_replicas_in_sync, cluster)
+
+
+def check_strategy(loaded: LoadedSpec, name: str, workers: int) -> None:
+    """Refuse a strategy dlx cannot train with, or one that does not fit a cluster of `workers`.
+
+    Raises:
+        SpecError: at `runtime.strategy`.
+    """
+    if name == "parameter_server":
+        raise loaded.error(
+            ("runtime", "strategy"),
+            "parameter_server is not supported: Keras 3's fit has no ParameterServerStrategy "
+            "support (it needs a ClusterCoordinator loop); use multi_worker_mirrored for "
+            "several workers",
+        )
+    if workers > 1 and name not in ("auto", "multi_worker_mirrored"):
+        raise loaded.error(
+            ("runtime", "strategy"),
+            f"a cluster of {workers} workers (TF_CONFIG) needs multi_worker_mirrored, but the "
+            f"strategy is {name}: every worker would train alone and record a run of its own; "
+            "use auto or multi_worker_mirrored",
+        )
 
 
 def _multi_worker(cluster: Cluster) -> Any:

@@ -165,8 +165,8 @@ def test_a_worker_whose_peers_never_come_gives_up_with_a_clear_error(tmp_path):
     [
         (
             "mirrored",
-            "runtime.strategy: TF_CONFIG describes a cluster of 2 workers, but the "
-            "strategy is mirrored",
+            "runtime.strategy: a cluster of 2 workers (TF_CONFIG) needs "
+            "multi_worker_mirrored, but the strategy is mirrored",
         ),
         (
             "parameter_server",
@@ -188,6 +188,13 @@ def test_strategies_that_cannot_run_a_cluster_are_clear_errors(tmp_path, strateg
     )
     assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_launcher_checks_the_spec_once_before_starting_any_worker(tmp_path):
+    done = dlx(*TWO_WORKERS, "--set", "runtime.strategy=one_device", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.count("a cluster of 2 workers (TF_CONFIG) needs multi_worker_mirrored") == 1
+    assert "workers on 127.0.0.1" not in done.stderr  # nothing was started
 
 
 @pytest.fixture(scope="module")
