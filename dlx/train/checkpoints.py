@@ -55,6 +55,8 @@ class RunCheckpoints:
         if not writer:
             self._scratch = Path(tempfile.mkdtemp(prefix="dlx-worker-checkpoints-"))
         self.folder = folder or self._scratch or Path(tempfile.mkdtemp(prefix="dlx-checkpoints-"))
+        if writer:  # at once: a run killed in its first epoch can be resumed (from the start)
+            self.folder.mkdir(parents=True, exist_ok=True)
 
     def callback(self, stage: int) -> Any:
         """The `BackupAndRestore` of a stage, restoring its last saved epoch if there is one."""
