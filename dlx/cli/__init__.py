@@ -7,6 +7,7 @@ TensorFlow, Keras and MLflow are imported inside the API calls that need them.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from collections.abc import Callable
@@ -87,10 +88,14 @@ def _run(call: Callable[[], T]) -> T:
         if _state["debug"]:
             raise
         _stderr(exc.render())
-        raise typer.Exit(int(exc.exit_status)) from None
+        status = int(exc.exit_status)
     except KeyboardInterrupt:
         _stderr("interrupted")
-        raise typer.Exit(int(ExitStatus.INTERRUPTED)) from None
+        status = int(ExitStatus.INTERRUPTED)
+    # What the failure left (e.g. TensorFlow's thread pool of a collective that failed) is
+    # collected now, while it can still close: at exit it would print "Exception ignored".
+    gc.collect()
+    raise typer.Exit(status)
 
 
 def _stderr(text: str) -> None:

@@ -331,7 +331,7 @@ def _record(
             raise
         except Exception as exc:
             failed = TrainingFailed(
-                f"training failed: {type(exc).__name__}: {exc}\n"
+                f"training failed: {_reason(exc, cluster.workers)}\n"
                 f"The run {run.run_id} is recorded as FAILED with its traceback "
                 f"(traceback.txt); its checkpoints and metrics are kept in {folder}: "
                 f"continue it with `dlx train --resume {run.run_id}`.\n{run.ui_hint()}"
@@ -355,6 +355,19 @@ def _record(
         workers=cluster.workers,
         model=local,
     )
+
+
+def _reason(exc: Exception, workers: int) -> str:
+    """Why training failed, in a line; a job's lost worker said plainly."""
+    import tensorflow as tf
+
+    lost = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError)
+    if workers > 1 and isinstance(exc, lost):
+        return (
+            f"a worker of the job stopped answering (TensorFlow: {type(exc).__name__}; "
+            "see the other workers' output)"
+        )
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _process() -> str:
