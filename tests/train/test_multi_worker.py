@@ -238,6 +238,8 @@ def test_a_job_whose_worker_is_killed_resumes_to_the_uninterrupted_metrics(launc
         kill_group(job)
     assert job.returncode == 1, output[-3000:]
     assert "worker 1 exited with status -9" in output
+    assert "training failed: a worker of the job stopped answering" in output
+    assert "Exception ignored" not in output
     assert processes_with("DLX_TEST_MARKER", marker) == []
     client, failed = only_run(tmp_path)
     assert failed.info.status == "FAILED"
