@@ -261,6 +261,8 @@ class Reproduction:
     rows: list[tuple[str, float | None, float | None]]
     """(metric, original value, reproduced value) for every metric either run has."""
     tolerance: float
+    placement: tuple[str, str] = ("", "")
+    """How the original and the reproduction ran (`strategy, N replicas, N workers`)."""
 
     @property
     def mismatches(self) -> list[str]:
@@ -302,7 +304,21 @@ def reproduce(
     )
     names = sorted(set(original.data.metrics) | set(result.metrics))
     rows = [(n, original.data.metrics.get(n), result.metrics.get(n)) for n in names]
-    return Reproduction(run_id, result, rows, tolerance)
+    tags = original.data.tags
+    placement = (
+        _placement(
+            tags.get("dlx.strategy", "?"),
+            int(tags.get("dlx.replicas", 1)),
+            int(tags.get("dlx.workers", 1)),
+        ),
+        _placement(result.strategy, result.replicas, result.workers),
+    )
+    return Reproduction(run_id, result, rows, tolerance, placement)
+
+
+def _placement(strategy: str, replicas: int, workers: int) -> str:
+    text = f"{strategy}, {replicas} replica{'s' if replicas != 1 else ''}"
+    return text + (f", {workers} workers" if workers > 1 else "")
 
 
 @dataclass

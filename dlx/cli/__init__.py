@@ -134,6 +134,7 @@ def train(
         typer.Option(
             "--workers",
             min=1,
+            metavar="N",
             help="Train as a multi-worker job of N processes on this machine (127.0.0.1).",
         ),
     ] = 1,
@@ -150,6 +151,7 @@ def train(
         str | None,
         typer.Option(
             "--tracking-uri",
+            metavar="URI",
             help="The MLflow store when the spec names none (with --resume: the run's); "
             "default: $MLFLOW_TRACKING_URI, else ./mlflow.db.",
             show_default=False,
@@ -549,6 +551,14 @@ def reproduce(
             f"not reproduced: {len(mismatches)} metric(s) differ by more than {tolerance:g}: "
             + ", ".join(sorted(mismatches))
         )
+        before, after = done.placement
+        if before != after:
+            _stderr(
+                f"note: the original ran on {before}, the reproduction on {after}; another "
+                "placement draws its random numbers (dropout) per replica and sums in another "
+                "order (run it as the original ran, e.g. with the same TF_CONFIG, to compare "
+                "like with like)"
+            )
         raise typer.Exit(int(ExitStatus.EXPECTATION_NOT_MET))
     typer.echo(f"reproduced: every final metric within {tolerance:g} (run {done.result.run_id})")
 
