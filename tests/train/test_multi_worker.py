@@ -275,3 +275,16 @@ def test_a_tpu_address_that_never_answers_is_given_up_on(tmp_path):
     )
     assert done.returncode == -signal.SIGKILL
     assert "the TPU 'grpc://127.0.0.1:1' did not answer within 3 s" in done.stderr
+
+
+@pytest.mark.timeout(BOUND_S + 30)
+def test_reproducing_a_job_on_one_process_says_the_placement_differs(launched):
+    cwd, done, _ = launched
+    assert done.returncode == 0
+    _, run = only_run(cwd)
+    reproduced = dlx("reproduce", run.info.run_id, cwd=cwd)
+    assert reproduced.returncode == 3
+    assert (
+        "note: the original ran on multi_worker_mirrored, 2 replicas, 2 workers, the reproduction "
+        "on default, 1 replica" in reproduced.stderr
+    )
