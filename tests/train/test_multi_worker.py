@@ -288,3 +288,20 @@ def test_reproducing_a_job_on_one_process_says_the_placement_differs(launched):
         "note: the original ran on multi_worker_mirrored, 2 replicas, 2 workers, the reproduction "
         "on default, 1 replica" in reproduced.stderr
     )
+
+
+@pytest.mark.timeout(BOUND_S + 30)
+def test_ctrl_c_on_the_launcher_records_the_run_killed_and_leaves_no_worker(tmp_path):
+    marker = uuid.uuid4().hex
+    job = start(*TWO_WORKERS, cwd=tmp_path, env={"DLX_TEST_MARKER": marker})
+    try:
+        wait_for(lambda: journal_lines(tmp_path) >= 1, "an epoch journaled")
+        job.send_signal(signal.SIGINT)
+        output = job.communicate(timeout=BOUND_S)[0]
+    finally:
+        kill_group(job)
+    assert job.returncode == 130, output[-3000:]
+    assert "dlx: interrupted; workers stopped" in output
+    assert processes_with("DLX_TEST_MARKER", marker) == []
+    _, run = only_run(tmp_path)
+    assert run.info.status == "KILLED"
