@@ -30,7 +30,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from dlx.errors import DlxError
+from dlx.errors import DlxError, UsageError
 
 KNOWN_SOURCES = {
     "TensorFlowTrainer._maybe_symbolic_build": "92a504f5eba9",
@@ -61,7 +61,7 @@ class Cluster:
         """The cluster `TF_CONFIG` describes; one worker when it is unset.
 
         Raises:
-            DlxError: `TF_CONFIG` is not valid JSON or names no task of its cluster.
+            UsageError: `TF_CONFIG` is not valid JSON or names no task of its cluster.
         """
         text = os.environ.get("TF_CONFIG", "")
         if not text.strip():
@@ -74,11 +74,11 @@ class Cluster:
             workers = chiefs + len(cluster.get("worker", []))
             kind, index = task.get("type", "worker"), int(task.get("index", 0))
         except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
-            raise DlxError(f"TF_CONFIG is not valid: {exc}") from None
+            raise UsageError(f"TF_CONFIG is not valid: {exc}") from None
         if workers <= 1:
             return cls()
         if kind not in ("chief", "worker") or not 0 <= index < len(cluster.get(kind, [])):
-            raise DlxError(
+            raise UsageError(
                 f"TF_CONFIG: task {kind}:{index} is not in its cluster "
                 f"({', '.join(f'{k}: {len(v)}' for k, v in cluster.items())})"
             )

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from dlx.errors import DlxError
+from dlx.errors import DlxError, UsageError
 from dlx.spec import LoadedSpec
 from dlx.train.multi_worker import Cluster, patch_keras_fit
 
@@ -97,6 +97,24 @@ def make_placement(loaded: LoadedSpec) -> Placement:
     return Placement(strategy, name, strategy.num_replicas_in_sync, cluster)
 
 
+def worker_timeout() -> float:
+    """`$DLX_WORKER_TIMEOUT` in seconds, default 300.
+
+    Raises:
+        UsageError: it is not a positive number.
+    """
+    text = os.environ.get(WORKER_TIMEOUT_VARIABLE, "").strip() or "300"
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise UsageError(
+            f"{WORKER_TIMEOUT_VARIABLE}: expected a number of seconds. Received: {text!r}"
+        )
+    return seconds
+
+
 def check_strategy(loaded: LoadedSpec, name: str, workers: int) -> None:
     """Refuse a strategy dlx cannot train with, or one that does not fit a cluster of `workers`.
 
@@ -130,20 +148,19 @@ def _multi_worker(cluster: Cluster) -> Any:
     if cluster.workers > 1:
         patch_keras_fit()
     what = f"worker {cluster.index}: the other workers of TF_CONFIG's cluster did not all join"
-    with _bounded(what):
+    with _bounded(what, worker_timeout()):
         return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 @contextlib.contextmanager
-def _bounded(what: str) -> Iterator[None]:
-    """End this process if the block waits longer than `$DLX_WORKER_TIMEOUT` s (default 300).
+def _bounded(what: str, timeout: float) -> Iterator[None]:
+    """End this process if the block waits longer than `timeout` seconds.
 
     TensorFlow waits for a cluster (its workers, a TPU) inside one call that holds the
     interpreter, and ignores SIGTERM meanwhile: a worker that never comes would keep it waiting
     for ever. So a small watchdog process ends this one with SIGKILL when the time is up,
     saying why, unless the block is over by then.
     """
-    timeout = float(os.environ.get(WORKER_TIMEOUT_VARIABLE) or 300)
     message = (
         f"error: {what} within {timeout:g} s; stopped "
         f"(set {WORKER_TIMEOUT_VARIABLE} to wait longer)"
@@ -193,9 +210,10 @@ def _check_devices(devices: list[str] | None) -> list[str]:
 def _tpu(address: str | None) -> Any:
     import tensorflow as tf
 
+    timeout = worker_timeout()
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address or "")
-        with _bounded(f"the TPU '{address}' did not answer"):
+        with _bounded(f"the TPU '{address}' did not answer", timeout):
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
     except Exception as exc:

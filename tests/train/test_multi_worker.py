@@ -305,3 +305,20 @@ def test_ctrl_c_on_the_launcher_records_the_run_killed_and_leaves_no_worker(tmp_
     assert processes_with("DLX_TEST_MARKER", marker) == []
     _, run = only_run(tmp_path)
     assert run.info.status == "KILLED"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TF_CONFIG": "{bad"}, "error: TF_CONFIG is not valid: Expecting property name"),
+        (
+            {"DLX_WORKER_TIMEOUT": "soon"},
+            "error: DLX_WORKER_TIMEOUT: expected a number of seconds. Received: 'soon'",
+        ),
+    ],
+)
+def test_a_bad_cluster_environment_is_exit_2_with_a_clear_error(tmp_path, env, message):
+    env = {"TF_CONFIG": tf_config(free_ports(2), 0), **env}
+    done = dlx("train", str(SPEC), cwd=tmp_path, env=env, timeout=120)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
