@@ -104,12 +104,7 @@ class Outbox:
 
     def delivered_steps(self) -> set[int]:
         """The steps the store has metrics at, for this run (asked of the store itself)."""
-        client, _, run_id = self.run._started()
-        run = client.get_run(run_id)
-        if not run.data.metrics:
-            return set()
-        key = next(iter(sorted(run.data.metrics)))
-        return {metric.step for metric in client.get_metric_history(run_id, key)}
+        return self.run.metric_steps()
 
     def send(self, *, wait: bool = False) -> bool:
         """Send what is pending, metrics oldest first, then figures; True when nothing is left.

@@ -266,6 +266,15 @@ class TrackedRun:
         for batch in _batches(items, _METRICS_PER_BATCH):
             client.log_batch(run_id, metrics=batch)
 
+    def metric_steps(self) -> set[int]:
+        """The steps at which the store has metrics for this run (of its first metric key:
+        every epoch logs all its metrics in one request)."""
+        client, _, run_id = self._started()
+        metrics = client.get_run(run_id).data.metrics
+        if not metrics:
+            return set()
+        return {metric.step for metric in client.get_metric_history(run_id, min(metrics))}
+
     def log_text(self, text: str, artifact_file: str) -> None:
         """Log `text` as the artifact `artifact_file` (e.g. `model_summary.txt`)."""
         client, _, run_id = self._started()

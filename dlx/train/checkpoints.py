@@ -51,10 +51,10 @@ class RunCheckpoints:
 
     def __init__(self, folder: Path | None, *, writer: bool = True):
         self.writer = writer
-        self._scratch: Path | None = None
-        if not writer:
-            self._scratch = Path(tempfile.mkdtemp(prefix="dlx-worker-checkpoints-"))
-        self.folder = folder or self._scratch or Path(tempfile.mkdtemp(prefix="dlx-checkpoints-"))
+        self._scratch = None if writer else Path(tempfile.mkdtemp(prefix="dlx-worker-checkpoints-"))
+        if folder is None and self._scratch is None:
+            raise ValueError("the chief's checkpoints need the run's folder")
+        self.folder = folder or self._scratch
         if writer:  # at once: a run killed in its first epoch can be resumed (from the start)
             self.folder.mkdir(parents=True, exist_ok=True)
 
