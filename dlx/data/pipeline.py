@@ -76,26 +76,29 @@ class Splits:
     def epochs(self, first: int, end: int) -> tf.data.Dataset:
         """The batches of epochs `first` to `end - 1`, one epoch after the other.
 
-        Epoch `e`'s order is drawn from `(shuffle_seed, e)` alone, not from how many epochs
-        this process has read, so a run resumed at epoch `e` reads exactly the batches an
-        uninterrupted run reads there. Each epoch ends with its own partial batch: train with
-        `steps_per_epoch`.
+        Epoch `e`'s order is a permutation drawn from `(shuffle_seed, e)` alone (a stateless
+        shuffle), not from how many epochs this process has read, so a run resumed at epoch
+        `e` reads exactly the batches an uninterrupted run reads there. Each epoch ends with
+        its own partial batch: train with `steps_per_epoch`.
         """
         import tensorflow as tf
 
-        def epoch(number: int) -> tf.data.Dataset:
-            ordered = self.examples
-            if self.shuffle_seed is not None:
-                seed = (self.shuffle_seed * 1_000_003 + number) % 2**31
-                ordered = ordered.shuffle(self.num_train, seed=seed, reshuffle_each_iteration=False)
-            return ordered.batch(self.batch_size)
+        examples = self.examples.batch(self.num_train).get_single_element()
+        seed = None if self.shuffle_seed is None else self.shuffle_seed % 2**63
+        batch_size = self.batch_size
+        indices = tf.range(self.num_train, dtype=tf.int64)
 
-        numbers = range(first, max(end, first + 1))
-        steps = self.steps_per_epoch
-        choices = tf.data.Dataset.range(len(numbers)).flat_map(
-            lambda index: tf.data.Dataset.from_tensors(index).repeat(steps)
-        )
-        stream = tf.data.Dataset.choose_from_datasets([epoch(n) for n in numbers], choices)
+        def order(epoch: tf.Tensor) -> tf.data.Dataset:
+            ordered = indices
+            if seed is not None:
+                key = tf.stack([tf.constant(seed, tf.int64), epoch])
+                ordered = tf.random.experimental.stateless_shuffle(indices, seed=key)
+            return tf.data.Dataset.from_tensor_slices(ordered).batch(batch_size)
+
+        def gather(batch: tf.Tensor) -> Any:
+            return tf.nest.map_structure(lambda tensor: tf.gather(tensor, batch), examples)
+
+        stream = tf.data.Dataset.range(first, max(end, first + 1)).flat_map(order).map(gather)
         return _distributable(stream).prefetch(tf.data.AUTOTUNE)
 
 
