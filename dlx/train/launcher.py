@@ -9,7 +9,7 @@ no child outlives it:
   (`DLX_WORKER_TIMEOUT`, see `dlx.train.strategy`);
 - a worker that dies: the chief gets `grace` seconds to record the run as FAILED (its
   collectives fail within seconds), then every child left is killed with SIGKILL (a worker
-  blocked in a collective ignores SIGTERM);
+  blocked in a collective ignores SIGTERM); a chief that fails leaves the others 5 seconds;
 - Ctrl-C or SIGTERM: forwarded to the chief as SIGINT (it records the run KILLED), then the
   same grace and SIGKILL;
 - the launcher itself killed: the children get SIGKILL from the kernel (Linux's
@@ -85,6 +85,8 @@ def launch(
                 if output is not None:
                     output.close()
             status = _supervise(children, logs, grace)
+            if status < 0:  # the chief was killed by a signal: as a shell says it, 128 + N
+                status = 128 - status
             if status == 0:
                 shutil.rmtree(logs, ignore_errors=True)  # kept when something went wrong
             return status
@@ -103,8 +105,9 @@ def _supervise(children: list[subprocess.Popen], logs: Path, grace: float) -> in
     chief = children[0]
     while True:
         if chief.poll() is not None:
-            # The job is over: the others end with it (they have nothing left to wait for).
-            _wait(children[1:], grace)
+            # The job is over: the others end with it (after a failed chief, nothing is left
+            # for them to finish: a few seconds, then SIGKILL).
+            _wait(children[1:], grace if chief.returncode == 0 else min(grace, 5))
             for index, child in enumerate(children[1:], start=1):
                 if child.poll() not in (0, None):
                     _report(index, child, logs)
