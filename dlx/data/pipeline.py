@@ -8,6 +8,7 @@ parts, each cut into windows.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -73,6 +74,11 @@ class Splits:
     def steps_per_epoch(self) -> int:
         return -(-self.num_train // self.batch_size)
 
+    @functools.cached_property
+    def _train_tensors(self) -> Any:
+        """The training examples as tensors, which each epoch's batches are gathered from."""
+        return self.examples.batch(self.num_train).get_single_element()
+
     def epochs(self, first: int, end: int) -> tf.data.Dataset:
         """The batches of epochs `first` to `end - 1`, one epoch after the other.
 
@@ -83,7 +89,7 @@ class Splits:
         """
         import tensorflow as tf
 
-        examples = self.examples.batch(self.num_train).get_single_element()
+        examples = self._train_tensors
         seed = None if self.shuffle_seed is None else self.shuffle_seed % 2**63
         batch_size = self.batch_size
         indices = tf.range(self.num_train, dtype=tf.int64)
