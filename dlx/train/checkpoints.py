@@ -144,6 +144,12 @@ def _backup_class() -> type:
                 if int(old.stem.removeprefix("seeds-")) < epoch - 2:
                     old.unlink(missing_ok=True)
 
+        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+            # Keras leaves the restored epoch on the model; a later `fit` (the next stage)
+            # must not start from this stage's.
+            self.model._initial_epoch = None
+            super().on_train_begin(logs)
+
         def _load_model(self) -> None:
             super()._load_model()
             epoch = self.model._initial_epoch

@@ -167,7 +167,6 @@ class _Fitting:
 
         fit_arguments = self.task.fit_arguments(self.splits)
         first = 0
-        history = list(recorder.history) if recorder is not None else []
         for index, stage in enumerate(self.task.stages(self.model)):
             if stage.prepare is not None:
                 with self.placement.strategy.scope():
@@ -178,13 +177,12 @@ class _Fitting:
             checkpoint = checkpoints.callback(index)
             callbacks = [*self.task.callbacks]
             if recorder is not None:
-                recorder.history = [row for row in history if row["epoch"] < start]
+                recorder.history = [row for row in recorder.history if row["epoch"] < start]
                 recorder.checkpoint = checkpoint
                 callbacks += [*self.task.run_callbacks(recorder.outbox), recorder]
             else:
                 callbacks.append(checkpoint)
             train, validation, _ = self.task.datasets(self.splits, start, end)
-            self.model._initial_epoch = None  # a previous stage's restore must not linger
             fitted = self.model.fit(
                 train,
                 validation_data=validation,
@@ -203,8 +201,6 @@ class _Fitting:
             )
             first = fitted.epoch[-1] + 1 if fitted.epoch else max(start, first)
             checkpoints.mark_done(index, first)
-            if recorder is not None:
-                history = list(recorder.history)
         return first
 
     def as_worker(self, resume: Resume | None) -> TrainResult:
