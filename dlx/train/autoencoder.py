@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from dlx.build.compile import build_compile_args
-from dlx.build.model import build_model
 from dlx.data import Splits
 from dlx.train.tasks import Task
 
@@ -33,10 +31,7 @@ class AutoencoderTask(Task):
     """Trains `encoder -> decoder` to reconstruct its (optionally noisy) input."""
 
     def build(self, jit_compile: Any) -> Any:
-        self.built = build_model(self.loaded)
-        model = self.built.model
-        args = build_compile_args(self.loaded, list(model.output_names))
-        self.callbacks = args.callbacks
+        model, args = self.build_with_compile_args()
         model.compile(
             optimizer=args.optimizer,
             loss=args.loss if args.loss is not None else "mse",

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dlx.build.compile import build_compile_args
+from dlx.build.compile import CompileArgs, build_compile_args
 from dlx.build.model import BuiltModel, build_model
 from dlx.data import Splits
 from dlx.errors import SpecError
@@ -51,6 +51,15 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def build(self, jit_compile: Any) -> Any:
         """Build and compile the model that `fit` trains; called inside the strategy's scope."""
+
+    def build_with_compile_args(self) -> tuple[Any, CompileArgs]:
+        """The spec's model (kept as `built`) and its compile arguments, for `build` to
+        compile with; the spec's callbacks are kept as `callbacks`."""
+        self.built = build_model(self.loaded)
+        model = self.built.model
+        args = build_compile_args(self.loaded, list(model.output_names))
+        self.callbacks = args.callbacks
+        return model, args
 
     def prepare(self, model: Any, splits: Splits) -> None:
         """Check the data fits the model, and adapt preprocessing layers on the training split."""
@@ -108,10 +117,7 @@ class SupervisedTask(Task):
     """Inputs `x`, targets `y`: the default kind; with a backbone, an optional fine-tune stage."""
 
     def build(self, jit_compile: Any) -> Any:
-        self.built = build_model(self.loaded)
-        model = self.built.model
-        args = build_compile_args(self.loaded, list(model.output_names))
-        self.callbacks = args.callbacks
+        model, args = self.build_with_compile_args()
         self._compile = dict(loss=args.loss, metrics=args.metrics, jit_compile=jit_compile)
         model.compile(optimizer=args.optimizer, **self._compile)
         return model
