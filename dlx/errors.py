@@ -21,6 +21,7 @@ class ExitStatus(enum.IntEnum):
     INVALID = 2
     EXPECTATION_NOT_MET = 3
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,28 @@ class ExpectationError(DlxError):
     """An `--expect` gate that a finished run did not meet (exit status 3)."""
 
     exit_status = ExitStatus.EXPECTATION_NOT_MET
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by a signal: Ctrl-C (exit status 130), or SIGTERM (`Terminated`).
+
+    Still a `KeyboardInterrupt`, so whatever stops on Ctrl-C stops on it alike, and the run is
+    recorded KILLED. The message says what stopped, and, once a run was open, what became of it.
+    """
+
+    exit_status: ExitStatus = ExitStatus.INTERRUPTED
+    cause: str = "interrupted"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.cause)
+
+
+class Terminated(Interrupted):
+    """SIGTERM (`timeout`, `docker stop`, Kubernetes), turned into an exception by the
+    handler `dlx` installs (`dlx.cli`): handled like Ctrl-C, with exit status 143 (128 + 15)."""
+
+    exit_status = ExitStatus.TERMINATED
+    cause = "terminated (SIGTERM)"
 
 
 def did_you_mean(word: str, choices: Iterable[str], normalize=None) -> str:

@@ -7,10 +7,11 @@ TensorFlow, Keras and MLflow are imported inside the API calls that need them.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -79,23 +80,57 @@ def _main(
 
 
 def _run(call: Callable[[], T]) -> T:
-    """Call the API; report a DlxError (or an interrupt) and exit with its status."""
-    from dlx.errors import DlxError, ExitStatus
+    """Call the API; report a DlxError (or an interrupt) and exit with its status.
+
+    SIGTERM (`timeout`, `docker stop`, Kubernetes) stops the call as Ctrl-C does: a run in
+    progress is recorded KILLED, and the exit status is 143.
+    """
+    from dlx.errors import DlxError, Interrupted
 
     try:
-        return call()
+        with _sigterm_raised():
+            return call()
     except DlxError as exc:
         if _state["debug"]:
             raise
         _stderr(exc.render())
         status = int(exc.exit_status)
-    except KeyboardInterrupt:
-        _stderr("interrupted")
-        status = int(ExitStatus.INTERRUPTED)
+    except KeyboardInterrupt as exc:
+        stopped = exc if isinstance(exc, Interrupted) else Interrupted()
+        _stderr(str(stopped))
+        status = int(stopped.exit_status)
     # What the failure left (e.g. TensorFlow's thread pool of a collective that failed) is
     # collected now, while it can still close: at exit it would print "Exception ignored".
     gc.collect()
     raise typer.Exit(status)
+
+
+@contextlib.contextmanager
+def _sigterm_raised() -> Iterator[None]:
+    """While the block runs, SIGTERM raises `Terminated` (a `KeyboardInterrupt`) in it.
+
+    Python runs the handler in the main thread between two bytecodes, so the exception comes
+    out of `fit` between two steps, whatever TensorFlow was doing. Later SIGTERMs are ignored:
+    they would cut short the recording of the run's end that the first one started.
+    """
+    import signal
+    import threading
+
+    from dlx.errors import Terminated
+
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _stderr(text: str) -> None:

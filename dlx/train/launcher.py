@@ -10,8 +10,8 @@ no child outlives it:
 - a worker that dies: the chief gets `grace` seconds to record the run as FAILED (its
   collectives fail within seconds), then every child left is killed with SIGKILL (a worker
   blocked in a collective ignores SIGTERM); a chief that fails leaves the others 5 seconds;
-- Ctrl-C or SIGTERM: forwarded to the chief as SIGINT (it records the run KILLED), then the
-  same grace and SIGKILL;
+- Ctrl-C or SIGTERM: forwarded to the chief (it records the run KILLED), then the same grace
+  and SIGKILL; the launcher exits 130 or 143 as the chief does;
 - the launcher itself killed: the children get SIGKILL from the kernel (Linux's
   `PR_SET_PDEATHSIG`).
 
@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from dlx.errors import ExitStatus
+from dlx.errors import Interrupted, Terminated
 
 _POLL_SECONDS = 0.2
 _LOG_TAIL_LINES = 20
@@ -90,13 +90,16 @@ def launch(
             if status == 0:
                 shutil.rmtree(logs, ignore_errors=True)  # kept when something went wrong
             return status
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        stopped = exc if isinstance(exc, Interrupted) else Interrupted()
         if children:
             with contextlib.suppress(ProcessLookupError):
-                children[0].send_signal(signal.SIGINT)
+                children[0].send_signal(
+                    signal.SIGTERM if isinstance(stopped, Terminated) else signal.SIGINT
+                )
             _wait(children[:1], grace)
-        print("dlx: interrupted; workers stopped", file=sys.stderr, flush=True)
-        return int(ExitStatus.INTERRUPTED)
+        print(f"dlx: {stopped.cause}; workers stopped", file=sys.stderr, flush=True)
+        return int(stopped.exit_status)
     finally:
         _kill(children)
 
@@ -169,10 +172,11 @@ def _die_with_parent() -> None:
 
 @contextlib.contextmanager
 def _interrupts_raised() -> Iterator[None]:
-    """SIGTERM is handled like Ctrl-C: as KeyboardInterrupt."""
+    """SIGTERM is handled like Ctrl-C: as `Terminated`, a KeyboardInterrupt."""
 
     def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping already
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlx.errors import DlxError, SpecError
+from dlx.errors import DlxError, Interrupted, SpecError
 from dlx.spec import LoadedSpec
 from dlx.train.expectations import Expectation
 
@@ -94,7 +94,8 @@ def train(
     Raises:
         SpecError: the spec cannot be trained as written (no data, data that does not fit).
         TrainingFailed: training raised; the run is FAILED.
-        KeyboardInterrupt: interrupted; the run is KILLED.
+        Interrupted: interrupted (Ctrl-C, or `Terminated` by SIGTERM); the run is KILLED, and
+            the message says how to continue it. A `KeyboardInterrupt`.
     """
     from dlx.tensorflow_import import import_tensorflow_quietly
 
@@ -260,6 +261,19 @@ def _train_and_record(
         run.tracking_uri = tracking_uri
     try:
         return _record(fitting, run, expectations, resume, started)
+    except KeyboardInterrupt as exc:
+        if run.run_id is None:  # stopped before the run was created: nothing to say of it
+            raise
+        stopped = exc if isinstance(exc, Interrupted) else Interrupted()
+        what = (
+            f"run {run.run_id} recorded KILLED"
+            if run.end_recorded
+            else f"run {run.run_id} could not be marked KILLED (the store at {run.tracking_uri} "
+            "did not answer) and shows as RUNNING"
+        )
+        raise type(stopped)(
+            f"{stopped.cause}: {what}; continue it with `dlx train --resume {run.run_id}`"
+        ) from None
     except TrainingFailed as failed:
         if run.end_recorded:
             raise
