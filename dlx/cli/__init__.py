@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator
 from enum import Enum
@@ -282,9 +283,25 @@ def inspect(
 
     summary = _run(lambda: api.inspect(spec, set_ or []))
     if format is InspectFormat.json:
-        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(_json(summary))
         return
     _print_summary(summary)
+
+
+def _json(value: Any) -> str:
+    """Strict JSON, as `JSON.parse` and other strict readers take it: a number that is NaN or
+    infinite (a run that diverged) is written as null, since JSON has no such numbers."""
+    return json.dumps(_finite(value), indent=2, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -346,7 +363,7 @@ def runs(
 
     name, records = _run(listing)
     if format is RunsFormat.json:
-        typer.echo(json.dumps(records, indent=2))
+        typer.echo(_json(records))
         return
     keys = sorted({k for r in records for k in r["metrics"]}, key=_metric_order)
     header = ["run", "name", "status", "start", "duration", *keys]
@@ -461,7 +478,7 @@ def compare(
     result, extras = _run(gather)
     header, rows = result.rows()
     if format is CompareFormat.json:
-        typer.echo(json.dumps(result.records(), indent=2))
+        typer.echo(_json(result.records()))
     elif format is CompareFormat.csv:
         _print_csv(header, rows)
     elif format is CompareFormat.markdown:

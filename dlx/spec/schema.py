@@ -229,6 +229,10 @@ class Train(Strict):
     callbacks: list[Component] = Field(default_factory=list)
     class_weight: Literal["balanced"] | dict[int, float] | None = None
     fine_tune: FineTune | None = None
+    on_nan: Literal["stop", "continue"] = Field(
+        "stop",
+        description="When an epoch's loss is NaN or infinite: stop the run (FAILED), or go on.",
+    )
 
 
 class Runtime(Strict):

@@ -164,8 +164,10 @@ class _Fitting:
         A stage that ended before a resume is fitted for no epoch: `BackupAndRestore` only
         restores its weights, and the next stage goes on from there.
         """
+        from dlx.train.divergence import StopOnNonFiniteLoss
         from dlx.train.progress import progress
 
+        guards = [] if self.task.loaded.spec.train.on_nan == "continue" else [StopOnNonFiniteLoss()]
         fit_arguments = self.task.fit_arguments(self.splits)
         first = 0
         for index, stage in enumerate(self.task.stages(self.model)):
@@ -195,6 +197,7 @@ class _Fitting:
                     progress(
                         stage.epochs, self.splits.steps_per_epoch, stage.label, first, self.live
                     ),
+                    *guards,  # last: the epoch that diverged is recorded and shown first
                 ],
                 verbose=0,
                 shuffle=False,  # each epoch's order is drawn by `splits.epochs`
@@ -297,6 +300,7 @@ def _record(
     from dlx.track.callback import scalar_metrics
     from dlx.track.outbox import Outbox
     from dlx.train.checkpoints import CHECKPOINTS_TAG, RunCheckpoints, checkpoint_folder
+    from dlx.train.divergence import Diverged
 
     task, model, splits, placement = fitting.task, fitting.model, fitting.splits, fitting.placement
     spec = task.loaded.spec
@@ -339,6 +343,19 @@ def _record(
                 run.log_keras_model(saved, sample)
         except (KeyboardInterrupt, SpecError):
             raise
+        except Diverged as exc:
+            # Its weights are NaN: nothing to resume from once its metrics are all in the store.
+            kept = not outbox.send()
+            if not kept:
+                checkpoints.remove()
+            failed = TrainingFailed(
+                f"{exc}\nThe run {run.run_id} is recorded as FAILED with the metrics of its "
+                "epochs up to that one"
+                + (f"; the ones not sent yet are kept in {folder}" if kept else "")
+                + f".\n{run.ui_hint()}"
+            )
+            failed.folder = folder
+            raise failed from exc
         except Exception as exc:
             failed = TrainingFailed(
                 f"training failed: {_reason(exc, cluster.workers)}\n"

@@ -40,4 +40,3 @@ def test_sigterm_records_the_run_killed_exits_143_and_the_run_resumes(tmp_path):
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(EPOCHS))
-
