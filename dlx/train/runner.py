@@ -121,6 +121,7 @@ def train(
     keras.utils.clear_session()
     keras.utils.set_random_seed(spec.seed)
     policy = keras.mixed_precision.global_policy()
+    remapping = tf.config.optimizer.get_experimental_options().get("remapping", True)
     if spec.runtime.mixed_precision:
         keras.mixed_precision.set_global_policy(spec.runtime.mixed_precision)
     try:
@@ -136,6 +137,8 @@ def train(
         with placement.strategy.scope():
             model = task.build(spec.runtime.jit_compile)
             task.prepare(model, splits)
+        if _has_leaky_relu(model):
+            tf.config.optimizer.set_experimental_options({"remapping": False})
         fitting = _Fitting(task, model, splits, placement, live)
         if not placement.cluster.is_chief:
             return fitting.as_worker(resume)
@@ -144,6 +147,27 @@ def train(
         )
     finally:
         keras.mixed_precision.set_global_policy(policy)
+        tf.config.optimizer.set_experimental_options({"remapping": remapping})
+
+
+def _has_leaky_relu(model: Any) -> bool:
+    """Whether a model (or a model inside it) applies a leaky ReLU, as a layer or an activation.
+
+    Grappler's remapper cannot fuse a convolution and the leaky ReLU after it in a training
+    graph (with oneDNN, and on GPUs): it prints `remapper failed: ... LeakyReluGrad ...` as an
+    error on every run and leaves the graph unfused. For such a model the remapper is turned
+    off for the run, which costs nothing it would have done and keeps the output clean.
+    """
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.LeakyReLU):
+            return True
+        if getattr(layer, "activation", None) is keras.activations.leaky_relu:
+            return True
+        if hasattr(layer, "layers") and _has_leaky_relu(layer):
+            return True
+    return False
 
 
 @dataclass
