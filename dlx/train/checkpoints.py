@@ -21,7 +21,10 @@ import contextlib
 import functools
 import json
 import shutil
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +111,31 @@ class RunCheckpoints:
         return self.folder / f"stage-{stage}"
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is done, then take effect.
+
+    Their Python handlers raise in the main thread between two bytecodes: in the middle of
+    writing a checkpoint, that would leave one that cannot be loaded, and no run to resume.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {
+        number: signal.signal(number, lambda signum, frame: received.append(signum))
+        for number in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(number) is not None  # a handler Python did not set stays
+    }
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in received:
+            signal.raise_signal(number)
+
+
 @functools.cache
 def _backup_class() -> type:
     """The callback's class, made on first use: this module must not import Keras itself."""
@@ -133,6 +161,10 @@ def _backup_class() -> type:
             return Path(self.backup_dir) / f"seeds-{epoch}.npz"
 
         def _save_model(self) -> None:
+            with _signals_deferred():
+                self._save_epoch()
+
+        def _save_epoch(self) -> None:
             epoch = self._current_epoch
             Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
             states = [np.asarray(state.numpy()) for state in self._seed_states()]
