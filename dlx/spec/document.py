@@ -7,7 +7,10 @@ build objects, so that:
   runs);
 - duplicate keys are errors, not silently last-wins;
 - every key and value keeps its file, line and column for error messages;
-- `1e-4` is a float (YAML 1.2), not the string PyYAML's YAML 1.1 resolver makes of it.
+- `1e-4` is a float (YAML 1.2), not the string PyYAML's YAML 1.1 resolver makes of it;
+- a small file cannot make a huge spec: aliases may not contain themselves, the spec they expand
+  to is bounded (`MAX_VALUES`), and so is nesting (`MAX_DEPTH`), checked while composing, before
+  PyYAML's recursive composer could exhaust Python's stack.
 """
 
 from __future__ import annotations
@@ -38,8 +41,77 @@ _FLOAT_1_2 = re.compile(
 )
 
 
+MAX_DEPTH = 100
+"""The deepest nesting of lists and mappings a spec may have."""
+
+MAX_VALUES = 100_000
+"""The most values (keys, scalars, lists, mappings) a spec may hold once aliases are expanded."""
+
+
+class RefusedYAMLError(yaml.MarkedYAMLError):
+    """Valid YAML that dlx will not read: a recursive alias, an alias bomb, too deep a nesting."""
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-4` as a float, as YAML 1.2 and every user expects."""
+    """SafeLoader that reads `1e-4` as a float (YAML 1.2) and bounds what a spec expands to.
+
+    PyYAML's composer shares an anchored node between its aliases; dlx then copies it at every
+    alias (each copy has its own location). So while composing, this loader counts the values
+    the expanded spec will hold, refuses aliases to a node that is still open (a node containing
+    its own alias would expand forever), and refuses nesting deeper than `MAX_DEPTH`.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._values = 0
+        self._open_anchors: set[str] = set()
+        self._expanded_size: dict[str, int] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            return self._compose_alias(event, parent, index)
+        start = self._values
+        self._values += 1
+        self._check_size(event, "the spec holds")
+        nested = isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent))
+        if nested and self._depth >= MAX_DEPTH:
+            raise RefusedYAMLError(
+                problem=f"lists and mappings are nested more than {MAX_DEPTH} levels deep",
+                problem_mark=event.start_mark,
+            )
+        anchor = event.anchor
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        self._depth += nested
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= nested
+            self._open_anchors.discard(anchor)
+        if anchor is not None:
+            self._expanded_size[anchor] = self._values - start
+        return node
+
+    def _compose_alias(self, event: yaml.AliasEvent, parent: Any, index: Any) -> yaml.Node:
+        if event.anchor in self._open_anchors:
+            raise RefusedYAMLError(
+                problem=f"the alias *{event.anchor} is inside the value it refers to "
+                "(a recursive alias)",
+                problem_mark=event.start_mark,
+            )
+        self._values += self._expanded_size.get(event.anchor, 0)
+        self._check_size(event, f"the alias *{event.anchor} makes the spec hold")
+        return super().compose_node(parent, index)
+
+    def _check_size(self, event: yaml.Event, what: str) -> None:
+        if self._values > MAX_VALUES:
+            raise RefusedYAMLError(
+                problem=f"{what} more than {MAX_VALUES:,} values once aliases are expanded",
+                problem_mark=event.start_mark,
+            )
+
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -120,11 +192,7 @@ def parse_document(text: str, path: Path) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         location = _location(doc, mark, mark) if mark else None
-        message = f"invalid YAML: {exc.problem or exc.context}"
-        if exc.context and exc.problem and exc.context_mark:
-            where = f"line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
-            message += f" ({exc.context} at {where})"
-        raise SpecError([Problem(message, location=location)]) from None
+        raise SpecError([Problem(_yaml_message(exc), location=location)]) from None
     except yaml.YAMLError as exc:
         raise SpecError([Problem(f"invalid YAML: {exc}", location=None)]) from None
     if node is None:
@@ -134,6 +202,17 @@ def parse_document(text: str, path: Path) -> Document:
     if problems:
         raise SpecError(problems)
     return doc
+
+
+def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
+    """What is wrong with YAML text, and where the construct it belongs to began."""
+    if isinstance(exc, RefusedYAMLError):
+        return str(exc.problem)
+    message = f"invalid YAML: {exc.problem or exc.context}"
+    if exc.context and exc.problem and exc.context_mark:
+        where = f"line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
+        message += f" ({exc.context} at {where})"
+    return message
 
 
 def _location(doc: Document, start: yaml.Mark, end: yaml.Mark) -> Location:
@@ -227,8 +306,13 @@ def _apply_override(doc: Document, override: str) -> None:
     value_column = len(dotted) + 2
     try:
         value_node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        column = value_column + (mark.column if mark else 0)
+        location = at(column, max(column + 1, len(override) + 1) if not mark else column + 1)
+        raise SpecError([Problem(_yaml_message(exc), dotted, location)]) from None
     except yaml.YAMLError as exc:
-        message = f"invalid YAML value: {getattr(exc, 'problem', exc)}"
+        message = f"invalid YAML value: {exc}"
         raise SpecError([Problem(message, dotted, at(value_column, len(override) + 1))]) from None
     parts: list[Any] = [int(p) if p.lstrip("-").isdigit() else p for p in dotted.split(".")]
     path = tuple(parts)

@@ -88,9 +88,13 @@ Optimizer = Annotated[
 
 
 class Strict(BaseModel):
-    """Base of every spec section: unknown keys are errors, never silently dropped."""
+    """Base of every spec section: unknown keys are errors, never silently dropped.
 
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=False)
+    Types are strict, as in the JSON Schema editors check a spec with: `epochs: "20"` is a
+    string, not an integer (an integer is still a number, `learning_rate: 1`).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=False)
 
 
 class ValidationSource(Strict):
