@@ -57,7 +57,9 @@ class Problem:
         loc = self.location
         if loc and loc.source_line is not None:
             number = str(loc.line)
-            start = max(0, loc.column - 1 - MAX_SOURCE // 2) if len(loc.source_line) > MAX_SOURCE else 0
+            start = (
+                max(0, loc.column - 1 - MAX_SOURCE // 2) if len(loc.source_line) > MAX_SOURCE else 0
+            )
             line = loc.source_line[start : start + MAX_SOURCE]
             lead = "…" if start else ""
             tail = "…" if start + MAX_SOURCE < len(loc.source_line) else ""

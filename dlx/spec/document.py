@@ -52,17 +52,21 @@ class RefusedYAMLError(yaml.MarkedYAMLError):
     """Valid YAML that dlx will not read: a recursive alias, an alias bomb, too deep a nesting."""
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-4` as a float (YAML 1.2) and bounds what a spec expands to.
+class _BoundedComposer(yaml.composer.Composer, yaml.resolver.Resolver):
+    """PyYAML's composer, bounding what a spec expands to; reads `1e-4` as a float (YAML 1.2).
 
     PyYAML's composer shares an anchored node between its aliases; dlx then copies it at every
-    alias (each copy has its own location). So while composing, this loader counts the values
+    alias (each copy has its own location). So while composing, this composer counts the values
     the expanded spec will hold, refuses aliases to a node that is still open (a node containing
     its own alias would expand forever), and refuses nesting deeper than `MAX_DEPTH`.
     """
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+    # libyaml's parser has its own composer; these keep this one whatever parser comes first.
+    check_node = yaml.composer.Composer.check_node
+    get_node = yaml.composer.Composer.get_node
+    get_single_node = yaml.composer.Composer.get_single_node
+
+    def _start_bounds(self) -> None:
         self._depth = 0
         self._values = 0
         self._open_anchors: set[str] = set()
@@ -113,12 +117,54 @@ class _Loader(yaml.SafeLoader):
             )
 
 
-
-_Loader.yaml_implicit_resolvers = {
+_BoundedComposer.yaml_implicit_resolvers = {
     key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
+_BoundedComposer.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
+
+
+class _Loader(_BoundedComposer, yaml.SafeLoader):
+    """PyYAML's own parser, in Python: slow on large text, but its messages say the most."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.SafeLoader.__init__(self, stream)
+        self._start_bounds()
+
+
+if yaml.__with_libyaml__:
+
+    class _FastLoader(_BoundedComposer, yaml.cyaml.CParser):
+        """libyaml's parser under the same composer: a 50 MB value in seconds, not minutes."""
+
+        def __init__(self, stream: str) -> None:
+            yaml.cyaml.CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            self._start_bounds()
+
+else:  # PyYAML built without libyaml
+    _FastLoader = _Loader
+
+
+_SLOW_PARSE_LIMIT = 1_000_000
+"""Text up to this many characters with a syntax error is parsed again by `_Loader`."""
+
+
+def compose(text: str) -> yaml.Node | None:
+    """Compose YAML text into nodes, bounded (see `_BoundedComposer`).
+
+    Raises:
+        yaml.YAMLError: the text is not YAML; `RefusedYAMLError`: it is too large once expanded.
+    """
+    try:
+        return yaml.compose(text, Loader=_FastLoader)
+    except RefusedYAMLError:
+        raise
+    except yaml.YAMLError:
+        if len(text) > _SLOW_PARSE_LIMIT:
+            raise
+    return yaml.compose(text, Loader=_Loader)  # raises again, in PyYAML's clearer words
 
 
 def format_path(path: PathKey) -> str:
@@ -188,7 +234,7 @@ def parse_document(text: str, path: Path) -> Document:
     lines = text.splitlines()
     doc = Document(path=path, data=None, lines=lines)
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         location = _location(doc, mark, mark) if mark else None
@@ -204,13 +250,21 @@ def parse_document(text: str, path: Path) -> Document:
     return doc
 
 
-def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
-    """What is wrong with YAML text, and where the construct it belongs to began."""
+def _yaml_message(exc: yaml.MarkedYAMLError, *, override_column: int | None = None) -> str:
+    """What is wrong with YAML text, and where the construct it belongs to began.
+
+    `override_column` is where the text starts in a `--set` argument (then it is a value).
+    """
     if isinstance(exc, RefusedYAMLError):
         return str(exc.problem)
-    message = f"invalid YAML: {exc.problem or exc.context}"
-    if exc.context and exc.problem and exc.context_mark:
-        where = f"line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
+    what = "YAML" if override_column is None else "YAML value"
+    message = f"invalid {what}: {exc.problem or exc.context}"
+    mark = exc.context_mark
+    if exc.context and exc.problem and mark:
+        if override_column is None:
+            where = f"line {mark.line + 1}, column {mark.column + 1}"
+        else:
+            where = f"column {override_column + mark.column}"
         message += f" ({exc.context} at {where})"
     return message
 
@@ -305,12 +359,12 @@ def _apply_override(doc: Document, override: str) -> None:
         )
     value_column = len(dotted) + 2
     try:
-        value_node = yaml.compose(text, Loader=_Loader)
+        value_node = compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         column = value_column + (mark.column if mark else 0)
-        location = at(column, max(column + 1, len(override) + 1) if not mark else column + 1)
-        raise SpecError([Problem(_yaml_message(exc), dotted, location)]) from None
+        message = _yaml_message(exc, override_column=value_column)
+        raise SpecError([Problem(message, dotted, at(column, column + 1))]) from None
     except yaml.YAMLError as exc:
         message = f"invalid YAML value: {exc}"
         raise SpecError([Problem(message, dotted, at(value_column, len(override) + 1))]) from None

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from dlx.errors import Problem, SpecError, did_you_mean, received
+from dlx.spec.component import ComponentError
 from dlx.spec.document import (
     Document,
     PathKey,
@@ -91,6 +92,9 @@ def _problems(doc: Document, exc: ValidationError) -> list[Problem]:
         path, missing = _data_path(doc.data, error["loc"], error["type"])
         message = _message(error, path, missing)
         on_key = error["type"] == "extra_forbidden"
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, ComponentError):
+            path, on_key = (*path, *cause.path), cause.on_key
         problem = doc.problem(path, message, key=on_key)
         problems.setdefault((problem.key, message), problem)
     return list(problems.values())
@@ -142,7 +146,9 @@ def _message(error: dict[str, Any], path: PathKey, missing: str | None) -> str:
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         hint = did_you_mean(str(value), [e.strip(" '") for e in expected.split(",")])
-        return f"expected one of {expected.replace(' or ', ', ')}. Received: {received(value)}{hint}"
+        return (
+            f"expected one of {expected.replace(' or ', ', ')}. Received: {received(value)}{hint}"
+        )
     if kind in _EXPECTED:
         return f"{_EXPECTED[kind]}. Received: {received(value)}{_quoted_hint(kind, value)}"
     message = error["msg"]

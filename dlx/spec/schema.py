@@ -18,29 +18,14 @@ from pydantic import (
     model_validator,
 )
 
+from dlx.spec.component import split_component
+
 SPEC_VERSION = 1
 
 
 def _check_component(value: Any) -> Any:
-    if isinstance(value, str):
-        if not value.strip():
-            raise ValueError("expected a component name, not an empty string")
-        return value
-    if isinstance(value, dict):
-        if len(value) != 1:
-            keys = ", ".join(str(k) for k in value) or "none"
-            raise ValueError(
-                "expected a component: a name, or a mapping with exactly one key (the name). "
-                f"Received {len(value)} keys: {keys}"
-            )
-        (name,) = value
-        if not isinstance(name, str):
-            raise ValueError(f"expected a component name as the key. Received: {name!r}")
-        return value
-    raise ValueError(
-        "expected a component: a name, or a mapping with exactly one key (the name). "
-        f"Received: {value!r}"
-    )
+    split_component(value)  # a ComponentError is a ValueError: pydantic reports it, located
+    return value
 
 
 _COMPONENT_JSON_SCHEMA = {
