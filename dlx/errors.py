@@ -56,19 +56,17 @@ class Problem:
         text = f"{where}error: {key}{shorten(self.message, MAX_MESSAGE)}"
         loc = self.location
         if loc and loc.source_line is not None:
-            number = str(loc.line)
-            start = (
-                max(0, loc.column - 1 - MAX_SOURCE // 2) if len(loc.source_line) > MAX_SOURCE else 0
-            )
-            line = loc.source_line[start : start + MAX_SOURCE]
+            line = loc.source_line
+            # Past MAX_SOURCE characters, show the window of the line around the column.
+            start = max(0, loc.column - 1 - MAX_SOURCE // 2) if len(line) > MAX_SOURCE else 0
             lead = "…" if start else ""
-            tail = "…" if start + MAX_SOURCE < len(loc.source_line) else ""
+            shown = lead + line[start : start + MAX_SOURCE]
+            tail = "…" if start + MAX_SOURCE < len(line) else ""
             column = loc.column - start + len(lead)
             width = max(1, (loc.end_column or loc.column + 1) - loc.column)
-            width = min(width, len(lead) + len(line) + 2 - column)
+            width = max(1, min(width, len(shown) + 1 - column))
             text += (
-                f"\n {number:>4} | {lead}{line}{tail}"
-                f"\n {'':>4} | {' ' * (column - 1)}{'^' * max(1, width)}"
+                f"\n {loc.line:>4} | {shown}{tail}\n {'':>4} | {' ' * (column - 1)}{'^' * width}"
             )
         return text
 
