@@ -87,14 +87,20 @@ def validate_document(doc: Document, overrides: list[str] | tuple[str, ...] = ()
 
 
 def _problems(doc: Document, exc: ValidationError) -> list[Problem]:
-    problems: dict[tuple[str, str], Problem] = {}
+    found: list[tuple[PathKey, str, bool, str]] = []
     for error in exc.errors():
         path, missing = _data_path(doc.data, error["loc"], error["type"])
-        message = _message(error, path, missing)
         on_key = error["type"] == "extra_forbidden"
         cause = error.get("ctx", {}).get("error")
         if isinstance(cause, ComponentError):
             path, on_key = (*path, *cause.path), cause.on_key
+        found.append((path, _message(error, path, missing), on_key, error["type"]))
+    problems: dict[tuple[str, str], Problem] = {}
+    for path, message, on_key, kind in found:
+        # A value of a union (`metrics`: a list or a mapping) fails each member: the member that
+        # looked inside it says more than the one that refused its type.
+        if kind in _EXPECTED and any(other[: len(path)] == path != other for other, *_ in found):
+            continue
         problem = doc.problem(path, message, key=on_key)
         problems.setdefault((problem.key, message), problem)
     return list(problems.values())

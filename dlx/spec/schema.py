@@ -23,11 +23,6 @@ from dlx.spec.component import split_component
 SPEC_VERSION = 1
 
 
-def _check_component(value: Any) -> Any:
-    split_component(value)  # a ComponentError is a ValueError: pydantic reports it, located
-    return value
-
-
 _COMPONENT_JSON_SCHEMA = {
     "description": "A component: its name alone, or a mapping {name: arguments}.",
     "anyOf": [
@@ -36,10 +31,23 @@ _COMPONENT_JSON_SCHEMA = {
     ],
 }
 
-Component = Annotated[Any, AfterValidator(_check_component), WithJsonSchema(_COMPONENT_JSON_SCHEMA)]
-"""A component in dlx's one notation (SPEC.md section 1): `name` or `{name: arguments}`."""
 
-Entries = list[Component]
+def component(label: str) -> Any:
+    """The type of one kind of component, written `name` or `{name: arguments}`.
+
+    `label` names the kind in messages: `expected a metric: a name, or a mapping ...`.
+    """
+
+    def check(value: Any) -> Any:
+        split_component(value, label)  # its ComponentError is a ValueError: pydantic reports it
+        return value
+
+    return Annotated[Any, AfterValidator(check), WithJsonSchema(_COMPONENT_JSON_SCHEMA)]
+
+
+Source = component("data source")
+Entries = list[component("layer")]
+Metric = component("metric")
 
 GAN_ROLES = ("generator", "discriminator")
 
@@ -47,9 +55,10 @@ GAN_ROLES = ("generator", "discriminator")
 def _check_optimizer(value: Any) -> Any:
     if isinstance(value, dict) and set(value) == set(GAN_ROLES):
         for role in GAN_ROLES:
-            _check_component(value[role])
+            split_component(value[role], "optimizer")
         return value
-    return _check_component(value)
+    split_component(value, "optimizer")
+    return value
 
 
 Optimizer = Annotated[
@@ -83,7 +92,7 @@ class Strict(BaseModel):
 
 
 class ValidationSource(Strict):
-    source: Component = Field(description="Where the validation data comes from (a data source).")
+    source: Source = Field(description="Where the validation data comes from (a data source).")
 
 
 class Window(Strict):
@@ -97,7 +106,7 @@ class Window(Strict):
 class Data(Strict):
     """Section 3: where the data comes from and how it is split."""
 
-    source: Component = Field(description="A data source component, e.g. {sklearn: digits}.")
+    source: Source = Field(description="A data source component, e.g. {sklearn: digits}.")
     validation_split: float = Field(
         0.0, ge=0.0, lt=1.0, description="Fraction held out for validation."
     )
@@ -214,8 +223,8 @@ class Train(Strict):
     loss: Any = Field(
         None, description="A loss component, or a mapping of output name to loss component."
     )
-    metrics: list[Component] | dict[str, list[Component]] = Field(default_factory=list)
-    callbacks: list[Component] = Field(default_factory=list)
+    metrics: list[Metric] | dict[str, list[Metric]] = Field(default_factory=list)
+    callbacks: list[component("callback")] = Field(default_factory=list)
     class_weight: Literal["balanced"] | dict[int, float] | None = None
     fine_tune: FineTune | None = None
 
