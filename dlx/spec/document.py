@@ -15,6 +15,7 @@ build objects, so that:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,8 +183,9 @@ class Document:
     values: dict[PathKey, Location] = field(default_factory=dict)
     keys: dict[PathKey, Location] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def display_path(self) -> str:
+        """The path as errors show it (computed once: every value's location holds it)."""
         return relative_path(self.path)
 
     @property
