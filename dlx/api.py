@@ -35,7 +35,9 @@ def validate(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> V
     import_tensorflow_quietly()
     import keras
 
-    keras.utils.clear_session()  # layer names start afresh: the same spec, the same names
+    # Layer names start afresh: the same spec, the same names. (Python's own collector frees
+    # old models; a full collection here would cost half a second per call.)
+    keras.utils.clear_session(free_memory=False)
     problems = []
     built = None
     try:

@@ -47,19 +47,51 @@ class Problem:
     location: Location | None = None
 
     def render(self) -> str:
-        """Render like a compiler: `path:line:col: error: key: message`."""
+        """Render like a compiler: `path:line:col: error: key: message`, and the line, marked.
+
+        However large the value at fault, what is printed stays small: the message and the
+        source line are cut to `MAX_MESSAGE` and `MAX_SOURCE` characters, marked with `…`.
+        """
         where = f"{self.location}: " if self.location else ""
-        key = f"{self.key}: " if self.key else ""
-        text = f"{where}error: {key}{self.message}"
+        key = shorten(f"{self.key}: ", MAX_SOURCE) if self.key else ""
+        text = f"{where}error: {key}{shorten(self.message, MAX_MESSAGE)}"
         loc = self.location
         if loc and loc.source_line is not None:
-            number = str(loc.line)
+            line = loc.source_line
+            # Past MAX_SOURCE characters, show the window of the line around the column.
+            start = max(0, loc.column - 1 - MAX_SOURCE // 2) if len(line) > MAX_SOURCE else 0
+            lead = "…" if start else ""
+            shown = lead + line[start : start + MAX_SOURCE]
+            tail = "…" if start + MAX_SOURCE < len(line) else ""
+            column = loc.column - start + len(lead)
             width = max(1, (loc.end_column or loc.column + 1) - loc.column)
+            width = max(1, min(width, len(shown) + 1 - column))
             text += (
-                f"\n {number:>4} | {loc.source_line}"
-                f"\n {'':>4} | {' ' * (loc.column - 1)}{'^' * width}"
+                f"\n {loc.line:>4} | {shown}{tail}\n {'':>4} | {' ' * (column - 1)}{'^' * width}"
             )
         return text
+
+
+MAX_MESSAGE = 1000
+"""The longest error message printed; longer ones are cut (a value can be megabytes)."""
+
+MAX_SOURCE = 120
+"""The most characters of a spec's line printed under an error."""
+
+MAX_VALUE = 80
+"""The most characters of a value `received` shows."""
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters, `…` and how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def received(value: object) -> str:
+    """A value as an error shows it after `Received:`: its repr, cut to `MAX_VALUE` characters."""
+    return shorten(repr(value), MAX_VALUE)
 
 
 class DlxError(Exception):

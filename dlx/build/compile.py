@@ -7,7 +7,7 @@ from typing import Any
 
 from dlx.build.resolver import CALLBACK, LOSS, METRIC, OPTIMIZER, Resolver
 from dlx.errors import SpecError
-from dlx.spec import LoadedSpec, normalize_name, split_component
+from dlx.spec import LoadedSpec, normalize_name
 from dlx.spec.schema import GAN_ROLES
 
 # Metric names that `Model.compile` itself interprets by the loss and output shape (keras/src/
@@ -90,7 +90,7 @@ def _metrics(resolver: Resolver, value: Any, outputs: list[str] | None) -> Any:
 
 def _metric(resolver: Resolver, value: Any, path: tuple) -> Any:
     """A metric; a bare name stays a string so that `compile` picks the right variant."""
-    name, _, _ = split_component(value)
+    name, _, _ = resolver.split(value, path, METRIC.label)
     if isinstance(value, str):
         if normalize_name(name) in _COMPILE_METRIC_NAMES:
             return name

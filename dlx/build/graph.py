@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dlx.build.resolver import LAYER, Resolver, catalogue, keras_message
-from dlx.errors import SpecError, did_you_mean
-from dlx.spec import PathKey, normalize_name, split_component
+from dlx.errors import SpecError, did_you_mean, received
+from dlx.spec import PathKey, normalize_name
 from dlx.spec.schema import Block
 
 # Keys inside an entry's arguments that belong to dlx, not to the Keras layer.
@@ -116,19 +116,14 @@ class GraphBuilder:
         return scope.outputs[scope.entries[-1].index], named
 
     def _entry(self, index: int, value: Any, path: PathKey) -> Entry:
-        try:
-            kind, args, kwargs = split_component(value)
-        except ValueError:
-            raise self.resolver.error(
-                path,
-                "expected an entry: a layer name, or a mapping with exactly one key "
-                f"(the layer name). Received: {value!r}",
-            ) from None
+        kind, args, kwargs = self.resolver.split(value, path, "layer")
         entry = Entry(index=index, path=path, kind=kind, args=args, kwargs=kwargs)
         args_path = entry.args_path
         name = kwargs.pop("name", None)
         if name is not None and not isinstance(name, str):
-            raise self.resolver.error((*args_path, "name"), f"expected a name. Received: {name!r}")
+            raise self.resolver.error(
+                (*args_path, "name"), f"expected a name. Received: {received(name)}"
+            )
         entry.name = name
         inputs = kwargs.pop("inputs", None)
         if isinstance(inputs, str):
@@ -137,13 +132,14 @@ class GraphBuilder:
             not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs)
         ):
             raise self.resolver.error(
-                (*args_path, "inputs"), f"expected a name or a list of names. Received: {inputs!r}"
+                (*args_path, "inputs"),
+                f"expected a name or a list of names. Received: {received(inputs)}",
             )
         entry.inputs = inputs
         repeat = kwargs.pop("repeat", 1)
         if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
             raise self.resolver.error(
-                (*args_path, "repeat"), f"expected a positive integer. Received: {repeat!r}"
+                (*args_path, "repeat"), f"expected a positive integer. Received: {received(repeat)}"
             )
         entry.repeat = repeat
         return entry

@@ -77,6 +77,7 @@ def build_model(loaded: LoadedSpec) -> BuiltModel:
         return BuiltModel(generator, "gan", generator=generator, discriminator=discriminator)
     if model.backbone is not None:
         backbone = _backbone(loaded, resolver)
+        _reserve_names(builder, backbone)
         out, named = builder.connect(model.layers, ("model", "layers"), scope_input=backbone.output)
         outputs = _outputs(loaded, out, named)
         return BuiltModel(
@@ -130,6 +131,24 @@ def _keras_name(name: str) -> str:
     """Keras model names must be valid op names: `digits-cnn` -> `digits_cnn`."""
     cleaned = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
     return cleaned if cleaned[:1].isalpha() else f"model_{cleaned}"
+
+
+def _reserve_names(builder: GraphBuilder, backbone: Any) -> None:
+    """Keep the head's layer names apart from the backbone's, which join it in one model.
+
+    A name the spec gives that the backbone has is an error; a name Keras makes continues the
+    backbone's count as Keras does for a second layer of a kind: after the backbone's `dense`
+    and `dense_1`, the head's dense layer is `dense_2`.
+    """
+    import keras
+
+    for layer in backbone.layers:
+        builder.keras_names.add(layer.name)
+        base, _, number = layer.name.rpartition("_")
+        if not (base and number.isdigit() and len(number) < 5):
+            base, number = layer.name, "0"
+        while keras.backend.get_uid(base) <= int(number):
+            pass
 
 
 def _run_model(loaded: LoadedSpec, run_id: str, path: tuple) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 
 from dlx.errors import SpecError, did_you_mean
 from dlx.spec import Document, PathKey, normalize_name, split_component
+from dlx.spec.component import ComponentError
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,19 @@ class Resolver:
     def with_trail(self, trail: str) -> Resolver:
         return Resolver(self.document, self.trail + trail)
 
+    def split(
+        self, value: Any, path: PathKey, label: str = "component"
+    ) -> tuple[str, list[Any], dict[str, Any]]:
+        """`split_component`, with its error located at `path` in the spec.
+
+        Raises:
+            SpecError: `value` is not a component.
+        """
+        try:
+            return split_component(value, label)
+        except ComponentError as exc:
+            raise self.error((*path, *exc.path), str(exc), key=exc.on_key) from None
+
     def find(self, kind: Kind, name: str, path: PathKey, *, key: bool = True) -> tuple[str, Any]:
         """Find a component by name: Keras's name and the class or function.
 
@@ -151,7 +165,7 @@ class Resolver:
             path: where the component is in the spec.
             extra: keyword arguments dlx adds (e.g. a layer's `name`).
         """
-        name, args, kwargs = split_component(value)
+        name, args, kwargs = self.split(value, path, kind.label)
         inner = (*path, name) if isinstance(value, dict) else path
         keras_name, factory = self.find(kind, name, inner, key=isinstance(value, dict))
         if kind.functions and inspect.isfunction(factory) and not args and not kwargs:
@@ -186,7 +200,7 @@ class Resolver:
         An activation with arguments is the activation layer of that name (`LeakyReLU`, `ELU`,
         `Softmax`, ...), which Keras accepts wherever it accepts an activation.
         """
-        name, _, _ = split_component(value)
+        name, _, _ = self.split(value, path, ACTIVATION.label)
         if ">" in name:
             return self.find(ACTIVATION, name, path, key=False)[1]
         if isinstance(value, str):

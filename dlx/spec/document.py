@@ -7,11 +7,15 @@ build objects, so that:
   runs);
 - duplicate keys are errors, not silently last-wins;
 - every key and value keeps its file, line and column for error messages;
-- `1e-4` is a float (YAML 1.2), not the string PyYAML's YAML 1.1 resolver makes of it.
+- `1e-4` is a float (YAML 1.2), not the string PyYAML's YAML 1.1 resolver makes of it;
+- a small file cannot make a huge spec: aliases may not contain themselves, the spec they expand
+  to is bounded (`MAX_VALUES`), and so is nesting (`MAX_DEPTH`), checked while composing, before
+  PyYAML's recursive composer could exhaust Python's stack.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,15 +42,130 @@ _FLOAT_1_2 = re.compile(
 )
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-4` as a float, as YAML 1.2 and every user expects."""
+MAX_DEPTH = 100
+"""The deepest nesting of lists and mappings a spec may have."""
+
+MAX_VALUES = 100_000
+"""The most values (keys, scalars, lists, mappings) a spec may hold once aliases are expanded."""
 
 
-_Loader.yaml_implicit_resolvers = {
+class RefusedYAMLError(yaml.MarkedYAMLError):
+    """Valid YAML that dlx will not read: a recursive alias, an alias bomb, too deep a nesting."""
+
+
+class _BoundedComposer(yaml.composer.Composer, yaml.resolver.Resolver):
+    """PyYAML's composer, bounding what a spec expands to; reads `1e-4` as a float (YAML 1.2).
+
+    PyYAML's composer shares an anchored node between its aliases; dlx then copies it at every
+    alias (each copy has its own location). So while composing, this composer counts the values
+    the expanded spec will hold, refuses aliases to a node that is still open (a node containing
+    its own alias would expand forever), and refuses nesting deeper than `MAX_DEPTH`.
+    """
+
+    # libyaml's parser has its own composer; these keep this one whatever parser comes first.
+    check_node = yaml.composer.Composer.check_node
+    get_node = yaml.composer.Composer.get_node
+    get_single_node = yaml.composer.Composer.get_single_node
+
+    def _start_bounds(self) -> None:
+        self._depth = 0
+        self._values = 0
+        self._open_anchors: set[str] = set()
+        self._expanded_size: dict[str, int] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            return self._compose_alias(event, parent, index)
+        start = self._values
+        self._values += 1
+        self._check_size(event, "the spec holds")
+        nested = isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent))
+        if nested and self._depth >= MAX_DEPTH:
+            raise RefusedYAMLError(
+                problem=f"lists and mappings are nested more than {MAX_DEPTH} levels deep",
+                problem_mark=event.start_mark,
+            )
+        anchor = event.anchor
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        self._depth += nested
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= nested
+            self._open_anchors.discard(anchor)
+        if anchor is not None:
+            self._expanded_size[anchor] = self._values - start
+        return node
+
+    def _compose_alias(self, event: yaml.AliasEvent, parent: Any, index: Any) -> yaml.Node:
+        if event.anchor in self._open_anchors:
+            raise RefusedYAMLError(
+                problem=f"the alias *{event.anchor} is inside the value it refers to "
+                "(a recursive alias)",
+                problem_mark=event.start_mark,
+            )
+        self._values += self._expanded_size.get(event.anchor, 0)
+        self._check_size(event, f"the alias *{event.anchor} makes the spec hold")
+        return super().compose_node(parent, index)
+
+    def _check_size(self, event: yaml.Event, what: str) -> None:
+        if self._values > MAX_VALUES:
+            raise RefusedYAMLError(
+                problem=f"{what} more than {MAX_VALUES:,} values once aliases are expanded",
+                problem_mark=event.start_mark,
+            )
+
+
+_BoundedComposer.yaml_implicit_resolvers = {
     key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
+_BoundedComposer.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
+
+
+class _Loader(_BoundedComposer, yaml.SafeLoader):
+    """PyYAML's own parser, in Python: slow on large text, but its messages say the most."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.SafeLoader.__init__(self, stream)
+        self._start_bounds()
+
+
+if yaml.__with_libyaml__:
+
+    class _FastLoader(_BoundedComposer, yaml.cyaml.CParser):
+        """libyaml's parser under the same composer: a 50 MB value in seconds, not minutes."""
+
+        def __init__(self, stream: str) -> None:
+            yaml.cyaml.CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            self._start_bounds()
+
+else:  # PyYAML built without libyaml
+    _FastLoader = _Loader
+
+
+_SLOW_PARSE_LIMIT = 1_000_000
+"""Text up to this many characters with a syntax error is parsed again by `_Loader`."""
+
+
+def compose(text: str) -> yaml.Node | None:
+    """Compose YAML text into nodes, bounded (see `_BoundedComposer`).
+
+    Raises:
+        yaml.YAMLError: the text is not YAML; `RefusedYAMLError`: it is too large once expanded.
+    """
+    try:
+        return yaml.compose(text, Loader=_FastLoader)
+    except RefusedYAMLError:
+        raise
+    except yaml.YAMLError:
+        if len(text) > _SLOW_PARSE_LIMIT:
+            raise
+    return yaml.compose(text, Loader=_Loader)  # raises again, in PyYAML's clearer words
 
 
 def format_path(path: PathKey) -> str:
@@ -64,8 +183,9 @@ class Document:
     values: dict[PathKey, Location] = field(default_factory=dict)
     keys: dict[PathKey, Location] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def display_path(self) -> str:
+        """The path as errors show it (computed once: every value's location holds it)."""
         return relative_path(self.path)
 
     @property
@@ -116,15 +236,11 @@ def parse_document(text: str, path: Path) -> Document:
     lines = text.splitlines()
     doc = Document(path=path, data=None, lines=lines)
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         location = _location(doc, mark, mark) if mark else None
-        message = f"invalid YAML: {exc.problem or exc.context}"
-        if exc.context and exc.problem and exc.context_mark:
-            where = f"line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
-            message += f" ({exc.context} at {where})"
-        raise SpecError([Problem(message, location=location)]) from None
+        raise SpecError([Problem(_yaml_message(exc), location=location)]) from None
     except yaml.YAMLError as exc:
         raise SpecError([Problem(f"invalid YAML: {exc}", location=None)]) from None
     if node is None:
@@ -134,6 +250,25 @@ def parse_document(text: str, path: Path) -> Document:
     if problems:
         raise SpecError(problems)
     return doc
+
+
+def _yaml_message(exc: yaml.MarkedYAMLError, *, override_column: int | None = None) -> str:
+    """What is wrong with YAML text, and where the construct it belongs to began.
+
+    `override_column` is where the text starts in a `--set` argument (then it is a value).
+    """
+    if isinstance(exc, RefusedYAMLError):
+        return str(exc.problem)
+    what = "YAML" if override_column is None else "YAML value"
+    message = f"invalid {what}: {exc.problem or exc.context}"
+    mark = exc.context_mark
+    if exc.context and exc.problem and mark:
+        if override_column is None:
+            where = f"line {mark.line + 1}, column {mark.column + 1}"
+        else:
+            where = f"column {override_column + mark.column}"
+        message += f" ({exc.context} at {where})"
+    return message
 
 
 def _location(doc: Document, start: yaml.Mark, end: yaml.Mark) -> Location:
@@ -226,9 +361,14 @@ def _apply_override(doc: Document, override: str) -> None:
         )
     value_column = len(dotted) + 2
     try:
-        value_node = yaml.compose(text, Loader=_Loader)
+        value_node = compose(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        column = value_column + (mark.column if mark else 0)
+        message = _yaml_message(exc, override_column=value_column)
+        raise SpecError([Problem(message, dotted, at(column, column + 1))]) from None
     except yaml.YAMLError as exc:
-        message = f"invalid YAML value: {getattr(exc, 'problem', exc)}"
+        message = f"invalid YAML value: {exc}"
         raise SpecError([Problem(message, dotted, at(value_column, len(override) + 1))]) from None
     parts: list[Any] = [int(p) if p.lstrip("-").isdigit() else p for p in dotted.split(".")]
     path = tuple(parts)

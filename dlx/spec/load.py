@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from dlx.errors import Problem, SpecError, did_you_mean
+from dlx.errors import Problem, SpecError, did_you_mean, received
+from dlx.spec.component import ComponentError
 from dlx.spec.document import (
     Document,
     PathKey,
@@ -71,12 +72,12 @@ def validate_document(doc: Document, overrides: list[str] | tuple[str, ...] = ()
     """Apply overrides to a read document, check its version, and validate it strictly."""
     apply_overrides(doc, list(overrides))
     if not isinstance(doc.data, dict):
-        raise doc.error((), f"expected a mapping of sections. Received: {doc.data!r}")
+        raise doc.error((), f"expected a mapping of sections. Received: {received(doc.data)}")
     version = doc.data.get("version")
     if "version" in doc.data and version != SPEC_VERSION:
         raise doc.error(
             ("version",),
-            f"unsupported spec version. Expected {SPEC_VERSION}. Received: {version!r}",
+            f"unsupported spec version. Expected {SPEC_VERSION}. Received: {received(version)}",
         )
     try:
         spec = Spec.model_validate(doc.data)
@@ -86,11 +87,20 @@ def validate_document(doc: Document, overrides: list[str] | tuple[str, ...] = ()
 
 
 def _problems(doc: Document, exc: ValidationError) -> list[Problem]:
-    problems: dict[tuple[str, str], Problem] = {}
+    found: list[tuple[PathKey, str, bool, str]] = []
     for error in exc.errors():
         path, missing = _data_path(doc.data, error["loc"], error["type"])
-        message = _message(error, path, missing)
         on_key = error["type"] == "extra_forbidden"
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, ComponentError):
+            path, on_key = (*path, *cause.path), cause.on_key
+        found.append((path, _message(error, path, missing), on_key, error["type"]))
+    problems: dict[tuple[str, str], Problem] = {}
+    for path, message, on_key, kind in found:
+        # A value of a union (`metrics`: a list or a mapping) fails each member: the member that
+        # looked inside it says more than the one that refused its type.
+        if kind in _EXPECTED and any(other[: len(path)] == path != other for other, *_ in found):
+            continue
         problem = doc.problem(path, message, key=on_key)
         problems.setdefault((problem.key, message), problem)
     return list(problems.values())
@@ -133,7 +143,7 @@ _EXPECTED = {
 
 def _message(error: dict[str, Any], path: PathKey, missing: str | None) -> str:
     kind = error["type"]
-    received = error.get("input")
+    value = error.get("input")
     if kind == "missing":
         return f"missing required key '{missing}'"
     if kind == "extra_forbidden":
@@ -141,17 +151,38 @@ def _message(error: dict[str, Any], path: PathKey, missing: str | None) -> str:
         return "unknown key" + did_you_mean(str(path[-1]), allowed)
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
-        hint = did_you_mean(str(received), [e.strip(" '") for e in expected.split(",")])
-        return f"expected one of {expected.replace(' or ', ', ')}. Received: {received!r}{hint}"
+        hint = did_you_mean(str(value), [e.strip(" '") for e in expected.split(",")])
+        return (
+            f"expected one of {expected.replace(' or ', ', ')}. Received: {received(value)}{hint}"
+        )
     if kind in _EXPECTED:
-        return f"{_EXPECTED[kind]}. Received: {received!r}"
+        return f"{_EXPECTED[kind]}. Received: {received(value)}{_quoted_hint(kind, value)}"
     message = error["msg"]
     if kind == "value_error":
         return message.removeprefix("Value error, ")
     message = message.replace("Input should be", "expected a value").replace(
         "expected a value a ", "expected a "
     )
-    return f"{message}. Received: {received!r}"
+    return f"{message}. Received: {received(value)}"
+
+
+def _quoted_hint(kind: str, value: Any) -> str:
+    """Say so when a number or true/false was written in quotes (YAML then reads a string)."""
+    if not isinstance(value, str) or len(value) > 100:
+        return ""
+    readers = {"int_": int, "float_": float, "bool_": _read_bool}
+    read = next((r for prefix, r in readers.items() if kind.startswith(prefix)), None)
+    try:
+        read(value.strip()) if read else None
+    except ValueError:
+        return ""
+    return " (a string: remove the quotes)" if read else ""
+
+
+def _read_bool(text: str) -> bool:
+    if text.lower() in ("true", "false", "yes", "no", "on", "off"):
+        return text.lower() in ("true", "yes", "on")
+    raise ValueError(text)
 
 
 def _fields_at(model: type[BaseModel], path: PathKey) -> list[str]:

@@ -18,29 +18,9 @@ from pydantic import (
     model_validator,
 )
 
+from dlx.spec.component import split_component
+
 SPEC_VERSION = 1
-
-
-def _check_component(value: Any) -> Any:
-    if isinstance(value, str):
-        if not value.strip():
-            raise ValueError("expected a component name, not an empty string")
-        return value
-    if isinstance(value, dict):
-        if len(value) != 1:
-            keys = ", ".join(str(k) for k in value) or "none"
-            raise ValueError(
-                "expected a component: a name, or a mapping with exactly one key (the name). "
-                f"Received {len(value)} keys: {keys}"
-            )
-        (name,) = value
-        if not isinstance(name, str):
-            raise ValueError(f"expected a component name as the key. Received: {name!r}")
-        return value
-    raise ValueError(
-        "expected a component: a name, or a mapping with exactly one key (the name). "
-        f"Received: {value!r}"
-    )
 
 
 _COMPONENT_JSON_SCHEMA = {
@@ -51,10 +31,23 @@ _COMPONENT_JSON_SCHEMA = {
     ],
 }
 
-Component = Annotated[Any, AfterValidator(_check_component), WithJsonSchema(_COMPONENT_JSON_SCHEMA)]
-"""A component in dlx's one notation (SPEC.md section 1): `name` or `{name: arguments}`."""
 
-Entries = list[Component]
+def component(label: str) -> Any:
+    """The type of one kind of component, written `name` or `{name: arguments}`.
+
+    `label` names the kind in messages: `expected a metric: a name, or a mapping ...`.
+    """
+
+    def check(value: Any) -> Any:
+        split_component(value, label)  # its ComponentError is a ValueError: pydantic reports it
+        return value
+
+    return Annotated[Any, AfterValidator(check), WithJsonSchema(_COMPONENT_JSON_SCHEMA)]
+
+
+Source = component("data source")
+Entries = list[component("layer")]
+Metric = component("metric")
 
 GAN_ROLES = ("generator", "discriminator")
 
@@ -62,9 +55,10 @@ GAN_ROLES = ("generator", "discriminator")
 def _check_optimizer(value: Any) -> Any:
     if isinstance(value, dict) and set(value) == set(GAN_ROLES):
         for role in GAN_ROLES:
-            _check_component(value[role])
+            split_component(value[role], "optimizer")
         return value
-    return _check_component(value)
+    split_component(value, "optimizer")
+    return value
 
 
 Optimizer = Annotated[
@@ -88,13 +82,17 @@ Optimizer = Annotated[
 
 
 class Strict(BaseModel):
-    """Base of every spec section: unknown keys are errors, never silently dropped."""
+    """Base of every spec section: unknown keys are errors, never silently dropped.
 
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=False)
+    Types are strict, as in the JSON Schema editors check a spec with: `epochs: "20"` is a
+    string, not an integer (an integer is still a number, `learning_rate: 1`).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=False)
 
 
 class ValidationSource(Strict):
-    source: Component = Field(description="Where the validation data comes from (a data source).")
+    source: Source = Field(description="Where the validation data comes from (a data source).")
 
 
 class Window(Strict):
@@ -108,7 +106,7 @@ class Window(Strict):
 class Data(Strict):
     """Section 3: where the data comes from and how it is split."""
 
-    source: Component = Field(description="A data source component, e.g. {sklearn: digits}.")
+    source: Source = Field(description="A data source component, e.g. {sklearn: digits}.")
     validation_split: float = Field(
         0.0, ge=0.0, lt=1.0, description="Fraction held out for validation."
     )
@@ -225,8 +223,8 @@ class Train(Strict):
     loss: Any = Field(
         None, description="A loss component, or a mapping of output name to loss component."
     )
-    metrics: list[Component] | dict[str, list[Component]] = Field(default_factory=list)
-    callbacks: list[Component] = Field(default_factory=list)
+    metrics: list[Metric] | dict[str, list[Metric]] = Field(default_factory=list)
+    callbacks: list[component("callback")] = Field(default_factory=list)
     class_weight: Literal["balanced"] | dict[int, float] | None = None
     fine_tune: FineTune | None = None
     on_nan: Literal["stop", "continue"] = Field(
