@@ -241,14 +241,10 @@ def open_for_writing(tracking_uri: str) -> MlflowClient:
     Raises:
         StoreError: the store cannot be used, with what to do about it.
     """
-    from mlflow import MlflowClient
-
     database = sqlite_file(tracking_uri)
     if database is None:
-        client = MlflowClient(mlflow_uri(tracking_uri))
-        if tracking_uri.partition(":")[0].partition("+")[0] in _SQL_DATABASES:
-            _open(client, tracking_uri)
-        return client
+        database_server = tracking_uri.partition(":")[0].partition("+")[0] in _SQL_DATABASES
+        return _client(tracking_uri, probe=database_server)
     folder = database.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -269,9 +265,7 @@ def open_for_writing(tracking_uri: str) -> MlflowClient:
                     f"read-only. Make it writable, or record {_ELSEWHERE}"
                 )
             check_sqlite_store(database, tracking_uri)
-        client = MlflowClient(tracking_uri)
-        _open(client, tracking_uri)
-    return client
+        return _client(tracking_uri, probe=True)
 
 
 def mlflow_uri(tracking_uri: str) -> str:
@@ -296,13 +290,17 @@ def mlflow_uri(tracking_uri: str) -> str:
     )
 
 
-def _open(client: MlflowClient, tracking_uri: str) -> None:
-    """Make MLflow open the store (creating an empty database's tables) and read from it."""
+def _client(tracking_uri: str, *, probe: bool) -> MlflowClient:
+    """A client for the store; with `probe`, MLflow opens it (creating an empty database's
+    tables) and reads from it now."""
+    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        client.search_experiments(max_results=1)
+        client = MlflowClient(mlflow_uri(tracking_uri))
+        if probe:
+            client.search_experiments(max_results=1)
     except ImportError as exc:
         raise StoreError(
             f"the MLflow store {tracking_uri} needs a database driver that is not installed "
@@ -313,6 +311,7 @@ def _open(client: MlflowClient, tracking_uri: str) -> None:
         raise StoreError(
             f"could not open the MLflow store {tracking_uri}: {message.splitlines()[0]}"
         ) from None
+    return client
 
 
 def _folder_name(experiment_name: str) -> str:
