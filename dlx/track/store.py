@@ -7,10 +7,10 @@ would share one artifact tree, and a store opened from another folder would not 
 artifacts. dlx gives every experiment it creates in an SQLite store an explicit artifact
 folder beside the database file instead.
 
-Before a run is recorded, `open_for_writing` checks that the store can take it: an SQLite file
-that is damaged, not MLflow's, or in a folder that cannot be written is reported in one line
-before anything is trained, and a new SQLite store is created under a lock, so that several
-trainings started at once in an empty folder do not race through MLflow's schema migrations.
+Before anything is trained, `check_store` checks that the store can take a run: an SQLite file
+that is damaged, not MLflow's, or in a folder that cannot be written is reported in one line.
+`open_for_writing` then creates a new SQLite store under a lock, so that several trainings
+started at once in an empty folder do not race through MLflow's schema migrations.
 """
 
 from __future__ import annotations
@@ -222,15 +222,44 @@ def sqlite_error(tracking_uri: str, exc: sqlite3.Error) -> StoreError:
     )
 
 
+def check_store(tracking_uri: str) -> None:
+    """Check, without writing anything, that runs can be recorded at `tracking_uri`.
+
+    An SQLite store must be in a folder that can be written (SQLite writes its journal beside
+    the database, dlx the artifacts; a folder still to be created, in one that can) and, when
+    the file exists, be MLflow's (`check_sqlite_store`) and writable. A PostgreSQL store needs
+    a driver (`mlflow_uri`). Tracking servers and other databases are not asked anything.
+
+    Raises:
+        StoreError: runs cannot be recorded there, with what to do about it.
+    """
+    database = sqlite_file(tracking_uri)
+    if database is None:
+        mlflow_uri(tracking_uri)
+        return
+    folder = next(f for f in (database.parent, *database.parent.parents) if f.exists())
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"the MLflow store {tracking_uri} cannot be created or written: {folder} is not "
+            f"writable. Record {_ELSEWHERE}"
+        )
+    if database.exists():
+        if not os.access(database, os.R_OK | os.W_OK):
+            raise StoreError(
+                f"the MLflow store {tracking_uri} cannot be written: {database} is read-only. "
+                f"Make it writable, or record {_ELSEWHERE}"
+            )
+        check_sqlite_store(database, tracking_uri)
+
+
 def open_for_writing(tracking_uri: str) -> MlflowClient:
     """An `MlflowClient` for a store that runs can be recorded in, checked first.
 
-    An SQLite store must be in a folder that can be written (SQLite writes its journal beside
-    the database, dlx the artifacts) and, when the file exists, must be MLflow's; a missing or
-    empty one is created, with MLflow's tables, while holding an exclusive lock on the file
-    `<database>.lock` beside it, so that processes starting at once create it one at a time.
-    A damaged store is never written to. Other SQL databases are opened too, so that a missing
-    driver or a refused login shows now; tracking servers are not asked anything yet.
+    After `check_store`, a missing or empty SQLite store is created, with MLflow's tables,
+    while holding an exclusive lock on the file `<database>.lock` beside it, so that processes
+    starting at once create it one at a time. A damaged store is never written to. Other SQL
+    databases are opened too, so that a refused login shows now; tracking servers are not
+    asked anything yet.
 
     Args:
         tracking_uri: the store's URI.
@@ -241,30 +270,23 @@ def open_for_writing(tracking_uri: str) -> MlflowClient:
     Raises:
         StoreError: the store cannot be used, with what to do about it.
     """
+    check_store(tracking_uri)
     database = sqlite_file(tracking_uri)
     if database is None:
         database_server = tracking_uri.partition(":")[0].partition("+")[0] in _SQL_DATABASES
         return _client(tracking_uri, probe=database_server)
-    folder = database.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        database.parent.mkdir(parents=True, exist_ok=True)
         lock = open(database.with_name(database.name + ".lock"), "a+b")  # noqa: SIM115
     except OSError as exc:
         raise StoreError(
-            f"the MLflow store {tracking_uri} cannot be created or written: {folder} is not "
-            f"writable ({exc.strerror}). Record {_ELSEWHERE}"
+            f"the MLflow store {tracking_uri} cannot be created or written: "
+            f"{exc.strerror}: {exc.filename}. Record {_ELSEWHERE}"
         ) from None
     with lock:
         import fcntl
 
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if database.exists():
-            if not os.access(database, os.R_OK | os.W_OK):
-                raise StoreError(
-                    f"the MLflow store {tracking_uri} cannot be written: {database} is "
-                    f"read-only. Make it writable, or record {_ELSEWHERE}"
-                )
-            check_sqlite_store(database, tracking_uri)
         return _client(tracking_uri, probe=True)
 
 
