@@ -22,10 +22,10 @@ def load_logged_model(tracking_uri: str, run_id: str, name: str = "model") -> An
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from dlx.track.store import quiet_mlflow
+    from dlx.track.store import mlflow_uri, quiet_mlflow
 
     quiet_mlflow()
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(mlflow_uri(tracking_uri))
     try:
         experiment_id = client.get_run(run_id).info.experiment_id
     except MlflowException:
@@ -39,6 +39,8 @@ def load_logged_model(tracking_uri: str, run_id: str, name: str = "model") -> An
         )
     with tempfile.TemporaryDirectory() as folder:
         path = mlflow.artifacts.download_artifacts(
-            artifact_uri=matches[0].artifact_location, dst_path=folder, tracking_uri=tracking_uri
+            artifact_uri=matches[0].artifact_location,
+            dst_path=folder,
+            tracking_uri=client.tracking_uri,
         )
         return mlflow.keras.load_model(path)

@@ -25,7 +25,14 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from dlx.errors import DlxError, UsageError, did_you_mean
-from dlx.track.store import resolve_tracking_uri, sqlite_file
+from dlx.track.store import (
+    SQLITE_BUSY_SECONDS,
+    check_sqlite_store,
+    mlflow_uri,
+    resolve_tracking_uri,
+    sqlite_error,
+    sqlite_file,
+)
 
 MAX_RUNS = 5000
 """The most runs one listing reads; far more than a table can show."""
@@ -136,6 +143,7 @@ def open_store(uri: str | None = None, *, filter: str = "") -> Store:
 
     Raises:
         UsageError: a local sqlite store that does not exist.
+        DlxError: a local sqlite store that is empty, or cannot be read (`StoreError`).
     """
     resolved = resolve_tracking_uri(uri)
     local = sqlite_file(resolved)
@@ -144,20 +152,34 @@ def open_store(uri: str | None = None, *, filter: str = "") -> Store:
             f"no MLflow store at {local}: train a spec here first, or point at a store "
             "with --tracking-uri or $MLFLOW_TRACKING_URI"
         )
+    if local is not None and not check_sqlite_store(local, resolved):
+        raise DlxError(f"no runs in {resolved}: the store is empty")
     if local is not None and not filter:
         return SqliteStore(resolved, local)
     return MlflowStore(resolved)
 
 
 class SqliteStore(Store):
-    """MLflow's embedded sqlite store, read directly (see the module's docstring)."""
+    """MLflow's embedded sqlite store, read directly (see the module's docstring).
+
+    A query that fails (a damaged file, a writer holding its lock too long) raises a
+    `StoreError` naming the store.
+    """
 
     def __init__(self, uri: str, path: Path) -> None:
         self.uri = uri
-        self.connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        self.connection = sqlite3.connect(
+            f"{path.as_uri()}?mode=ro", uri=True, timeout=SQLITE_BUSY_SECONDS
+        )
+
+    def _query(self, sql: str, arguments: tuple = ()) -> list[tuple]:
+        try:
+            return self.connection.execute(sql, arguments).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise sqlite_error(self.uri, exc) from None
 
     def experiments(self) -> list[Experiment]:
-        rows = self.connection.execute(
+        rows = self._query(
             "SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active'"
         )
         return [Experiment(str(i), name) for i, name in rows]
@@ -173,12 +195,12 @@ class SqliteStore(Store):
         return found[0] if found else None
 
     def _runs(self, where: str, arguments: tuple, limit: int) -> list[Run]:
-        rows = self.connection.execute(
+        rows = self._query(
             "SELECT run_uuid, name, status, start_time, end_time, experiment_id, artifact_uri "
             f"FROM runs WHERE lifecycle_stage = 'active' AND {where} "
             "ORDER BY start_time DESC, run_uuid LIMIT ?",
             (*arguments, limit),
-        ).fetchall()
+        )
         runs = {
             run_id: Run(RunInfo(run_id, name, status, start, end, str(exp), uri), RunData())
             for run_id, name, status, start, end, exp, uri in rows
@@ -187,23 +209,23 @@ class SqliteStore(Store):
             return []
         marks = ",".join("?" * len(runs))
         ids = tuple(runs)
-        for key, value, run_id in self.connection.execute(
+        for key, value, run_id in self._query(
             f"SELECT key, value, run_uuid FROM params WHERE run_uuid IN ({marks})", ids
         ):
             runs[run_id].data.params[key] = value
-        for key, value, is_nan, run_id in self.connection.execute(
+        for key, value, is_nan, run_id in self._query(
             f"SELECT key, value, is_nan, run_uuid FROM latest_metrics WHERE run_uuid IN ({marks})",
             ids,
         ):
             runs[run_id].data.metrics[key] = math.nan if is_nan else value
-        for key, value, run_id in self.connection.execute(
+        for key, value, run_id in self._query(
             f"SELECT key, value, run_uuid FROM tags WHERE run_uuid IN ({marks})", ids
         ):
             runs[run_id].data.tags[key] = value
         return list(runs.values())
 
     def history(self, run_id: str, metric: str) -> list[tuple[int, float]]:
-        rows = self.connection.execute(
+        rows = self._query(
             "SELECT step, value, is_nan FROM metrics WHERE run_uuid = ? AND key = ? "
             "ORDER BY step, timestamp",
             (run_id, metric),
@@ -227,7 +249,7 @@ class MlflowStore(Store):
         from mlflow import MlflowClient
 
         self.uri = uri
-        self.client = MlflowClient(uri)
+        self.client = MlflowClient(mlflow_uri(uri))
 
     def experiments(self) -> list[Experiment]:
         return [Experiment(e.experiment_id, e.name) for e in self.client.search_experiments()]

@@ -27,7 +27,13 @@ from dlx.track.params import (
     safe_key,
     truncate_value,
 )
-from dlx.track.store import ensure_experiment, fail_fast, resolve_tracking_uri, ui_hint
+from dlx.track.store import (
+    ensure_experiment,
+    fail_fast,
+    open_for_writing,
+    resolve_tracking_uri,
+    ui_hint,
+)
 from dlx.track.tags import resolved_spec_text, standard_tags
 
 if TYPE_CHECKING:
@@ -141,15 +147,15 @@ class TrackedRun:
         """Create the experiment if needed, then the run with its tags, params and spec.
 
         Raises:
-            DlxError: the store could not be reached or refused the run.
+            DlxError: the store cannot be used (see `open_for_writing`), could not be
+                reached, or refused the run.
         """
-        from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
         if self.run_id is not None:
             raise DlxError(f"the MLflow run {self.run_id} has already been started")
+        self.client = open_for_writing(self.tracking_uri)
         try:
-            self.client = MlflowClient(tracking_uri=self.tracking_uri)
             self.experiment_id = ensure_experiment(self.client, self.experiment)
             run = self.client.create_run(
                 self.experiment_id, run_name=self.run_name, tags=_safe_tags(self.tags)
@@ -174,13 +180,12 @@ class TrackedRun:
         and spec stay as they were, and `tags` are set on it.
 
         Raises:
-            DlxError: the store could not be reached or has no such run.
+            DlxError: the store cannot be used, could not be reached, or has no such run.
         """
-        from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
+        self.client = open_for_writing(self.tracking_uri)
         try:
-            self.client = MlflowClient(tracking_uri=self.tracking_uri)
             run = self.client.get_run(run_id)
             self.client.update_run(run_id, status="RUNNING")
         except MlflowException as exc:

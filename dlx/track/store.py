@@ -6,13 +6,20 @@ database store in `./mlruns` under the *working directory*, so two stores used f
 would share one artifact tree, and a store opened from another folder would not find its
 artifacts. dlx gives every experiment it creates in an SQLite store an explicit artifact
 folder beside the database file instead.
+
+Before anything is trained, `check_store` checks that the store can take a run: an SQLite file
+that is damaged, not MLflow's, or in a folder that cannot be written is reported in one line.
+`open_for_writing` then creates a new SQLite store under a lock, so that several trainings
+started at once in an empty folder do not race through MLflow's schema migrations.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shlex
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +31,22 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 DEFAULT_STORE_FILE = "mlflow.db"
+
+MLFLOW_TABLES = frozenset({"experiments", "runs", "params", "metrics", "latest_metrics", "tags"})
+"""The tables of MLflow's SQL store that dlx reads directly (`dlx.track.read.SqliteStore`)."""
+
+SQLITE_BUSY_SECONDS = 20.0
+"""How long a reader waits for a writer's lock on an SQLite store (MLflow's own sessions wait
+20 s too)."""
+
+_ELSEWHERE = "elsewhere with --tracking-uri, $MLFLOW_TRACKING_URI or tracking.uri in the spec"
+_SQL_DATABASES = ("postgresql", "mysql", "mssql")
+
+
+class StoreError(DlxError):
+    """A tracking store that cannot be used: damaged, not MLflow's, not writable, or without
+    the database driver it needs (exit status 1)."""
+
 
 _SQLITE_PREFIX = "sqlite:///"
 _MAX_FOLDER_NAME_LENGTH = 100
@@ -141,6 +164,176 @@ def sqlite_file(tracking_uri: str) -> Path | None:
     if path in ("", ":memory:"):
         return None
     return Path(path).resolve()
+
+
+def check_sqlite_store(path: Path, tracking_uri: str) -> bool:
+    """Check that an existing SQLite file reads as an MLflow store, without changing it.
+
+    An empty file (0 bytes, or a database without tables) is an empty store: SQLite and MLflow
+    take it for a new database, and MLflow creates its tables in it when a run is recorded.
+
+    Args:
+        path: the database file.
+        tracking_uri: the store's URI, for messages.
+
+    Returns:
+        Whether the store has MLflow's tables (`False`: it is empty).
+
+    Raises:
+        StoreError: the file cannot be read, is not an SQLite database, or is a database
+            without MLflow's tables.
+    """
+    try:
+        connection = sqlite3.connect(
+            f"{path.as_uri()}?mode=ro", uri=True, timeout=SQLITE_BUSY_SECONDS
+        )
+        try:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            tables = {name for (name,) in rows.fetchall()}
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        raise sqlite_error(tracking_uri, exc) from None
+    if tables and not MLFLOW_TABLES.issubset(tables):
+        missing = ", ".join(sorted(MLFLOW_TABLES - tables))
+        raise StoreError(
+            f"the store {tracking_uri} is not an MLflow store: its database has no tables "
+            f"{missing}. Record {_ELSEWHERE}"
+        )
+    return bool(tables)
+
+
+def sqlite_error(tracking_uri: str, exc: sqlite3.Error) -> StoreError:
+    """The error to report when SQLite fails on a store: busy, unreadable, or damaged."""
+    message = str(exc)
+    if "locked" in message or "busy" in message:
+        return StoreError(
+            f"the MLflow store {tracking_uri} stayed locked by another process for "
+            f"{SQLITE_BUSY_SECONDS:.0f} s ({message}). Try again when it is done"
+        )
+    if "unable to open" in message:
+        return StoreError(
+            f"the MLflow store {tracking_uri} cannot be opened ({message}). "
+            "Check that the file and its folder can be read"
+        )
+    return StoreError(
+        f"the MLflow store {tracking_uri} is damaged or is not an MLflow store: {message}. "
+        f"Restore it from a backup, or record {_ELSEWHERE}"
+    )
+
+
+def check_store(tracking_uri: str) -> None:
+    """Check, without writing anything, that runs can be recorded at `tracking_uri`.
+
+    An SQLite store must be in a folder that can be written (SQLite writes its journal beside
+    the database, dlx the artifacts; a folder still to be created, in one that can) and, when
+    the file exists, be MLflow's (`check_sqlite_store`) and writable. A PostgreSQL store needs
+    a driver (`mlflow_uri`). Tracking servers and other databases are not asked anything.
+
+    Raises:
+        StoreError: runs cannot be recorded there, with what to do about it.
+    """
+    database = sqlite_file(tracking_uri)
+    if database is None:
+        mlflow_uri(tracking_uri)
+        return
+    folder = next(f for f in (database.parent, *database.parent.parents) if f.exists())
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"the MLflow store {tracking_uri} cannot be created or written: {folder} is not "
+            f"writable. Record {_ELSEWHERE}"
+        )
+    if database.exists():
+        if not os.access(database, os.R_OK | os.W_OK):
+            raise StoreError(
+                f"the MLflow store {tracking_uri} cannot be written: {database} is read-only. "
+                f"Make it writable, or record {_ELSEWHERE}"
+            )
+        check_sqlite_store(database, tracking_uri)
+
+
+def open_for_writing(tracking_uri: str) -> MlflowClient:
+    """An `MlflowClient` for a store that runs can be recorded in, checked first.
+
+    After `check_store`, a missing or empty SQLite store is created, with MLflow's tables,
+    while holding an exclusive lock on the file `<database>.lock` beside it, so that processes
+    starting at once create it one at a time. A damaged store is never written to. Other SQL
+    databases are opened too, so that a refused login shows now; tracking servers are not
+    asked anything yet.
+
+    Args:
+        tracking_uri: the store's URI.
+
+    Returns:
+        A client for the store.
+
+    Raises:
+        StoreError: the store cannot be used, with what to do about it.
+    """
+    check_store(tracking_uri)
+    database = sqlite_file(tracking_uri)
+    if database is None:
+        database_server = tracking_uri.partition(":")[0].partition("+")[0] in _SQL_DATABASES
+        return _client(tracking_uri, probe=database_server)
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(database.with_name(database.name + ".lock"), "a+b")  # noqa: SIM115
+    except OSError as exc:
+        raise StoreError(
+            f"the MLflow store {tracking_uri} cannot be created or written: "
+            f"{exc.strerror}: {exc.filename}. Record {_ELSEWHERE}"
+        ) from None
+    with lock:
+        import fcntl
+
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _client(tracking_uri, probe=True)
+
+
+def mlflow_uri(tracking_uri: str) -> str:
+    """The URI to give MLflow for a store: `tracking_uri`, with a PostgreSQL driver named.
+
+    SQLAlchemy reads `postgresql://` as `postgresql+psycopg2://`. When psycopg2 is missing and
+    psycopg (3, `pip install 'dlx[postgres]'`) is installed, the URI names psycopg instead.
+
+    Raises:
+        StoreError: a PostgreSQL store and neither driver installed.
+    """
+    scheme, separator, rest = tracking_uri.partition("://")
+    if not separator or scheme != "postgresql":
+        return tracking_uri
+    if importlib.util.find_spec("psycopg2") is not None:
+        return tracking_uri
+    if importlib.util.find_spec("psycopg") is not None:
+        return f"postgresql+psycopg://{rest}"
+    raise StoreError(
+        f"the MLflow store {tracking_uri} needs a PostgreSQL driver, and none is installed. "
+        "Install one with `pip install 'dlx[postgres]'`"
+    )
+
+
+def _client(tracking_uri: str, *, probe: bool) -> MlflowClient:
+    """A client for the store; with `probe`, MLflow opens it (creating an empty database's
+    tables) and reads from it now."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        client = MlflowClient(mlflow_uri(tracking_uri))
+        if probe:
+            client.search_experiments(max_results=1)
+    except ImportError as exc:
+        raise StoreError(
+            f"the MLflow store {tracking_uri} needs a database driver that is not installed "
+            f"({exc}). For PostgreSQL: `pip install 'dlx[postgres]'`"
+        ) from None
+    except (MlflowException, SQLAlchemyError) as exc:
+        message = exc.message if isinstance(exc, MlflowException) else str(exc)
+        raise StoreError(
+            f"could not open the MLflow store {tracking_uri}: {message.splitlines()[0]}"
+        ) from None
+    return client
 
 
 def _folder_name(experiment_name: str) -> str:

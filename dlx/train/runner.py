@@ -2,6 +2,8 @@
 
 Order matters and is the point of this module:
 
+0. the chief checks that the store can take the run (`check_store`, which writes nothing),
+   before TensorFlow is even imported;
 1. devices and determinism are set, and the strategy made, before TensorFlow starts its
    runtime (a multi-worker strategy configures it); then seeds and precision;
 2. the data is read (errors name the spec's lines, before training);
@@ -98,10 +100,15 @@ def train(
             the message says how to continue it. A `KeyboardInterrupt`.
     """
     from dlx.tensorflow_import import import_tensorflow_quietly
+    from dlx.track.store import check_store, resolve_tracking_uri
+    from dlx.train.multi_worker import Cluster
 
     spec = loaded.spec
     if spec.data is None:
         raise loaded.error((), "a spec needs a data: section to train")
+    if Cluster.from_environment().is_chief:
+        store = resolve_tracking_uri(spec.tracking.uri or tracking_uri)
+        check_store(resume.tracking_uri if resume else store)
     import_tensorflow_quietly()
     import keras
     import tensorflow as tf

@@ -1,3 +1,14 @@
+import glob
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -5,7 +16,32 @@ from mlflow import MlflowClient
 
 from dlx.errors import DlxError
 from dlx.track import TrackedRun, ensure_experiment, resolve_tracking_uri, ui_hint
-from dlx.track.store import artifact_location
+from dlx.track.store import StoreError, artifact_location, mlflow_uri, open_for_writing
+
+# A spec that trains in a second, for tests about the store rather than the training.
+TINY_SPEC = """\
+version: 1
+name: iris-tiny
+seed: 42
+data:
+  source: {sklearn: iris}
+  validation_split: 0.2
+model:
+  layers:
+    - input: {shape: [4]}
+    - dense: {units: 3, activation: softmax}
+train:
+  epochs: 1
+  batch_size: 32
+  optimizer: adam
+  loss: sparse_categorical_crossentropy
+  metrics: [accuracy]
+tracking:
+  experiment: tiny
+  log_model: false
+"""
+
+DAMAGED = "is damaged or is not an MLflow store"
 
 
 def test_the_spec_wins_then_the_environment_then_mlflow_db_in_the_working_directory(
@@ -77,3 +113,216 @@ def test_ui_hint_links_to_a_server_and_says_how_to_open_a_local_store():
     assert ui_hint("sqlite:////my runs/mlflow.db") == (
         "mlflow ui --backend-store-uri 'sqlite:////my runs/mlflow.db'"
     )
+
+
+def dlx(*arguments: str, cwd: Path, timeout: float = 60, prefix: tuple[str, ...] = ()):
+    """Run `dlx` in a process; within `timeout` seconds (MLflow alone retries a store that
+    fails to open for minutes)."""
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "dlx", *arguments],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def one_error_line(done: subprocess.CompletedProcess, expected: str) -> None:
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert expected in lines[0]
+
+
+def test_processes_opening_a_new_store_at_once_create_it_one_at_a_time(tmp_path):
+    # MLflow alone races here: each process runs the schema migrations, and most fail.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = f"from dlx.track.store import open_for_writing; open_for_writing({uri!r})"
+    started = [
+        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [process.communicate(timeout=120)[1] for process in started]
+    assert [process.returncode for process in started] == [0] * 4, "\n".join(errors)
+    assert [e.name for e in MlflowClient(uri).search_experiments()] == ["Default"]
+
+
+@pytest.mark.timeout(300)
+def test_trainings_started_at_once_on_a_new_store_all_finish(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dlx", "train", "tiny.yaml"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    try:
+        # Seconds each on an idle machine; minutes when its cores are shared.
+        errors = [process.communicate(timeout=280)[1] for process in started]
+    finally:
+        for process in started:
+            process.kill()
+    assert [process.returncode for process in started] == [0] * 4, "\n".join(errors)
+    runs = MlflowClient(resolve_tracking_uri(None)).search_runs(
+        [ensure_experiment(MlflowClient(resolve_tracking_uri(None)), "tiny")]
+    )
+    assert [run.info.status for run in runs] == ["FINISHED"] * 4
+
+
+def _store_with_a_run(folder: Path, migrated_store: Path) -> Path:
+    path = folder / "mlflow.db"
+    shutil.copy(migrated_store, path)
+    with TrackedRun("tiny", tracking_uri=f"sqlite:///{path}", params={"seed": "1"}) as run:
+        run.log_metrics({"loss": 0.5}, step=0)
+    return path
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(os.urandom(4096))
+
+
+def _truncated(path: Path) -> None:
+    with path.open("r+b") as file:
+        file.truncate(path.stat().st_size // 2)
+
+
+def _not_mlflow(path: Path) -> None:
+    path.unlink()
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE notes (text TEXT)")
+    connection.close()
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (_garbage, f"{DAMAGED}: file is not a database"),
+        (_truncated, f"{DAMAGED}: database disk image is malformed"),
+        (_not_mlflow, "is not an MLflow store: its database has no tables experiments"),
+    ],
+)
+def test_a_damaged_store_is_one_line_for_every_command_and_is_left_as_it_was(
+    tmp_path, migrated_store, damage, expected
+):
+    path = _store_with_a_run(tmp_path, migrated_store)
+    damage(path)
+    before = path.read_bytes()
+    (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
+    for command in (["runs"], ["compare"], ["compare", "--filter", "params.seed = '1'"]):
+        one_error_line(dlx(*command, cwd=tmp_path), expected)
+    one_error_line(dlx("train", "tiny.yaml", cwd=tmp_path), expected)
+    assert path.read_bytes() == before
+
+
+def test_an_empty_file_is_an_empty_store_that_a_run_initialises(tmp_path):
+    path = tmp_path / "mlflow.db"
+    path.touch()
+    one_error_line(dlx("runs", cwd=tmp_path), "no runs in sqlite:///")
+    with TrackedRun("tiny", tracking_uri=f"sqlite:///{path}") as run:
+        run.log_metrics({"loss": 0.5}, step=0)
+    assert MlflowClient(f"sqlite:///{path}").get_run(run.run_id).info.status == "FINISHED"
+
+
+def _without_write_permission() -> tuple[str, ...]:
+    """A command prefix under which permissions bind this process: root ignores them unless
+    it drops the capabilities that let it."""
+    if os.geteuid() != 0:
+        return ()
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root, and setpriv (util-linux) is not installed to drop root's")
+    return ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+
+
+def test_a_store_in_a_folder_that_cannot_be_written_is_one_line_before_training(tmp_path):
+    prefix = _without_write_permission()
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    (folder / "tiny.yaml").write_text(TINY_SPEC)
+    folder.chmod(0o555)
+    try:
+        done = dlx("train", "tiny.yaml", cwd=folder, prefix=prefix)
+    finally:
+        folder.chmod(0o755)
+    one_error_line(done, f"cannot be created or written: {folder} is not writable")
+    assert "--tracking-uri" in done.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["tiny.yaml"]
+
+
+def test_a_postgresql_uri_names_the_driver_that_is_installed():
+    uri = "postgresql://me@127.0.0.1:5432/mlflow"
+    assert mlflow_uri("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+    if importlib.util.find_spec("psycopg2") is not None:
+        assert mlflow_uri(uri) == uri
+    elif importlib.util.find_spec("psycopg") is not None:
+        assert mlflow_uri(uri) == "postgresql+psycopg://me@127.0.0.1:5432/mlflow"
+    else:
+        with pytest.raises(StoreError, match=r"pip install 'dlx\[postgres\]'"):
+            mlflow_uri(uri)
+
+
+def test_a_missing_database_driver_is_one_line_that_says_what_to_install():
+    if importlib.util.find_spec("psycopg2") is not None:
+        pytest.skip("psycopg2 is installed")
+    with pytest.raises(StoreError, match=r"not installed.*pip install 'dlx\[postgres\]'"):
+        open_for_writing("postgresql+psycopg2://me@127.0.0.1:1/mlflow")
+
+
+@pytest.fixture
+def postgres_uri() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1, in a temporary folder, stopped afterwards."""
+    found = shutil.which("initdb") or next(
+        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))), None
+    )
+    if found is None:
+        pytest.skip("PostgreSQL's initdb is not installed (apt-get install postgresql)")
+    if not any(importlib.util.find_spec(d) for d in ("psycopg", "psycopg2")):
+        pytest.skip("no PostgreSQL driver: pip install 'dlx[postgres]'")
+    as_user: tuple[str, ...] = ()
+    folder = Path(tempfile.mkdtemp(prefix="dlx-postgres-"))
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        import pwd
+
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root, and runuser is not installed to run PostgreSQL")
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root, and there is no postgres user to run PostgreSQL")
+        os.chown(folder, account.pw_uid, account.pw_gid)
+        as_user = ("runuser", "-u", "postgres", "--")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bin_dir, data = Path(found).resolve().parent, folder / "data"
+
+    def postgres(*arguments: str) -> None:
+        subprocess.run([*as_user, *arguments], check=True, capture_output=True, timeout=90)
+
+    try:
+        postgres(f"{bin_dir}/initdb", "-D", str(data), "-U", "postgres", "--auth=trust")
+        options = f"-p {port} -h 127.0.0.1 -k {folder}"
+        log = f"{folder}/log"
+        postgres(f"{bin_dir}/pg_ctl", "-D", str(data), "-o", options, "-l", log, "-w", "start")
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_user, f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.timeout(240)
+def test_runs_are_recorded_in_and_read_from_a_postgresql_store(postgres_uri, tmp_path):
+    with TrackedRun("pg", tracking_uri=postgres_uri, params={"seed": "1"}) as run:
+        run.log_metrics({"loss": 0.5}, step=0)
+    done = dlx("runs", "--format", "json", "--tracking-uri", postgres_uri, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [listed] = json.loads(done.stdout)
+    assert (listed["run_id"], listed["status"]) == (run.run_id, "FINISHED")
