@@ -542,12 +542,16 @@ def _check_npz(
     """
     file = _resolve(context, path, "path")
     try:
-        with np.load(file, allow_pickle=False) as arrays:
-            names = list(arrays.files)
-    except (OSError, ValueError, AttributeError) as error:
-        # A `.npy` file loads as one array, which has no `files` and is no context manager.
-        reason = "a single array, not an archive" if isinstance(error, AttributeError) else error
-        raise SourceError(f"could not read {path} as .npz: {reason}", "path") from None
+        archive = np.load(file, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise SourceError(f"could not read {path} as .npz: {error}", "path") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # a `.npy` file: one array
+        raise SourceError(
+            f"could not read {path} as .npz: it holds one array, not arrays saved with numpy.savez",
+            "path",
+        )
+    with archive:
+        names = list(archive.files)
     for key, argument in _npz_arrays(x, y):
         if key not in names:
             raise SourceError(
@@ -718,7 +722,8 @@ def from_csv(
     for index in feature_indices:
         values = table[:, index]
         try:
-            columns.append(values.astype(np.float32))
+            with np.errstate(over="ignore"):  # too large for float32: reported as not finite
+                columns.append(values.astype(np.float32))
         except ValueError:
             line, value = next(
                 (line, value)
