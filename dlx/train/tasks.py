@@ -18,7 +18,7 @@ from dlx.build.compile import CompileArgs, build_compile_args
 from dlx.build.model import BuiltModel, build_model
 from dlx.data import Splits
 from dlx.errors import SpecError
-from dlx.spec import LoadedSpec, normalize_name, split_component
+from dlx.spec import LoadedSpec, split_component
 
 
 @dataclass
@@ -183,9 +183,11 @@ class SupervisedTask(Task):
         if not targets or len(model.outputs) != 1:
             return
         y = np.concatenate([t.reshape(len(t), -1) for t in targets])
-        problem = _target_problem(y, _loss_name(self._compile["loss"]), model.outputs[0].shape[-1])
+        units = model.outputs[0].shape[-1]
+        loss = _loss_name(self._compile["loss"])
+        problem = _target_problem(y, loss, units, _output(self.loaded))
         if problem:
-            raise self.loaded.error(("data", "source"), problem.format(output=_output(self.loaded)))
+            raise self.loaded.error(("data", "source"), problem)
 
     def fit_arguments(self, splits: Splits) -> dict[str, Any]:
         weight = self.loaded.spec.train.class_weight
@@ -220,20 +222,20 @@ class SupervisedTask(Task):
         run.log_figure(figure, "confusion_matrix.png")
 
 
-_SPARSE_LOSSES = {"sparsecategoricalcrossentropy"}
-_ONE_HOT_LOSSES = {"categoricalcrossentropy", "categoricalfocalcrossentropy"}
-_BINARY_LOSSES = {"binarycrossentropy", "binaryfocalcrossentropy"}
+_SPARSE_LOSSES = {"sparse_categorical_crossentropy"}
+_ONE_HOT_LOSSES = {"categorical_crossentropy", "categorical_focal_crossentropy"}
+_BINARY_LOSSES = {"binary_crossentropy", "binary_focal_crossentropy"}
 
 
 def _loss_name(loss: Any) -> str:
-    """A loss's name, normalized (`sparsecategoricalcrossentropy`); empty for a mapping."""
+    """A loss's Keras name (`sparse_categorical_crossentropy`); empty for a mapping or list."""
     name = getattr(loss, "name", None) or getattr(loss, "__name__", None)
-    return normalize_name(name) if isinstance(name, str) else ""
+    return name if isinstance(name, str) else ""
 
 
-def _target_problem(y: np.ndarray, loss: str, units: int | None) -> str | None:
+def _target_problem(y: np.ndarray, loss: str, units: int | None, output: str) -> str | None:
     """What is wrong with targets `y` (one row per example) for a loss and an output of
-    `units`; `None` when nothing is. `{output}` in the message stands for the output's place."""
+    `units`, which the spec writes at `output`; `None` when nothing is."""
     if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
         return f"the targets are {y.dtype} values (e.g. {y.flat[0]!r}); expected numbers"
     bad = np.flatnonzero(~np.isfinite(y).all(axis=1))
@@ -241,30 +243,27 @@ def _target_problem(y: np.ndarray, loss: str, units: int | None) -> str | None:
         return f"the targets hold {y[bad[0]].tolist()}: expected finite numbers (no NaN or inf)"
     if units is None:
         return None
-    have = f"the model's output has {units} unit{'s' if units != 1 else ''} ({{output}})"
+    have = f"the model's output has {units} unit{'s' if units != 1 else ''} ({output})"
     if loss in _SPARSE_LOSSES:
         if y.shape[1] != 1 or (np.issubdtype(y.dtype, np.floating) and np.any(y != np.round(y))):
             return (
-                f"sparse_categorical_crossentropy needs one class id per example (0..{units - 1}); "
-                f"the targets are shaped {[None, *y.shape[1:]]} with values like {y[0].tolist()}"
+                f"{loss} needs one class id per example (0..{units - 1}); the targets are "
+                f"shaped {[None, *y.shape[1:]]} with values like {y[0].tolist()}"
             )
         low, high = int(y.min()), int(y.max())
         if low < 0 or high >= units:
             return (
                 f"labels go {'down to ' + str(low) if low < 0 else 'up to ' + str(high)} but "
-                f"{have}; sparse_categorical_crossentropy needs labels 0..{units - 1}"
+                f"{have}; {loss} needs labels 0..{units - 1}"
             )
     elif loss in _ONE_HOT_LOSSES and y.shape[1] != units:
         return (
             f"the targets have {y.shape[1]} column{'s' if y.shape[1] != 1 else ''} but {have}; "
-            f"{loss.replace('crossentropy', '_crossentropy')} needs one-hot targets of {units} "
-            "columns (for class ids, use sparse_categorical_crossentropy)"
+            f"{loss} needs one-hot targets of {units} columns (for class ids, use "
+            "sparse_categorical_crossentropy)"
         )
     elif loss in _BINARY_LOSSES and (y.min() < 0 or y.max() > 1):
-        return (
-            f"the targets go from {y.min():g} to {y.max():g}; binary_crossentropy needs "
-            "targets in 0..1"
-        )
+        return f"the targets go from {y.min():g} to {y.max():g}; {loss} needs targets in 0..1"
     return None
 
 
@@ -272,7 +271,8 @@ def _output(loaded: LoadedSpec) -> str:
     """Where the spec writes the model's output: `dense at line 12`."""
     model = loaded.spec.model
     if model.outputs is not None:
-        path, name = ("model", "outputs"), f"the entry '{model.outputs}'"
+        first = model.outputs if isinstance(model.outputs, str) else model.outputs[0]
+        path, name = ("model", "outputs"), f"the entry '{first}'"
     elif model.layers:
         path, name = (
             ("model", "layers", len(model.layers) - 1),
