@@ -21,13 +21,15 @@ class Validated:
 
 
 def validate(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Validated:
-    """Check a spec completely without reading data: schema, names, arguments, and the model.
+    """Check a spec completely without reading data: schema, names, arguments, the model,
+    and the data section's sources (names, files and folders, CSV headers, Python functions).
 
     Raises:
         SpecError: every problem found, each at its file, line and column.
     """
     from dlx.build.compile import build_compile_args
     from dlx.build.model import build_model
+    from dlx.data import SourceContext, check_sources
     from dlx.errors import SpecError
     from dlx.tensorflow_import import import_tensorflow_quietly
 
@@ -49,6 +51,10 @@ def validate(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> V
         build_compile_args(loaded, output_names)
     except SpecError as exc:
         problems.extend(exc.problems)
+    if loaded.spec.data is not None:
+        context = SourceContext(base_dir=loaded.base_dir, seed=loaded.spec.seed)
+        for error in check_sources(loaded.spec.data, context):
+            problems.append(loaded.document.problem(error.path, error.message))
     if problems:
         raise SpecError(problems)
     return Validated(loaded, built)

@@ -251,7 +251,8 @@ def validate(
     specs: Annotated[list[Path], typer.Argument(help="Spec files.", show_default=False)],
     set_: SetOption = None,
 ) -> None:
-    """Check specs completely (schema, names, arguments, the model) without reading data."""
+    """Check specs completely (schema, names, arguments, the model, the data sources) without
+    reading data."""
     from dlx import api
     from dlx.errors import DlxError, ExitStatus, relative_path
 

@@ -1,11 +1,11 @@
 """Data sources -> tf.data pipelines (SPEC.md section 3).
 
 `call_source` reads the data one source component names; `make_splits` reads a spec's whole
-`data` section into batched train, validation and test datasets. Importing this package does
-not import TensorFlow.
+`data` section into batched train, validation and test datasets; `check_sources` checks a
+`data` section without reading its data. Importing this package does not import TensorFlow.
 """
 
-from dlx.data.pipeline import Arrays, Splits, make_splits
+from dlx.data.pipeline import Arrays, Splits, check_sources, make_splits
 from dlx.data.sources import (
     SOURCES,
     Features,
@@ -13,6 +13,7 @@ from dlx.data.sources import (
     SourceData,
     SourceError,
     call_source,
+    check_source,
     register_source,
 )
 
@@ -25,6 +26,8 @@ __all__ = [
     "SourceError",
     "Splits",
     "call_source",
+    "check_source",
+    "check_sources",
     "make_splits",
     "register_source",
 ]

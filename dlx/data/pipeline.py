@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dlx.data.sources import Features, SourceContext, SourceData, SourceError, call_source
+from dlx.data.sources import (
+    Features,
+    SourceContext,
+    SourceData,
+    SourceError,
+    call_source,
+    check_source,
+)
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -115,6 +122,29 @@ class _Part:
     dataset: tf.data.Dataset | None
     arrays: Arrays | None
     count: int
+
+
+def check_sources(data: Data, context: SourceContext) -> list[SourceError]:
+    """What can be found wrong with a data section's sources without reading their data.
+
+    Each source (`data.source`, and `data.validation.source` when given) is checked by
+    `check_source`: its name, its arguments, and its source's own cheap check (files and
+    folders exist, a CSV header names the columns, a dataset name is known).
+
+    Returns:
+        One error for each source at fault, its `path` from the spec's root
+        (`("data", "source", "sklearn")`); none when all are fine.
+    """
+    components = [(data.source, ("data", "source"))]
+    if data.validation is not None:
+        components.append((data.validation.source, ("data", "validation", "source")))
+    errors = []
+    for component, keys in components:
+        try:
+            check_source(component, context)
+        except SourceError as error:
+            errors.append(error.at(*keys))
+    return errors
 
 
 def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Splits:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import csv
 import importlib
+import importlib.util
 import inspect
+import itertools
 import sys
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dlx.errors import DlxError, ExitStatus, did_you_mean
+from dlx.errors import DlxError, ExitStatus, did_you_mean, relative_path
 from dlx.spec.component import normalize_name, split_component
 from dlx.spec.document import format_path
 
@@ -128,16 +130,32 @@ class SourceData:
 
 
 Source = Callable[..., SourceData]
+Check = Callable[..., Any]
 
 SOURCES: dict[str, Source] = {}
 """Every data source, by the name a spec gives it."""
 
+SOURCE_CHECKS: dict[str, Check] = {}
+"""The cheap check of every source that has one, by the source's name (see `register_source`)."""
 
-def register_source(name: str) -> Callable[[Source], Source]:
-    """Register a function as the data source called `name` in specs."""
+
+def register_source(name: str, check: Check | None = None) -> Callable[[Source], Source]:
+    """Register a function as the data source called `name` in specs.
+
+    Args:
+        name: the source's name in specs: `{name: arguments}`.
+        check: what can be found wrong without reading the data, for `dlx validate`: a
+            function called like the source (a `SourceContext`, then the source's arguments)
+            that raises `SourceError` for an unknown dataset name, a missing file, a CSV
+            column the header lacks... It must stay cheap: it may list a folder or read a
+            header, never the data. It may return what it resolved (a file, a loader), for
+            the source to reuse; `check_source` ignores that.
+    """
 
     def register(function: Source) -> Source:
         SOURCES[name] = function
+        if check is not None:
+            SOURCE_CHECKS[name] = check
         return function
 
     return register
@@ -163,21 +181,48 @@ def call_source(component: Any, context: SourceContext) -> SourceData:
     >>> data.x.shape, data.class_names
     ((150, 4), ['setosa', 'versicolor', 'virginica'])
     """
+
+    def read(name: str, args: list[Any], kwargs: dict[str, Any]) -> SourceData:
+        data = SOURCES[name](context, *args, **kwargs)
+        _check_examples(data)
+        return data
+
+    return _with_source(component, read)
+
+
+def check_source(component: Any, context: SourceContext) -> None:
+    """Check a source component without reading its data: its name, its arguments, and what
+    its source's check finds (a missing file, an unknown dataset, a column the header lacks).
+
+    Raises:
+        SourceError: as `call_source` would for the same fault, with the same `path`.
+
+    Example: `check_source({"sklearn": "digts"}, context)` raises "unknown scikit-learn
+    dataset 'digts' (did you mean 'digits'?)..." at `path == ("sklearn",)`.
+    """
+
+    def check(name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+        if name in SOURCE_CHECKS:
+            SOURCE_CHECKS[name](context, *args, **kwargs)
+
+    _with_source(component, check)
+
+
+def _with_source(component: Any, step: Callable[[str, list[Any], dict[str, Any]], Any]) -> Any:
+    """Find a component's source and check its arguments, then `step(name, args, kwargs)`;
+    a `SourceError` gets the component's keys down to the argument at fault."""
     try:
         name, args, kwargs = split_component(component)
     except ValueError as error:
         raise SourceError(str(error)) from None
     known = _find_by_name(name, {known: known for known in SOURCES}, "data source")
-    source = SOURCES[known]
     try:
-        check_arguments(known, source, args, kwargs, skip=1)
-        data = source(context, *args, **kwargs)
-        _check_examples(data)
+        check_arguments(known, SOURCES[known], args, kwargs, skip=1)
+        return step(known, args, kwargs)
     except SourceError as error:
         component_keys = (name,) if isinstance(component, dict) else ()
         argument_keys = (error.argument,) if error.argument in kwargs else ()
         raise error.at(*component_keys, *argument_keys) from None
-    return data
 
 
 def check_arguments(
@@ -311,7 +356,30 @@ def _as_labels(labels: np.ndarray) -> np.ndarray:
     return labels.astype(np.float32)
 
 
-@register_source("sklearn")
+def _check_sklearn(context: SourceContext, name: str, **options: Any) -> Callable[..., Any]:
+    """The `load_*` or `fetch_*` function of `sklearn.datasets` that `name` names, its
+    `options` checked against its signature."""
+    import sklearn.datasets
+
+    loaders = {}
+    for attribute in sorted(dir(sklearn.datasets)):
+        prefix, _, dataset = attribute.partition("_")
+        if prefix not in ("load", "fetch"):
+            continue
+        function = getattr(sklearn.datasets, attribute)
+        parameters = inspect.signature(function).parameters
+        # A loader's own `name` (fetch_openml's) would clash with the source's.
+        if "return_X_y" in parameters and "name" not in parameters:
+            loaders[dataset] = function
+    prefix, _, dataset = name.partition("_") if isinstance(name, str) else ("", "", name)
+    unprefixed = dataset if prefix.lower() in ("load", "fetch") else name
+    loader = _find_by_name(unprefixed, loaders, "scikit-learn dataset", "name")
+    label = f"scikit-learn dataset '{name}'"
+    check_arguments(label, loader, [], options, reserved=("return_X_y", "as_frame"))
+    return loader
+
+
+@register_source("sklearn", check=_check_sklearn)
 def from_sklearn(context: SourceContext, name: str, **options: Any) -> SourceData:
     """A dataset of scikit-learn's: `digits`, `iris`, `wine`, `breast_cancer`, `diabetes`...
 
@@ -330,21 +398,8 @@ def from_sklearn(context: SourceContext, name: str, **options: Any) -> SourceDat
     """
     import sklearn.datasets
 
-    loaders = {}
-    for attribute in sorted(dir(sklearn.datasets)):
-        prefix, _, dataset = attribute.partition("_")
-        if prefix not in ("load", "fetch"):
-            continue
-        function = getattr(sklearn.datasets, attribute)
-        parameters = inspect.signature(function).parameters
-        # A loader's own `name` (fetch_openml's) would clash with the source's.
-        if "return_X_y" in parameters and "name" not in parameters:
-            loaders[dataset] = function
-    prefix, _, dataset = name.partition("_") if isinstance(name, str) else ("", "", name)
-    unprefixed = dataset if prefix.lower() in ("load", "fetch") else name
-    loader = _find_by_name(unprefixed, loaders, "scikit-learn dataset", "name")
+    loader = _check_sklearn(context, name, **options)
     label = f"scikit-learn dataset '{name}'"
-    check_arguments(label, loader, [], options, reserved=("return_X_y", "as_frame"))
     try:
         bunch = loader(**options)
     except OSError as error:
@@ -372,7 +427,22 @@ def from_sklearn(context: SourceContext, name: str, **options: Any) -> SourceDat
     )
 
 
-@register_source("keras")
+def _check_keras(context: SourceContext, name: str, **options: Any) -> Callable[..., Any]:
+    """The `load_data` function of the `keras.datasets` module that `name` names, its
+    `options` checked against its signature."""
+    import keras
+
+    loaders = {
+        attribute: module.load_data
+        for attribute, module in sorted(vars(keras.datasets).items())
+        if hasattr(module, "load_data")
+    }
+    loader = _find_by_name(name, loaders, "keras dataset", "name")
+    check_arguments(f"keras dataset '{name}'", loader, [], options)
+    return loader
+
+
+@register_source("keras", check=_check_keras)
 def from_keras(context: SourceContext, name: str, **options: Any) -> SourceData:
     """A dataset of `keras.datasets`: `mnist`, `fashion_mnist`, `cifar10`, `imdb`...
 
@@ -390,14 +460,8 @@ def from_keras(context: SourceContext, name: str, **options: Any) -> SourceData:
     """
     import keras
 
-    loaders = {
-        attribute: module.load_data
-        for attribute, module in sorted(vars(keras.datasets).items())
-        if hasattr(module, "load_data")
-    }
-    loader = _find_by_name(name, loaders, "keras dataset", "name")
+    loader = _check_keras(context, name, **options)
     label = f"keras dataset '{name}'"
-    check_arguments(label, loader, [], options)
     try:
         (x_train, y_train), (x_test, y_test) = loader(**options)
     except Exception as error:
@@ -421,7 +485,18 @@ def from_keras(context: SourceContext, name: str, **options: Any) -> SourceData:
     return SourceData(x=x, y=_as_labels(y), description=f"keras.datasets.{name}: {len(y)} examples")
 
 
-@register_source("tfds")
+def _check_tfds(
+    context: SourceContext, name: str, split: str = "train", data_dir: str | None = None
+) -> Path | None:
+    """Check that TensorFlow Datasets is installed; the `data_dir` resolved, when given."""
+    if importlib.util.find_spec("tensorflow_datasets") is None:
+        raise SourceError(
+            "the tfds source needs tensorflow-datasets: install dlx[tfds] (pip install 'dlx[tfds]')"
+        )
+    return None if data_dir is None else _resolve(context, data_dir, "data_dir", directory=True)
+
+
+@register_source("tfds", check=_check_tfds)
 def from_tfds(
     context: SourceContext, name: str, split: str = "train", data_dir: str | None = None
 ) -> SourceData:
@@ -438,15 +513,9 @@ def from_tfds(
 
     Example: `{tfds: {name: mnist, split: train}}`.
     """
-    try:
-        import tensorflow_datasets
-    except ImportError:
-        raise SourceError(
-            "the tfds source needs tensorflow-datasets: install dlx[tfds] (pip install 'dlx[tfds]')"
-        ) from None
-    directory = (
-        None if data_dir is None else _resolve(context, data_dir, "data_dir", directory=True)
-    )
+    directory = _check_tfds(context, name, split, data_dir)
+    import tensorflow_datasets
+
     try:
         dataset, info = tensorflow_datasets.load(
             name, split=split, data_dir=directory, as_supervised=True, with_info=True
@@ -464,11 +533,49 @@ def from_tfds(
     )
 
 
-@register_source("npz")
+def _check_npz(
+    context: SourceContext, path: str, x: str | list[str] = "x", y: str | None = "y"
+) -> Path:
+    """Check that the file is an `.npz` archive that holds the arrays named; the file.
+
+    Only the archive's directory is read, not its arrays.
+    """
+    file = _resolve(context, path, "path")
+    try:
+        archive = np.load(file, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise SourceError(f"could not read {path} as .npz: {error}", "path") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # a `.npy` file: one array
+        raise SourceError(
+            f"could not read {path} as .npz: it holds one array, not arrays saved with numpy.savez",
+            "path",
+        )
+    with archive:
+        names = list(archive.files)
+    for key, argument in _npz_arrays(x, y):
+        if key not in names:
+            raise SourceError(
+                f"array '{key}' not in {path}{did_you_mean(str(key), names)}. "
+                f"Arrays: {', '.join(names)}",
+                argument,
+            )
+    return file
+
+
+def _npz_arrays(x: str | list[str], y: str | None) -> list[tuple[Any, str]]:
+    """The arrays an `npz` source names, each with the argument that names it."""
+    inputs = [(key, "x") for key in (x if isinstance(x, list) else [x])]
+    return inputs + ([] if y is None else [(y, "y")])
+
+
+@register_source("npz", check=_check_npz)
 def from_npz(
     context: SourceContext, path: str, x: str | list[str] = "x", y: str | None = "y"
 ) -> SourceData:
     """Arrays saved with `numpy.savez`.
+
+    Arrays of numbers must hold finite numbers: a NaN or an infinity is an error that names
+    the array and the index of the first one.
 
     Args:
         context: the spec's directory, for a relative `path`.
@@ -479,62 +586,61 @@ def from_npz(
 
     Example: `{npz: {path: data/train.npz, x: images, y: labels}}`.
     """
-    file = _resolve(context, path, "path")
+    file = _check_npz(context, path, x, y)
     try:
         with np.load(file, allow_pickle=False) as arrays:
             stored = dict(arrays)
     except (OSError, ValueError) as error:
         raise SourceError(f"could not read {path} as .npz: {error}", "path") from None
-
-    def array(key: Any, argument: str) -> np.ndarray:
-        if key not in stored:
-            raise SourceError(
-                f"array '{key}' not in {path}{did_you_mean(str(key), stored)}. "
-                f"Arrays: {', '.join(stored)}",
-                argument,
-            )
-        return stored[key]
-
-    inputs = {key: array(key, "x") for key in x} if isinstance(x, list) else array(x, "x")
-    data = SourceData(x=inputs, y=None if y is None else array(y, "y"))
+    inputs = {key: stored[key] for key in x} if isinstance(x, list) else stored[x]
+    data = SourceData(x=inputs, y=None if y is None else stored[y])
+    for key, argument in _npz_arrays(x, y):
+        _check_finite(stored[key], f"array '{key}' of {path}", argument)
     _, first = data.named_arrays()[0]
     data.description = f"{path}: {len(first)} examples"
     return data
 
 
-@register_source("csv")
-def from_csv(
+def _check_finite(array: np.ndarray, what: str, argument: str) -> None:
+    """Raise `SourceError` at the first NaN or infinity of an array of numbers."""
+    if not np.issubdtype(array.dtype, np.inexact) or np.isfinite(array).all():
+        return
+    index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+    raise SourceError(
+        f"{what} holds {array[index]} at index {list(index)}: expected finite numbers "
+        "(no NaN or infinity)",
+        argument,
+    )
+
+
+def _check_csv(
     context: SourceContext, path: str, label: str, features: list[str] | None = None
-) -> SourceData:
-    """A table in a CSV file with a header row: numeric features and one label column.
-
-    Features become float32 rows, in the order `features` gives. Labels made of integers stay
-    integers (class ids, or integer targets); other numbers become float32 targets; text labels
-    become int32 class ids in the sorted order of their names, recorded as `class_names`.
-
-    Args:
-        context: the spec's directory, for a relative `path`.
-        path: the CSV file (UTF-8, comma-separated, the first row naming the columns).
-        label: the column that holds the targets.
-        features: the columns that hold the inputs; default: every other column.
-
-    Example: `{csv: {path: data/iris.csv, label: species}}`.
-    """
+) -> Path:
+    """Check that the file's header row names the label and feature columns; the file."""
     file = _resolve(context, path, "path")
-    with file.open(newline="", encoding="utf-8-sig") as handle:
-        rows = [(number, row) for number, row in enumerate(csv.reader(handle), start=1) if row]
-    if not rows:
+    ((_, header),) = _csv_rows(file, path, header_only=True)
+    _csv_columns(path, header, label, features)
+    return file
+
+
+def _csv_rows(file: Path, path: str, *, header_only: bool = False) -> list[tuple[int, list[str]]]:
+    """The rows of a CSV file that are not blank, each with its number (the header's is 1);
+    only the header row with `header_only`."""
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as handle:
+            rows = ((n, row) for n, row in enumerate(csv.reader(handle), start=1) if row)
+            found = list(itertools.islice(rows, 1) if header_only else rows)
+    except UnicodeDecodeError as error:
+        raise SourceError(f"{path} is not UTF-8 text: {error}", "path") from None
+    if not found:
         raise SourceError(f"{path} is empty: expected a header row naming the columns", "path")
-    (_, header), body = rows[0], rows[1:]
-    if not body:
-        raise SourceError(f"{path} has a header row but no data rows", "path")
-    for number, row in body:
-        if len(row) != len(header):
-            raise SourceError(
-                f"line {number} of {path} has {len(row)} values; "
-                f"the header names {len(header)} columns",
-                "path",
-            )
+    return found
+
+
+def _csv_columns(
+    path: str, header: list[str], label: Any, features: Any
+) -> tuple[int, list[str], list[int]]:
+    """The label's column index, and the feature columns' names and indices."""
 
     def column_index(name: Any, argument: str) -> int:
         if name not in header:
@@ -556,7 +662,41 @@ def from_csv(
         )
     if not features:
         raise SourceError(f"{path} has no column besides the label '{label}'", "features")
-    feature_indices = [column_index(name, "features") for name in features]
+    return label_index, features, [column_index(name, "features") for name in features]
+
+
+@register_source("csv", check=_check_csv)
+def from_csv(
+    context: SourceContext, path: str, label: str, features: list[str] | None = None
+) -> SourceData:
+    """A table in a CSV file with a header row: numeric features and one label column.
+
+    Features become float32 rows, in the order `features` gives. Labels made of integers stay
+    integers (class ids, or integer targets); other numbers become float32 targets; text labels
+    become int32 class ids in the sorted order of their names, recorded as `class_names`.
+    Numbers must be finite: a `nan` or `inf` cell is an error naming its line and column.
+
+    Args:
+        context: the spec's directory, for a relative `path`.
+        path: the CSV file (UTF-8, comma-separated, the first row naming the columns).
+        label: the column that holds the targets.
+        features: the columns that hold the inputs; default: every other column.
+
+    Example: `{csv: {path: data/iris.csv, label: species}}`.
+    """
+    file = _resolve(context, path, "path")
+    rows = _csv_rows(file, path)
+    (_, header), body = rows[0], rows[1:]
+    if not body:
+        raise SourceError(f"{path} has a header row but no data rows", "path")
+    for number, row in body:
+        if len(row) != len(header):
+            raise SourceError(
+                f"line {number} of {path} has {len(row)} values; "
+                f"the header names {len(header)} columns",
+                "path",
+            )
+    label_index, features, feature_indices = _csv_columns(path, header, label, features)
     table = np.array([row for _, row in body], dtype=str)
     line_numbers = [number for number, _ in body]
 
@@ -568,11 +708,22 @@ def from_csv(
                 f"line {line_numbers[empty[0]]}",
                 argument,
             )
+
+    def check_finite(index: int, numbers: np.ndarray, argument: str) -> None:
+        bad = np.flatnonzero(~np.isfinite(numbers))
+        if bad.size:
+            raise SourceError(
+                f"column '{header[index]}' of {path} holds {str(table[bad[0], index])!r} on line "
+                f"{line_numbers[bad[0]]}: expected finite numbers (no NaN or infinity)",
+                argument,
+            )
+
     columns = []
     for index in feature_indices:
         values = table[:, index]
         try:
-            columns.append(values.astype(np.float32))
+            with np.errstate(over="ignore"):  # too large for float32: reported as not finite
+                columns.append(values.astype(np.float32))
         except ValueError:
             line, value = next(
                 (line, value)
@@ -584,8 +735,11 @@ def from_csv(
                 f"Received: {str(value)!r} on line {line}",
                 "features",
             ) from None
+        check_finite(index, columns[-1], "features")
     x = np.stack(columns, axis=1)
     y, class_names = _csv_labels(table[:, label_index])
+    if class_names is None:
+        check_finite(label_index, y, "label")
     return SourceData(
         x=x,
         y=y,
@@ -647,7 +801,31 @@ def _class_folders(
     return class_names, files, np.array(labels, dtype=np.int32)
 
 
-@register_source("images")
+def _check_images(
+    context: SourceContext,
+    directory: str,
+    image_size: list[int] | tuple[int, int] = (256, 256),
+    color_mode: str = "rgb",
+) -> tuple[tuple[int, ...], list[str], list[Path], np.ndarray]:
+    """Check the arguments, and that the folder has class sub-folders of image files; the
+    image size, and the class names, files and class ids (`_class_folders`)."""
+    color_modes = ("rgb", "grayscale", "rgba")
+    if color_mode not in color_modes:
+        raise SourceError(
+            f"expected color_mode to be one of {', '.join(color_modes)}. "
+            f"Received: color_mode={color_mode!r}",
+            "color_mode",
+        )
+    size = _shape(image_size, "image_size")
+    if len(size) != 2:
+        raise SourceError(
+            f"expected image_size to be [height, width]. Received: image_size={image_size!r}",
+            "image_size",
+        )
+    return (size, *_class_folders(context, directory, IMAGE_EXTENSIONS, "image"))
+
+
+@register_source("images", check=_check_images)
 def from_images(
     context: SourceContext,
     directory: str,
@@ -668,32 +846,23 @@ def from_images(
 
     Example: `{images: {directory: data/flowers, image_size: [96, 96]}}`.
     """
-    color_modes = ("rgb", "grayscale", "rgba")
-    if color_mode not in color_modes:
-        raise SourceError(
-            f"expected color_mode to be one of {', '.join(color_modes)}. "
-            f"Received: color_mode={color_mode!r}",
-            "color_mode",
-        )
-    size = _shape(image_size, "image_size")
-    if len(size) != 2:
-        raise SourceError(
-            f"expected image_size to be [height, width]. Received: image_size={image_size!r}",
-            "image_size",
-        )
-    class_names, files, labels = _class_folders(context, directory, IMAGE_EXTENSIONS, "image")
+    size, class_names, files, labels = _check_images(context, directory, image_size, color_mode)
 
     import keras
 
     images = []
     for file in files:
+        # Pillow reads pixels lazily: a truncated file fails in `img_to_array`, not `load_img`.
+        # A broken file is an OSError, or for some formats a SyntaxError or ValueError.
         try:
             image = keras.utils.load_img(
                 file, color_mode=color_mode, target_size=size, interpolation="bilinear"
             )
-        except OSError as error:
-            raise SourceError(f"could not read image {file}: {error}", "directory") from None
-        images.append(keras.utils.img_to_array(image, dtype="float32"))
+            images.append(keras.utils.img_to_array(image, dtype="float32"))
+        except (OSError, ValueError, SyntaxError) as error:
+            raise SourceError(
+                f"could not read image {relative_path(file)}: {error}", "directory"
+            ) from None
     return SourceData(
         x=np.stack(images),
         y=labels,
@@ -702,7 +871,12 @@ def from_images(
     )
 
 
-@register_source("text")
+def _check_text(context: SourceContext, directory: str) -> tuple[list[str], list[Path], np.ndarray]:
+    """Check that the folder has class sub-folders of `.txt` files (`_class_folders`)."""
+    return _class_folders(context, directory, (".txt",), "text")
+
+
+@register_source("text", check=_check_text)
 def from_text(context: SourceContext, directory: str) -> SourceData:
     """Text files with one sub-folder per class, one `.txt` file per example.
 
@@ -716,7 +890,7 @@ def from_text(context: SourceContext, directory: str) -> SourceData:
 
     Example: `{text: {directory: data/reviews}}` or `{text: data/reviews}`.
     """
-    class_names, files, labels = _class_folders(context, directory, (".txt",), "text")
+    class_names, files, labels = _check_text(context, directory)
     texts = []
     for file in files:
         try:
@@ -731,7 +905,28 @@ def from_text(context: SourceContext, directory: str) -> SourceData:
     )
 
 
-@register_source("synthetic")
+def _check_synthetic(
+    context: SourceContext,
+    samples: int,
+    x_shape: int | list[int],
+    classes: int | None = None,
+    targets: int | None = None,
+) -> tuple[int, tuple[int, ...], int]:
+    """Check the arguments; the number of samples, the shape of one input, and the number of
+    classes or targets."""
+    count = _positive_int(samples, "samples")
+    shape = _shape(x_shape, "x_shape")
+    if (classes is None) == (targets is None):
+        raise SourceError(
+            "expected exactly one of classes (classification) or targets (regression). "
+            f"Received: classes={classes!r}, targets={targets!r}",
+            "classes",
+        )
+    argument = "classes" if targets is None else "targets"
+    return count, shape, _positive_int(classes if targets is None else targets, argument)
+
+
+@register_source("synthetic", check=_check_synthetic)
 def synthetic(
     context: SourceContext,
     samples: int,
@@ -755,16 +950,7 @@ def synthetic(
 
     Example: `{synthetic: {samples: 512, x_shape: [32], classes: 3}}`.
     """
-    count = _positive_int(samples, "samples")
-    shape = _shape(x_shape, "x_shape")
-    if (classes is None) == (targets is None):
-        raise SourceError(
-            "expected exactly one of classes (classification) or targets (regression). "
-            f"Received: classes={classes!r}, targets={targets!r}",
-            "classes",
-        )
-    argument = "classes" if targets is None else "targets"
-    outputs = _positive_int(classes if targets is None else targets, argument)
+    count, shape, outputs = _check_synthetic(context, samples, x_shape, classes, targets)
     rng = np.random.default_rng(context.seed)
     x = rng.standard_normal((count, *shape), dtype=np.float32)
     flat = x.reshape(count, -1)
@@ -780,22 +966,9 @@ def synthetic(
     )
 
 
-@register_source("python")
-def from_python(context: SourceContext, function: str, **arguments: Any) -> SourceData:
-    """The data a Python function of the user's returns.
-
-    The function's module is imported with the spec's directory first on `sys.path`, as
-    Python does for a script's directory. The function returns arrays `(x, y)` (`x` may be a
-    mapping of input name to array; `y` may be `None`), or a `tf.data.Dataset` of unbatched
-    `(x, y)` examples.
-
-    Args:
-        context: the spec's directory, put on `sys.path`.
-        function: `module:function`, e.g. `my_data:load`.
-        **arguments: keyword arguments for the function.
-
-    Example: `{python: "my_data:load"}`, `{python: {function: "my_data:load", rows: 100}}`.
-    """
+def _check_python(context: SourceContext, function: str, **arguments: Any) -> Callable[..., Any]:
+    """Import the function's module (as training does) and check the function's arguments;
+    the function."""
     module_name, _, attribute = (
         function.partition(":") if isinstance(function, str) else ("", "", "")
     )
@@ -822,13 +995,37 @@ def from_python(context: SourceContext, function: str, **arguments: Any) -> Sour
             "function",
         )
     check_arguments(function, make, [], arguments)
+    return make
+
+
+@register_source("python", check=_check_python)
+def from_python(context: SourceContext, function: str, **arguments: Any) -> SourceData:
+    """The data a Python function of the user's returns.
+
+    The function's module is imported with the spec's directory first on `sys.path`, as
+    Python does for a script's directory. The function returns arrays `(x, y)` (`x` may be a
+    mapping of input name to array; `y` may be `None`), or a `tf.data.Dataset` of unbatched
+    `(x, y)` examples. Returned arrays of numbers must be finite (no NaN or infinity).
+
+    Args:
+        context: the spec's directory, put on `sys.path`.
+        function: `module:function`, e.g. `my_data:load`.
+        **arguments: keyword arguments for the function.
+
+    Example: `{python: "my_data:load"}`, `{python: {function: "my_data:load", rows: 100}}`.
+    """
+    make = _check_python(context, function, **arguments)
     result = make(**arguments)
     if isinstance(result, tuple | list) and len(result) == 2:
         x, y = result
         inputs = (
             {key: np.asarray(v) for key, v in x.items()} if isinstance(x, dict) else np.asarray(x)
         )
-        return SourceData(x=inputs, y=None if y is None else np.asarray(y), description=function)
+        data = SourceData(x=inputs, y=None if y is None else np.asarray(y), description=function)
+        for name, array in data.named_arrays():
+            what = "y" if array is data.y else "x" if name == "x" else f"x['{name}']"
+            _check_finite(array, f"the {what} that {function} returns", "function")
+        return data
 
     import tensorflow as tf
 

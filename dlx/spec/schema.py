@@ -218,7 +218,9 @@ class Train(Strict):
     """Section 5: how the model is trained."""
 
     epochs: int = Field(1, gt=0, description="Passes over the training data.")
-    batch_size: int = Field(32, gt=0, description="The global batch, split across replicas.")
+    batch_size: int = Field(
+        32, gt=0, le=2**31 - 1, description="The global batch, split across replicas."
+    )
     optimizer: Optimizer = Field("rmsprop", description="The optimizer (Keras's default: rmsprop).")
     loss: Any = Field(
         None, description="A loss component, or a mapping of output name to loss component."

@@ -18,7 +18,7 @@ from dlx.build.compile import CompileArgs, build_compile_args
 from dlx.build.model import BuiltModel, build_model
 from dlx.data import Splits
 from dlx.errors import SpecError
-from dlx.spec import LoadedSpec
+from dlx.spec import LoadedSpec, split_component
 
 
 @dataclass
@@ -62,9 +62,18 @@ class Task(abc.ABC):
         return model, args
 
     def prepare(self, model: Any, splits: Splits) -> None:
-        """Check the data fits the model, and adapt preprocessing layers on the training split."""
-        _check_shapes(self.loaded, model, splits)
+        """Check the data fits the model, and adapt preprocessing layers on the training split.
+
+        Called before the run opens: data that does not fit is a `SpecError` at `data.source`,
+        not a failed run.
+        """
+        _check_inputs(self.loaded, model, splits)
+        self.check_targets(model, splits)
         _adapt(self.loaded, model, splits)
+
+    def check_targets(self, model: Any, splits: Splits) -> None:  # noqa: B027
+        """Check the data's targets fit the model's outputs and loss (an optional hook: kinds
+        that train on their inputs alone have no targets to check)."""
 
     def detached(self, model: Any, splits: Splits) -> Any:
         """The trained model built again outside any strategy, with its weights.
@@ -157,6 +166,29 @@ class SupervisedTask(Task):
         )
         model.compile(optimizer=optimizer, **self._compile)
 
+    def check_targets(self, model: Any, splits: Splits) -> None:
+        """Check the targets against the model's output and loss, with numpy, before training.
+
+        Only array sources are checked (a dataset's values are not read again), and only a
+        model with one output: targets must be numbers and finite; class ids for
+        `sparse_categorical_crossentropy` must be whole numbers from 0 to the output's units
+        minus 1; one-hot targets for `categorical_crossentropy` must have as many columns as
+        the output has units; targets of `binary_crossentropy` must lie in 0..1.
+
+        Raises:
+            SpecError: at `data.source`, saying what the model expects and what the data holds.
+        """
+        arrays = [splits.train_arrays, splits.validation_arrays, splits.test_arrays]
+        targets = [np.asarray(a[1]) for a in arrays if a is not None and a[1] is not None]
+        if not targets or len(model.outputs) != 1:
+            return
+        y = np.concatenate([t.reshape(len(t), -1) for t in targets])
+        units = model.outputs[0].shape[-1]
+        loss = _loss_name(self._compile["loss"])
+        problem = _target_problem(y, loss, units, _output(self.loaded))
+        if problem:
+            raise self.loaded.error(("data", "source"), problem)
+
     def fit_arguments(self, splits: Splits) -> dict[str, Any]:
         weight = self.loaded.spec.train.class_weight
         if weight is None:
@@ -190,7 +222,72 @@ class SupervisedTask(Task):
         run.log_figure(figure, "confusion_matrix.png")
 
 
-def _check_shapes(loaded: LoadedSpec, model: Any, splits: Splits) -> None:
+_SPARSE_LOSSES = {"sparse_categorical_crossentropy"}
+_ONE_HOT_LOSSES = {"categorical_crossentropy", "categorical_focal_crossentropy"}
+_BINARY_LOSSES = {"binary_crossentropy", "binary_focal_crossentropy"}
+
+
+def _loss_name(loss: Any) -> str:
+    """A loss's Keras name (`sparse_categorical_crossentropy`); empty for a mapping or list."""
+    name = getattr(loss, "name", None) or getattr(loss, "__name__", None)
+    return name if isinstance(name, str) else ""
+
+
+def _target_problem(y: np.ndarray, loss: str, units: int | None, output: str) -> str | None:
+    """What is wrong with targets `y` (one row per example) for a loss and an output of
+    `units`, which the spec writes at `output`; `None` when nothing is."""
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        return f"the targets are {y.dtype} values (e.g. {y.flat[0]!r}); expected numbers"
+    bad = np.flatnonzero(~np.isfinite(y).all(axis=1))
+    if bad.size:
+        return f"the targets hold {y[bad[0]].tolist()}: expected finite numbers (no NaN or inf)"
+    if units is None:
+        return None
+    have = f"the model's output has {units} unit{'s' if units != 1 else ''} ({output})"
+    if loss in _SPARSE_LOSSES:
+        if y.shape[1] != 1 or (np.issubdtype(y.dtype, np.floating) and np.any(y != np.round(y))):
+            return (
+                f"{loss} needs one class id per example (0..{units - 1}); the targets are "
+                f"shaped {[None, *y.shape[1:]]} with values like {y[0].tolist()}"
+            )
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= units:
+            return (
+                f"labels go {'down to ' + str(low) if low < 0 else 'up to ' + str(high)} but "
+                f"{have}; {loss} needs labels 0..{units - 1}"
+            )
+    elif loss in _ONE_HOT_LOSSES and y.shape[1] != units:
+        return (
+            f"the targets have {y.shape[1]} column{'s' if y.shape[1] != 1 else ''} but {have}; "
+            f"{loss} needs one-hot targets of {units} columns (for class ids, use "
+            "sparse_categorical_crossentropy)"
+        )
+    elif loss in _BINARY_LOSSES and (y.min() < 0 or y.max() > 1):
+        return f"the targets go from {y.min():g} to {y.max():g}; {loss} needs targets in 0..1"
+    return None
+
+
+def _output(loaded: LoadedSpec) -> str:
+    """Where the spec writes the model's output: `dense at line 12`."""
+    model = loaded.spec.model
+    if model.outputs is not None:
+        first = model.outputs if isinstance(model.outputs, str) else model.outputs[0]
+        path, name = ("model", "outputs"), f"the entry '{first}'"
+    elif model.layers:
+        path, name = (
+            ("model", "layers", len(model.layers) - 1),
+            split_component(model.layers[-1])[0],
+        )
+    else:
+        return "the last entry"
+    location = loaded.document.locate(path)
+    in_file = location is not None and location.path != "--set"
+    return f"{name} at line {location.line}" if in_file else name
+
+
+def _check_inputs(loaded: LoadedSpec, model: Any, splits: Splits) -> None:
+    """Check that the data has the model's inputs: as many, of the same shapes, and text
+    where the model reads text (`dtype: string`), numbers where it reads numbers."""
     spec_x = splits.train.element_spec[0]
     inputs = model.inputs
     data_specs = (
@@ -204,6 +301,10 @@ def _check_shapes(loaded: LoadedSpec, model: Any, splits: Splits) -> None:
             f"the data has {len(data_specs)} inputs but the model has {len(inputs)}",
         )
     for data_spec, model_input in zip(data_specs, inputs, strict=True):
+        # The input layer's name: its tensor's is Keras's own (`keras_tensor`) unless named.
+        name = next(
+            (layer.name for layer in model.layers if layer.output is model_input), model_input.name
+        )
         got = tuple(data_spec.shape[1:])
         want = tuple(model_input.shape[1:])
         fits = len(got) == len(want) and all(
@@ -213,7 +314,21 @@ def _check_shapes(loaded: LoadedSpec, model: Any, splits: Splits) -> None:
             raise loaded.error(
                 ("data", "source"),
                 f"the data's examples have shape {list(got)} but the model's input "
-                f"'{model_input.name}' expects {list(want)}",
+                f"'{name}' expects {list(want)}",
+            )
+        data_text, model_text = data_spec.dtype.name == "string", model_input.dtype == "string"
+        if data_text and not model_text:
+            raise loaded.error(
+                ("data", "source"),
+                f"the data's inputs are text but the model's input '{name}' expects "
+                f"numbers ({model_input.dtype}); a model that reads text starts with "
+                "input: {shape: [], dtype: string}",
+            )
+        if model_text and not data_text:
+            raise loaded.error(
+                ("data", "source"),
+                f"the data's inputs are numbers ({data_spec.dtype.name}) but the model's input "
+                f"'{name}' expects text (dtype: string)",
             )
 
 

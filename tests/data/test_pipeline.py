@@ -6,7 +6,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from dlx.data import SourceContext, SourceError, make_splits
+from dlx.data import SourceContext, SourceError, check_sources, make_splits
 from dlx.spec.schema import Data
 
 SYNTHETIC = {"synthetic": {"samples": 100, "x_shape": [3], "classes": 2}}
@@ -245,4 +245,34 @@ def test_infinite_dataset_source(context):
         splits_of(context, source={"python": "dlx_test_forever:forever"})
     assert caught.value.message == (
         "the source's dataset is infinite: expected a finite dataset of (x, y) examples"
+    )
+
+
+def test_a_batch_larger_than_the_training_split_is_one_batch_an_epoch(context):
+    splits = splits_of(context, batch_size=2**31 - 1, source=SYNTHETIC, validation_split=0.2)
+    assert splits.steps_per_epoch == 1
+    (x, y), *more = list(splits.train)
+    assert not more and len(x) == len(y) == splits.num_train == 80
+
+
+def test_check_sources_checks_every_source_of_the_data_without_reading_it(context):
+    (context.base_dir / "empty.csv").write_text("")
+    data = Data(
+        source={"csv": {"path": "empty.csv", "label": "y"}},
+        validation={"source": {"npz": "no.npz"}},
+    )
+    errors = check_sources(data, context)
+    assert [(error.path, error.message) for error in errors] == [
+        (
+            ("data", "source", "csv", "path"),
+            "empty.csv is empty: expected a header row naming the columns",
+        ),
+        (
+            ("data", "validation", "source", "npz"),
+            f"no such file: no.npz (relative to {context.base_dir})",
+        ),
+    ]
+    assert (
+        check_sources(Data(source=SYNTHETIC, validation={"source": {"sklearn": "iris"}}), context)
+        == []
     )

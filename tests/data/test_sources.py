@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlx.data import SOURCES, SourceContext, SourceError, call_source
+from dlx.data import SOURCES, SourceContext, SourceError, call_source, check_source
 
 
 def write_csv(path: Path, text: str) -> Path:
@@ -496,3 +496,139 @@ def test_python_wrong_return(context):
     assert error.message == (
         "expected dlx_test_wrong:load to return arrays (x, y) or a tf.data.Dataset. Received: int"
     )
+
+
+def test_python_arrays_must_be_finite(context):
+    write_module(
+        context.base_dir,
+        "dlx_test_nan",
+        "import numpy as np\n\ndef load():\n    return {'a': np.array([1.0, np.inf])}, [0, 1]\n",
+    )
+    error = source_error({"python": "dlx_test_nan:load"}, context)
+    assert error.message == (
+        "the x['a'] that dlx_test_nan:load returns holds inf at index [1]: "
+        "expected finite numbers (no NaN or infinity)"
+    )
+    assert error.path == ("python",)
+
+
+# finite numbers, and files that cannot be read
+
+
+def test_npz_features_must_be_finite(context):
+    x = np.ones((4, 3), dtype=np.float32)
+    x[2, 1] = np.nan
+    np.savez(context.base_dir / "data.npz", features=x, y=np.arange(4))
+    error = source_error({"npz": {"path": "data.npz", "x": "features"}}, context)
+    assert error.message == (
+        "array 'features' of data.npz holds nan at index [2, 1]: "
+        "expected finite numbers (no NaN or infinity)"
+    )
+    assert error.path == ("npz", "x")
+
+
+def test_npz_targets_must_be_finite(context):
+    np.savez(context.base_dir / "data.npz", x=np.ones((3, 2)), y=np.array([0.0, np.nan, 1.0]))
+    error = source_error({"npz": {"path": "data.npz"}}, context)
+    assert error.message.startswith("array 'y' of data.npz holds nan at index [1]")
+    assert error.path == ("npz",)
+
+
+def test_npz_that_is_one_array(context):
+    np.save(context.base_dir / "data.npy", np.ones(3))
+    error = source_error({"npz": {"path": "data.npy"}}, context)
+    assert error.message == (
+        "could not read data.npy as .npz: it holds one array, not arrays saved with numpy.savez"
+    )
+
+
+@pytest.mark.parametrize("cell", ["inf", "NaN", "-Infinity", "1e39"])
+def test_csv_features_must_be_finite(context, cell):
+    write_csv(context.base_dir / "data.csv", f"a,b,label\n1,2,0\n3,{cell},1\n")
+    error = source_error({"csv": {"path": "data.csv", "label": "label"}}, context)
+    assert error.message == (
+        f"column 'b' of data.csv holds '{cell}' on line 3: "
+        "expected finite numbers (no NaN or infinity)"
+    )
+    assert error.path == ("csv",)
+
+
+def test_csv_labels_must_be_finite(context):
+    write_csv(context.base_dir / "data.csv", "a,label\n1,0.5\n2,nan\n")
+    error = source_error({"csv": {"path": "data.csv", "label": "label"}}, context)
+    assert error.message.startswith("column 'label' of data.csv holds 'nan' on line 3")
+    assert error.path == ("csv", "label")
+
+
+def test_csv_that_is_not_utf8(context):
+    (context.base_dir / "data.csv").write_bytes(b"a,label\n\xff\xfe,1\n")
+    error = source_error({"csv": {"path": "data.csv", "label": "label"}}, context)
+    assert error.message.startswith("data.csv is not UTF-8 text")
+
+
+def test_truncated_image_is_named(context, monkeypatch):
+    monkeypatch.chdir(context.base_dir)
+    write_images(context.base_dir / "pets", {"dog": [(16, 16)], "cat": [(16, 16)]})
+    image = context.base_dir / "pets" / "dog" / "0.png"
+    image.write_bytes(image.read_bytes()[:-40])
+    error = source_error({"images": {"directory": "pets", "image_size": [8, 8]}}, context)
+    assert error.message.startswith(f"could not read image {Path('pets', 'dog', '0.png')}: ")
+    assert "truncated" in error.message
+    assert error.path == ("images", "directory")
+
+
+# check_source: what `dlx validate` finds without reading the data
+
+
+def write_sources(base: Path) -> None:
+    """Files for the sources below: each well formed as far as a check looks."""
+    np.savez(base / "data.npz", x=np.ones((3, 2)), labels=np.arange(3))
+    write_csv(base / "data.csv", "a,b,label\n1,2,0\n3,oops,1\n")
+    (base / "empty").mkdir()
+    (base / "flat").mkdir()
+    (base / "flat" / "one.txt").write_text("no class folders")
+    write_module(base, "dlx_test_checked", "def load(rows=3):\n    raise RuntimeError('read')\n")
+
+
+CHECKED_FAULTS = [
+    ({"sklearn": "digts"}, ("sklearn",), "unknown scikit-learn dataset 'digts' (did you mean"),
+    ({"sklearn": {"name": "iris", "n_clas": 3}}, ("sklearn", "n_clas"), "unknown argument"),
+    ({"keras": "mnits"}, ("keras",), "unknown keras dataset 'mnits' (did you mean 'mnist'"),
+    ({"npz": "nowhere.npz"}, ("npz",), "no such file: nowhere.npz"),
+    ({"npz": {"path": "data.npz", "y": "label"}}, ("npz", "y"), "array 'label' not in data.npz"),
+    ({"csv": {"path": "data.csv", "label": "lable"}}, ("csv", "label"), "column 'lable' not in"),
+    ({"csv": {"path": "data.csv", "label": "label", "features": ["c"]}}, ("csv", "features"), ""),
+    ({"images": "empty"}, ("images",), "no class sub-folders in empty"),
+    ({"images": {"directory": "flat", "image_size": [0, 4]}}, ("images", "image_size"), ""),
+    ({"text": "flat"}, ("text",), "no class sub-folders in flat"),
+    ({"synthetic": {"samples": 0, "x_shape": 2, "classes": 2}}, ("synthetic", "samples"), ""),
+    ({"python": "dlx_test_nowhere:load"}, ("python",), "no module named 'dlx_test_nowhere'"),
+    ({"python": "dlx_test_checked:lode"}, ("python",), "module 'dlx_test_checked' has no"),
+    ({"python": {"function": "dlx_test_checked:load", "row": 1}}, ("python", "row"), ""),
+    ({"skleran": "digits"}, (), "unknown data source 'skleran'"),
+]
+
+
+@pytest.mark.parametrize(("component", "path", "start"), CHECKED_FAULTS)
+def test_check_finds_what_reading_finds(context, component, path, start):
+    write_sources(context.base_dir)
+    with pytest.raises(SourceError) as checked:
+        check_source(component, context)
+    read = source_error(component, context)
+    assert (checked.value.message, checked.value.path) == (read.message, read.path)
+    assert read.message.startswith(start) and read.path == path
+
+
+def test_check_reads_no_data(context):
+    write_sources(context.base_dir)
+    for component in [
+        {"csv": {"path": "data.csv", "label": "label"}},  # a bad cell on line 3
+        {"python": "dlx_test_checked:load"},  # raises when called
+        {"npz": {"path": "data.npz", "y": "labels"}},
+        {"sklearn": "load_iris"},
+        {"keras": "mnist"},  # not downloaded
+        {"synthetic": {"samples": 10**12, "x_shape": [10**6], "classes": 2}},
+    ]:
+        check_source(component, context)
+    read = source_error({"csv": {"path": "data.csv", "label": "label"}}, context)
+    assert read.message.startswith("column 'b' of data.csv is not numeric")
