@@ -1,4 +1,4 @@
-"""The spec language, version 1, as strict pydantic models (SPEC.md sections 2-7).
+"""The spec language, version 1, as strict pydantic models (docs/spec.md sections 1 and 3-7).
 
 These models check the *shape* of a spec: keys, types, ranges. What a component's name and
 arguments mean (does `dens` exist? does `dense` take `unit`?) is checked by `dlx.build`, which
@@ -52,7 +52,7 @@ _COMPONENT_JSON_SCHEMA = {
 }
 
 Component = Annotated[Any, AfterValidator(_check_component), WithJsonSchema(_COMPONENT_JSON_SCHEMA)]
-"""A component in dlx's one notation (SPEC.md section 1): `name` or `{name: arguments}`."""
+"""A component in dlx's one notation (docs/spec.md section 2): `name` or `{name: arguments}`."""
 
 Entries = list[Component]
 
