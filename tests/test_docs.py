@@ -67,7 +67,12 @@ def test_examples_are_found_and_marked_known_ways() -> None:
     assert sum(mark == "train" for _, mark, _ in EXAMPLES) >= 5
 
 
-@pytest.mark.parametrize(("where", "mark", "text"), EXAMPLES, ids=[e[0] for e in EXAMPLES])
+@pytest.mark.parametrize(
+    ("where", "mark", "text"),
+    # A keras.applications backbone takes seconds to build.
+    [pytest.param(*e, marks=pytest.mark.slow) if "application:" in e[2] else e for e in EXAMPLES],
+    ids=[e[0] for e in EXAMPLES],
+)
 def test_example_is_real_and_validates(tmp_path: Path, where: str, mark: str | None, text: str):
     assert "..." not in text, f"{where}: a placeholder; write a real example"
     document = yaml.safe_load(text)

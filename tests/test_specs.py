@@ -42,7 +42,15 @@ def test_every_spec_has_its_parameter_counts() -> None:
     assert sorted(_key(path) for path in SPEC_FILES) == sorted(PARAMS)
 
 
-@pytest.mark.parametrize("path", SPEC_FILES, ids=[_key(path) for path in SPEC_FILES])
+@pytest.mark.parametrize(
+    "path",
+    # VGG16 and ResNet50 take many seconds to build.
+    [
+        pytest.param(p, marks=pytest.mark.slow) if p.parent.name == "examples" else p
+        for p in SPEC_FILES
+    ],
+    ids=[_key(path) for path in SPEC_FILES],
+)
 def test_spec_builds_its_exact_model(path: Path) -> None:
     summary = api.inspect(path)
 

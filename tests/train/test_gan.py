@@ -30,6 +30,7 @@ def trained(tmp_path_factory):
     return result, uri
 
 
+@pytest.mark.slow
 def test_trains_and_logs_losses_samples_and_the_generator(trained):
     result, uri = trained
     client = MlflowClient(uri)
@@ -44,6 +45,7 @@ def test_trains_and_logs_losses_samples_and_the_generator(trained):
     assert [m.name for m in models] == ["model"]
 
 
+@pytest.mark.slow
 def test_the_logged_model_is_the_generator(trained):
     import mlflow.keras
 
@@ -55,6 +57,7 @@ def test_the_logged_model_is_the_generator(trained):
     assert tuple(generator.output.shape) == (None, 8, 8, 1)
 
 
+@pytest.mark.slow
 def test_a_gan_has_no_loss_to_choose():
     done = runner.invoke(app, ["train", str(SPEC), "--set", "train.loss=mse"])
     assert done.exit_code == 2
@@ -73,6 +76,7 @@ def _tiny_gan(optimizer_rate: float = 0.1) -> Adversarial:
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_targets", [True, False], ids=["x-y", "x"])
 def test_targets_are_ignored(with_targets):
     x = np.random.default_rng(0).random((8, 4, 4, 1)).astype(np.float32)
@@ -138,6 +142,7 @@ _SAME_STEP = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_mirrored_step_equals_a_single_device_step(tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", _SAME_STEP],
@@ -150,6 +155,7 @@ def test_a_mirrored_step_equals_a_single_device_step(tmp_path):
     assert "same step" in done.stdout
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus(tmp_path):
     train_on_two_cpus(
         SPEC, tmp_path, "train.epochs=2", "model.sample_every=1", "tracking.log_model=false"

@@ -3,6 +3,7 @@
 import shutil
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -10,6 +11,8 @@ from dlx import api
 from dlx.cli import app
 from tests.conftest import ROOT
 from tests.train.mirrored import train_on_two_cpus
+
+pytestmark = pytest.mark.slow  # every test here trains
 
 DIGITS = ROOT / "specs" / "digits_cnn.yaml"
 FAST = ["train.epochs=2"]
