@@ -69,8 +69,12 @@ def test_examples_are_found_and_marked_known_ways() -> None:
 
 @pytest.mark.parametrize(
     ("where", "mark", "text"),
-    # A keras.applications backbone takes seconds to build.
-    [pytest.param(*e, marks=pytest.mark.slow) if "application:" in e[2] else e for e in EXAMPLES],
+    # Slow: a keras.applications backbone takes seconds to build; the examples that train are
+    # validated by training them too.
+    [
+        pytest.param(*e, marks=pytest.mark.slow) if "application:" in e[2] or e[1] == "train" else e
+        for e in EXAMPLES
+    ],
     ids=[e[0] for e in EXAMPLES],
 )
 def test_example_is_real_and_validates(tmp_path: Path, where: str, mark: str | None, text: str):

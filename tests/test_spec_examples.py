@@ -1,5 +1,6 @@
 """The examples in spec_examples/ (one per part of the language) build their exact models."""
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -30,19 +31,25 @@ PARAMS = {
 }
 
 
+@functools.cache
+def _inspect(name):
+    """`dlx inspect --format json` of an example, built once for all the tests of this file."""
+    return api.inspect(EXAMPLES / name)
+
+
 def test_every_example_has_its_parameter_counts():
     assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == sorted(PARAMS)
 
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
 def test_spec_example_builds_its_exact_model(name):
-    summary = api.inspect(EXAMPLES / name)
+    summary = _inspect(name)
 
     assert (summary["trainable_params"], summary["non_trainable_params"]) == PARAMS[name]
 
 
 def test_graph_has_the_skip_connection():
-    summary = api.inspect(EXAMPLES / "graph.yaml")
+    summary = _inspect("graph.yaml")
     by_name = {layer["name"]: layer for layer in summary["layers"]}
     assert by_name["skip"]["class_name"] == "Add"
     assert by_name["y"]["output_shape"] == [None, 1]
@@ -50,7 +57,7 @@ def test_graph_has_the_skip_connection():
 
 
 def test_blocks_repeat_and_defaults():
-    summary = api.inspect(EXAMPLES / "blocks.yaml")
+    summary = _inspect("blocks.yaml")
     convs = [layer for layer in summary["layers"] if layer["class_name"] == "Conv2D"]
     assert [c["output_shape"][-1] for c in convs] == [32, 64, 64]
     # 3x3 kernels (the block's default), biases; then batch norm's 4 weights per channel.
@@ -58,7 +65,7 @@ def test_blocks_repeat_and_defaults():
 
 
 def test_block_names_are_unique_per_use():
-    summary = api.inspect(EXAMPLES / "nested_blocks.yaml")
+    summary = _inspect("nested_blocks.yaml")
     names = [layer["name"] for layer in summary["layers"]]
     assert len(names) == len(set(names))
     assert "stage_a_first_conv" in names and "stage_a_second_bn_16" in names
