@@ -65,7 +65,7 @@ def inspect(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> di
 
     Returns:
         `{"name", "kind", "params", "trainable_params", "non_trainable_params", "layers": [{"name",
-        "class_name", "output_shape", "params"}, ...]}` (SPEC.md section 8). Layers of nested
+        "class_name", "output_shape", "params"}, ...]}` (docs/spec.md section 8). Layers of nested
         models (an autoencoder's encoder and decoder, a GAN's two networks) are listed by their
         path, `encoder/conv2d`.
     """
@@ -134,7 +134,7 @@ def train(
     live: bool | None = None,
     tracking_uri: str | None = None,
 ) -> Any:
-    """Train a spec and record the run in MLflow (SPEC.md sections 3-7).
+    """Train a spec and record the run in MLflow (docs/spec.md sections 3-7).
 
     Args:
         path: the spec's YAML file.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 class ExitStatus(enum.IntEnum):
-    """Exit statuses of the `dlx` command (SPEC.md section 8)."""
+    """Exit statuses of the `dlx` command (docs/spec.md section 8)."""
 
     OK = 0
     FAILURE = 1

@@ -1,4 +1,4 @@
-"""A spec's `train` components -> optimizer, loss, metrics and callbacks (SPEC.md section 5)."""
+"""A spec's `train` components -> optimizer, loss, metrics, callbacks (docs/spec.md section 5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Entries, blocks and graphs -> Keras functional models (SPEC.md sections 4.1-4.3).
+"""Entries, blocks and graphs -> Keras functional models (docs/spec.md sections 4.1-4.4).
 
 A list of entries is a *scope*. Each entry takes the previous entry's output unless its
 `inputs` names others; named entries may be referred to from anywhere in their scope, in any

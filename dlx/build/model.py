@@ -1,4 +1,4 @@
-"""A spec's `model` section -> Keras models, one function per model kind (SPEC.md section 4)."""
+"""A spec's `model` section -> Keras models, one function per kind (docs/spec.md section 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Names -> Keras objects: one resolver for every kind of component (SPEC.md section 1).
+"""Names -> Keras objects: one resolver for every kind of component (docs/spec.md section 2).
 
 Keras's own public names are the registry, as in `keras/src/optimizers/__init__.py`: a kind's
 catalogue is read from `dir()` of its public module and filtered by base class; names match
@@ -47,7 +47,7 @@ SCHEDULE = Kind(
     "keras.optimizers.schedules.LearningRateSchedule",
 )
 
-# Arguments that take Keras objects, and the kind of object each takes (SPEC.md section 1).
+# Arguments that take Keras objects, and the kind of object each takes (docs/spec.md section 2).
 APPLICATION = Kind("application", "keras.applications", None, functions=True, snake_case=False)
 
 _OBJECT_ARGUMENT_SUFFIXES = (

@@ -1,4 +1,4 @@
-"""Data sources -> tf.data pipelines (SPEC.md section 3).
+"""Data sources -> tf.data pipelines (docs/spec.md section 3).
 
 `call_source` reads the data one source component names; `make_splits` reads a spec's whole
 `data` section into batched train, validation and test datasets; `check_sources` checks a

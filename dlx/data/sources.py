@@ -1,4 +1,4 @@
-"""Data sources: where a spec's `data.source` comes from (SPEC.md section 3).
+"""Data sources: where a spec's `data.source` comes from (docs/spec.md section 3).
 
 Each source is a plain function registered under its spec name. Its first parameter is a
 `SourceContext`; the rest are the source's arguments exactly as a user writes them in YAML, so

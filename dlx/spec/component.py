@@ -1,4 +1,4 @@
-"""The one notation every component is written in (SPEC.md section 1)."""
+"""The one notation every component is written in (docs/spec.md section 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The spec language, version 1, as strict pydantic models (SPEC.md sections 2-7).
+"""The spec language, version 1, as strict pydantic models (docs/spec.md sections 1 and 3-7).
 
 These models check the *shape* of a spec: keys, types, ranges. What a component's name and
 arguments mean (does `dens` exist? does `dense` take `unit`?) is checked by `dlx.build`, which

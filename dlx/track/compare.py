@@ -42,7 +42,7 @@ class Comparison:
     best: dict[str, set[str]] = field(default_factory=dict)
 
     def records(self) -> list[dict[str, Any]]:
-        """One JSON-ready object per run (SPEC.md section 8)."""
+        """One JSON-ready object per run (docs/spec.md section 8)."""
         records = []
         for run in self.runs:
             record = {

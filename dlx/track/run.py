@@ -110,7 +110,7 @@ class TrackedRun:
         replicas: int,
         data_fingerprint: str | None = None,
     ) -> TrackedRun:
-        """The run of a spec, as SPEC.md section 7 describes it (not started yet).
+        """The run of a spec, as docs/spec.md section 7 describes it (not started yet).
 
         The experiment is `tracking.experiment` (default: the spec's name), the store
         `resolve_tracking_uri(tracking.uri)`, the params `flatten_params` of the spec's data,

@@ -1,6 +1,6 @@
 """The autoencoder kind: trained input -> input, scored by reconstruction error.
 
-An autoencoder's encoder and decoder (SPEC.md section 4.4) are trained to give back their
+An autoencoder's encoder and decoder (docs/spec.md section 4.5) are trained to give back their
 input. With `model.noise_stddev`, the training inputs are corrupted with Gaussian noise while
 the targets stay clean (a denoising autoencoder); validation and test data are not corrupted.
 

@@ -1,4 +1,4 @@
-"""The GAN kind: a generator trained against a discriminator (SPEC.md section 4.4).
+"""The GAN kind: a generator trained against a discriminator (docs/spec.md section 4.6).
 
 `Adversarial` is a `keras.Model` that holds both networks and alternates their updates in its
 own `train_step`, so that `Model.fit` (and with it the runner's strategy, callbacks and

@@ -1,4 +1,4 @@
-"""Choosing the `tf.distribute` strategy a run trains under (SPEC.md section 6)."""
+"""Choosing the `tf.distribute` strategy a run trains under (docs/spec.md section 6)."""
 
 from __future__ import annotations
 

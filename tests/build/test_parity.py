@@ -130,6 +130,7 @@ def summary(model: keras.Model) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("spec", "reference", "params"),
     PARITY_CASES,

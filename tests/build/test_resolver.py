@@ -80,9 +80,14 @@ def test_learning_rate_schedule_in_an_optimizer():
         },
         (),
     )
-    assert isinstance(optimizer.learning_rate, keras.Variable) or optimizer.learning_rate
-    assert isinstance(optimizer._learning_rate, keras.optimizers.schedules.CosineDecay)
-    assert catalogue(SCHEDULE)
+    schedule = optimizer._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    # 1e-3 * (1 + cos(pi * step / 100)) / 2: the spec's arguments, not Keras's defaults.
+    assert float(schedule(0)) == pytest.approx(1e-3)
+    assert float(schedule(50)) == pytest.approx(5e-4)
+    assert float(schedule(100)) == pytest.approx(0.0)
+    assert float(optimizer.learning_rate) == pytest.approx(1e-3)  # at iteration 0
+    assert catalogue(SCHEDULE)["cosinedecay"][1] is keras.optimizers.schedules.CosineDecay
 
 
 def test_unknown_name_suggests_the_closest_in_spec_style():

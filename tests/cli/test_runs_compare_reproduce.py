@@ -15,6 +15,8 @@ from dlx import api
 from dlx.cli import app
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # every test here trains
+
 DIGITS = ROOT / "specs" / "digits_cnn.yaml"
 PLUGIN = ROOT / "tests" / "train" / "plugins_for_tests.py"
 runner = CliRunner()

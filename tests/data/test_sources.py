@@ -164,6 +164,7 @@ def write_idx(path: Path, array: np.ndarray) -> None:
         file.write(header + array.astype(np.uint8).tobytes())
 
 
+@pytest.mark.slow
 def test_keras_reads_its_cache_and_fails_clearly_without_network(tmp_path):
     # A fresh process, so that Keras reads our KERAS_HOME (it reads it on import), and a proxy
     # that refuses every connection, so that a download fails at once, network or not.

@@ -2,6 +2,7 @@ import math
 
 import keras
 import numpy as np
+import pytest
 from mlflow import MlflowClient
 
 from dlx.track import MlflowMetricsCallback, TrackedRun
@@ -19,6 +20,7 @@ def _model():
     return model
 
 
+@pytest.mark.slow
 def test_each_epoch_is_one_request_at_step_epoch_and_fine_tuning_continues(store_uri):
     x, y = _data()
     model = _model()

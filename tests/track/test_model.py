@@ -4,6 +4,7 @@ from pathlib import Path
 import keras
 import mlflow
 import numpy as np
+import pytest
 from mlflow import MlflowClient
 
 from dlx.track import TrackedRun
@@ -20,6 +21,7 @@ def _tiny_model():
     )
 
 
+@pytest.mark.slow
 def test_a_logged_keras_model_loads_back_and_predicts_the_same(store_uri, monkeypatch):
     model = _tiny_model()
     x = np.random.default_rng(0).random((32, 4), dtype=np.float32)

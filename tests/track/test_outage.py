@@ -21,6 +21,8 @@ from dlx.track import TrackedRun
 from dlx.track.outbox import Outbox
 from tests.track.server import START_TIMEOUT_S, MlflowServer
 
+pytestmark = pytest.mark.slow  # every test here starts an MLflow server; most train
+
 EPOCHS = 8
 KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 

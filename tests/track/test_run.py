@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from mlflow import MlflowClient
@@ -14,7 +16,7 @@ from dlx.track.params import MAX_PARAM_VALUE_LENGTH, PARAM_TRUNCATION_MARKER
 
 
 def _read_artifact(client, run_id, path):
-    return open(client.download_artifacts(run_id, path)).read()
+    return Path(client.download_artifacts(run_id, path)).read_text()
 
 
 def test_a_spec_run_records_its_spec_params_tags_and_metrics(store_uri, spec_file, tmp_path):

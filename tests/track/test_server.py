@@ -10,6 +10,8 @@ from mlflow import MlflowClient
 from dlx.track import TrackedRun
 from tests.track.server import MlflowServer
 
+pytestmark = pytest.mark.slow  # every test here starts an MLflow server; most train
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):

@@ -26,6 +26,7 @@ def trained(tmp_path_factory):
     return result, uri
 
 
+@pytest.mark.slow
 def test_trains_input_to_input_and_logs_its_artifacts(trained):
     result, uri = trained
     client = MlflowClient(uri)
@@ -70,6 +71,7 @@ def test_reconstruction_errors_of_a_perfect_and_a_constant_model():
     assert np.allclose(reconstruction_errors(zeros, x, batch_size=3), expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_score_writes_errors_and_embeddings(trained, tmp_path):
     result, uri = trained
     command = ["score", result.run_id[:8], "--tracking-uri", uri, "--output", "scores.csv"]
@@ -85,6 +87,7 @@ def test_score_writes_errors_and_embeddings(trained, tmp_path):
     assert np.load(tmp_path / "codes.npy").shape == (270, 16)
 
 
+@pytest.mark.slow
 def test_score_another_spec_reads_all_its_data(trained):
     result, uri = trained
     done = runner.invoke(
@@ -96,6 +99,7 @@ def test_score_another_spec_reads_all_its_data(trained):
     assert "1797 examples scored (all data)" in done.stdout
 
 
+@pytest.mark.slow
 def test_score_an_unknown_run_is_a_usage_error(trained):
     _, uri = trained
     done = runner.invoke(app, ["score", "0123abcd", "--tracking-uri", uri])
@@ -103,6 +107,7 @@ def test_score_an_unknown_run_is_a_usage_error(trained):
     assert "no run with id '0123abcd'" in done.stderr
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus(tmp_path):
     done = train_on_two_cpus(SPEC, tmp_path, "train.epochs=1", "tracking.log_model=false")
     assert "test_loss" in done.stdout

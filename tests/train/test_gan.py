@@ -31,6 +31,7 @@ def trained(tmp_path_factory):
     return result, uri
 
 
+@pytest.mark.slow
 def test_trains_and_logs_losses_samples_and_the_generator(trained):
     result, uri = trained
     client = MlflowClient(uri)
@@ -45,6 +46,7 @@ def test_trains_and_logs_losses_samples_and_the_generator(trained):
     assert [m.name for m in models] == ["model"]
 
 
+@pytest.mark.slow
 def test_the_logged_model_is_the_generator(trained):
     import mlflow.keras
 
@@ -56,6 +58,7 @@ def test_the_logged_model_is_the_generator(trained):
     assert tuple(generator.output.shape) == (None, 8, 8, 1)
 
 
+@pytest.mark.slow
 def test_a_gan_has_no_loss_to_choose():
     done = runner.invoke(app, ["train", str(SPEC), "--set", "train.loss=mse"])
     assert done.exit_code == 2
@@ -74,13 +77,15 @@ def _tiny_gan(optimizer_rate: float = 0.1) -> Adversarial:
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_targets", [True, False], ids=["x-y", "x"])
 def test_targets_are_ignored(with_targets):
     x = np.random.default_rng(0).random((8, 4, 4, 1)).astype(np.float32)
     data = (x, np.zeros(8)) if with_targets else x
     model = _tiny_gan()
     before = [w.numpy().copy() for w in model.generator.weights]
-    history = model.fit(tf.data.Dataset.from_tensor_slices(data).batch(4), epochs=1, verbose=0)
+    dataset = tf.data.Dataset.from_tensor_slices(data).batch(4)
+    history = model.fit(dataset, epochs=1, shuffle=False, verbose=0)
     assert set(history.history) == {"d_loss", "g_loss"}
     assert any(
         not np.array_equal(b, a.numpy())
@@ -122,7 +127,8 @@ _SAME_STEP = textwrap.dedent(
             )
             model = Adversarial(generator, discriminator, latent_dim=4, seed=0)
             model.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1), jit_compile=False)
-        logs = model.fit(tf.data.Dataset.from_tensor_slices(x).batch(16), verbose=0).history
+        dataset = tf.data.Dataset.from_tensor_slices(x).batch(16)
+        logs = model.fit(dataset, shuffle=False, verbose=0).history
         weights = np.concatenate([w.numpy().ravel() for w in generator.weights[1:]
                                   + discriminator.weights])
         return logs, weights
@@ -139,6 +145,7 @@ _SAME_STEP = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_mirrored_step_equals_a_single_device_step(tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", _SAME_STEP],
@@ -151,6 +158,7 @@ def test_a_mirrored_step_equals_a_single_device_step(tmp_path):
     assert "same step" in done.stdout
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus(tmp_path):
     train_on_two_cpus(
         SPEC, tmp_path, "train.epochs=2", "model.sample_every=1", "tracking.log_model=false"

@@ -13,6 +13,8 @@ from dlx.cli import app
 from tests.conftest import ROOT
 from tests.train.processes import BOUND_S, dlx, journal_lines, kill_group, start, wait_for
 
+pytestmark = pytest.mark.slow  # every test here trains
+
 SPECS = ROOT / "specs"
 DIGITS = SPECS / "digits_cnn.yaml"
 KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")

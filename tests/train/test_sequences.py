@@ -3,8 +3,12 @@
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from dlx import api
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow  # every test here trains
 
 QUICK = ["train.epochs=1", "tracking.log_model=false"]
 

@@ -33,6 +33,7 @@ tracking: {log_model: false}
 """
 
 
+@pytest.mark.slow
 def test_digits_transfer_trains_from_an_empty_directory_with_a_fine_tune_stage():
     result = api.train(
         SPECS / "digits_transfer.yaml", ["train.epochs=2", "train.fine_tune.epochs=1"]
@@ -45,6 +46,7 @@ def test_digits_transfer_trains_from_an_empty_directory_with_a_fine_tune_stage()
     assert "test_accuracy" in run.data.metrics
 
 
+@pytest.mark.slow
 def test_backbone_from_a_dlx_run_and_fine_tune_keeps_batch_norm_frozen(tmp_path):
     spec = tmp_path / "with_bn.yaml"
     spec.write_text(
@@ -81,6 +83,7 @@ def test_backbone_from_a_dlx_run_and_fine_tune_keeps_batch_norm_frozen(tmp_path)
     assert len(MlflowClient(result.tracking_uri).get_metric_history(result.run_id, "loss")) == 4
 
 
+@pytest.mark.slow
 def test_backbone_from_an_unknown_run_is_a_located_error(tmp_path):
     spec = tmp_path / "bad.yaml"
     spec.write_text(HEAD.replace("BACKBONE", "{run: 0123456789abcdef, until: features}"))
@@ -92,6 +95,7 @@ def test_backbone_from_an_unknown_run_is_a_located_error(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_backbone_from_keras_applications_without_weights(tmp_path):
     spec = tmp_path / "app.yaml"
     spec.write_text(
@@ -104,6 +108,7 @@ def test_backbone_from_keras_applications_without_weights(tmp_path):
     assert built.model.count_params() == built.backbone.count_params() + 1280 * 10 + 10
 
 
+@pytest.mark.slow
 def test_imagenet_weights_offline_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     for proxy in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
@@ -120,6 +125,7 @@ def test_imagenet_weights_offline_is_a_clear_error(tmp_path, monkeypatch):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_fine_tune_without_a_backbone_is_a_located_error(tmp_path):
     spec = tmp_path / "no_backbone.yaml"
     shutil.copy(SPECS / "digits_cnn.yaml", spec)

@@ -1,4 +1,4 @@
-"""A plugin module for section2_file.yaml: registers a layer as `my_project>Scale`."""
+"""A plugin module for file.yaml and docs/spec.md: registers a layer as `my_project>Scale`."""
 
 import keras
 
