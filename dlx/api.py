@@ -1,15 +1,35 @@
-"""The Python API that the command line calls: train, validate, inspect, schema.
+"""The Python API: the one way into dlx, which the `dlx` command calls.
 
-Every function raises `dlx.errors.DlxError` subclasses for problems a user can fix; none prints.
+- `validate`: check a spec completely without reading data.
+- `inspect`: describe the model a spec builds.
+- `schema`: the JSON Schema of the spec language.
+- `train`: train a spec and record the run in MLflow.
+- `check_cluster`: check that a spec can train as a multi-worker job.
+- `resume`: continue a run that did not finish.
+- `reproduce`: train a recorded run again and compare its final metrics.
+- `score`: an autoencoder run's reconstruction errors on some data.
+- `runs`: list an experiment's runs, newest first.
+- `compare`: put runs side by side.
+
+Every function returns data and raises `dlx.errors.DlxError` subclasses for problems a user can
+fix; none prints. A finished run that misses an `--expect` gate, or does not reproduce, raises
+`ExpectationError` carrying the result.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dlx.errors import ExpectationError
 from dlx.spec import LoadedSpec, load_spec
+
+if TYPE_CHECKING:
+    from dlx.track.compare import Comparison
+    from dlx.track.read import RunSummary
 
 
 @dataclass
@@ -20,9 +40,17 @@ class Validated:
     built: Any  # dlx.build.model.BuiltModel
 
 
-def validate(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Validated:
+def validate(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, check_data: bool = True
+) -> Validated:
     """Check a spec completely without reading data: schema, names, arguments, the model,
     and the data section's sources (names, files and folders, CSV headers, Python functions).
+
+    Args:
+        path: the spec's YAML file.
+        overrides: `dotted.path=value` overrides.
+        check_data: whether to check the data section's sources too (`inspect` does not:
+            it describes the model, which a missing data file does not change).
 
     Raises:
         SpecError: every problem found, each at its file, line and column.
@@ -51,7 +79,7 @@ def validate(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> V
         build_compile_args(loaded, output_names)
     except SpecError as exc:
         problems.extend(exc.problems)
-    if loaded.spec.data is not None:
+    if check_data and loaded.spec.data is not None:
         context = SourceContext(base_dir=loaded.base_dir, seed=loaded.spec.seed)
         for error in check_sources(loaded.spec.data, context):
             problems.append(loaded.document.problem(error.path, error.message))
@@ -69,7 +97,7 @@ def inspect(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> di
         models (an autoencoder's encoder and decoder, a GAN's two networks) are listed by their
         path, `encoder/conv2d`.
     """
-    validated = validate(path, overrides)
+    validated = validate(path, overrides, check_data=False)
     built = validated.built
     models = [built.generator, built.discriminator] if built.kind == "gan" else [built.model]
     layers: list[dict[str, Any]] = []
@@ -126,6 +154,24 @@ def schema() -> dict[str, Any]:
     return json_schema()
 
 
+def _gated(training: Callable[..., Any]) -> Callable[..., Any]:
+    """Make a training call raise `ExpectationError` for a run that missed an `--expect` gate.
+
+    Only the chief reports it: another worker's result is not the run's.
+    """
+
+    @functools.wraps(training)
+    def gated(*args: Any, **kwargs: Any) -> Any:
+        result = training(*args, **kwargs)
+        if result.run_id and result.failures:
+            message = "\n".join(f"expectation failed: {failure}" for failure in result.failures)
+            raise ExpectationError(message, result=result, failures=result.failures)
+        return result
+
+    return gated
+
+
+@_gated
 def train(
     path: str | Path,
     overrides: list[str] | tuple[str, ...] = (),
@@ -139,14 +185,19 @@ def train(
     Args:
         path: the spec's YAML file.
         overrides: `dotted.path=value` overrides.
-        expect: `METRIC>=VALUE` gates on the final metrics; unmet ones are listed in the
-            result's `failures` (the run is recorded either way).
+        expect: `METRIC>=VALUE` gates on the final metrics; unmet ones raise
+            `ExpectationError` (the run is recorded either way).
         live: a live progress bar; default: when stdout is a terminal.
         tracking_uri: the store when the spec names none; default: `$MLFLOW_TRACKING_URI`,
             else `./mlflow.db`.
 
     Returns:
         A `dlx.train.runner.TrainResult`.
+
+    Raises:
+        SpecError: the spec is invalid.
+        TrainingFailed: training raised; the run is recorded FAILED.
+        ExpectationError: an `--expect` gate was not met; its `result` is the TrainResult.
     """
     from dlx.train.expectations import parse_expectations
     from dlx.train.runner import train as run_training
@@ -168,6 +219,7 @@ def check_cluster(path: str | Path, overrides: list[str] | tuple[str, ...], work
     check_strategy(loaded, loaded.spec.runtime.strategy, workers)
 
 
+@_gated
 def resume(
     reference: str,
     *,
@@ -299,6 +351,13 @@ def reproduce(
         tolerance: the largest absolute difference counted as equal (default: exactly equal).
         tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
         live: a live progress bar; default: when stdout is a terminal.
+
+    Returns:
+        The `Reproduction`, when every final metric is within `tolerance`.
+
+    Raises:
+        ExpectationError: a metric differs by more than `tolerance`; its `result` is the
+            `Reproduction`, its `failures` the metrics that differ.
     """
     from dlx.track.read import open_store
     from dlx.train.runner import train as run_training
@@ -321,7 +380,23 @@ def reproduce(
         ),
         _placement(result.strategy, result.replicas, result.workers),
     )
-    return Reproduction(run_id, result, rows, tolerance, placement)
+    done = Reproduction(run_id, result, rows, tolerance, placement)
+    mismatches = done.mismatches
+    if not mismatches:
+        return done
+    message = (
+        f"not reproduced: {len(mismatches)} metric(s) differ by more than {tolerance:g}: "
+        + ", ".join(sorted(mismatches))
+    )
+    before, after = placement
+    if before != after:
+        message += (
+            f"\nnote: the original ran on {before}, the reproduction on {after}; another "
+            "placement draws its random numbers (dropout) per replica and sums in another "
+            "order (run it as the original ran, e.g. with the same TF_CONFIG, to compare "
+            "like with like)"
+        )
+    raise ExpectationError(message, result=done, failures=mismatches)
 
 
 def _placement(strategy: str, replicas: int, workers: int) -> str:
@@ -339,7 +414,6 @@ class Scores:
     errors: Any  # numpy.ndarray, one float per example
     threshold: float | None
     """The run's `reconstruction_error_p95` (on its held-out data), when it logged one."""
-    output: Path | None = None
     embeddings: Path | None = None
 
     @property
@@ -365,7 +439,6 @@ def score(
     spec: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     *,
-    output: str | Path | None = None,
     embed: str | Path | None = None,
     tracking_uri: str | None = None,
 ) -> Scores:
@@ -379,9 +452,11 @@ def score(
         reference: the run's id, or a unique prefix of it.
         spec: a spec file whose `data:` section is scored; default: the run's logged spec.
         overrides: `dotted.path=value` overrides of that spec.
-        output: a CSV file to write, one row per example: `index,error`.
         embed: an `.npy` file to write the run's logged encoder's outputs (embeddings) to.
         tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
+
+    Returns:
+        The `Scores`: one reconstruction error per example, in the data's order.
 
     Raises:
         UsageError: the run is not an autoencoder's, or logged no model.
@@ -430,12 +505,99 @@ def score(
         load_logged_model(store.uri, run_id, "model"), inputs, batch_size
     )
     scores = Scores(run_id, split, errors, run.data.metrics.get(ERROR_METRIC))
-    if output is not None:
-        scores.output = Path(output)
-        rows = "".join(f"{i},{e:.9g}\n" for i, e in enumerate(errors.tolist()))
-        scores.output.write_text("index,error\n" + rows, encoding="utf-8")
     if embed is not None:
         encoder = load_logged_model(store.uri, run_id, "encoder")
         scores.embeddings = Path(embed)
         np.save(scores.embeddings, encoder.predict(inputs, batch_size=batch_size, verbose=0))
     return scores
+
+
+@dataclass
+class RunListing:
+    """An experiment's runs, newest first (`dlx runs`)."""
+
+    experiment: str
+    runs: list[RunSummary]
+
+
+def runs(
+    experiment: str | None = None, limit: int = 20, *, tracking_uri: str | None = None
+) -> RunListing:
+    """List an experiment's runs, newest first: id, name, status, start, duration, metrics.
+
+    Args:
+        experiment: the experiment's name; default: the one with the newest run.
+        limit: how many runs, at most.
+        tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
+
+    Raises:
+        UsageError: no store there, or no experiment of that name.
+        DlxError: the store is empty or cannot be read.
+    """
+    from dlx.track.read import RunSummary, open_store
+
+    store = open_store(tracking_uri)
+    found = store.experiment(experiment)
+    return RunListing(found.name, [RunSummary.of(run) for run in store.runs(found, limit=limit)])
+
+
+def compare(
+    references: list[str] | tuple[str, ...] = (),
+    *,
+    experiment: str | None = None,
+    filter: str = "",
+    sort: str | None = None,
+    metrics: list[str] | None = None,
+    all_params: bool = False,
+    diff: bool = True,
+    plot: str | Path | None = None,
+    tracking_uri: str | None = None,
+) -> Comparison:
+    """Put runs side by side: the params that differ, final metrics, the best of each.
+
+    Args:
+        references: run ids (or unique prefixes), or spec files (`.yaml`, `.yml`), which stand
+            for their experiment in their store; default: the runs of the experiment.
+        experiment: the experiment's name; default: a spec's, else the one with the newest run.
+        filter: an MLflow filter on the experiment's runs, e.g. `"params.train.epochs = '5'"`.
+        sort: sort by this final metric, best first, and find the epoch it was best at.
+        metrics: only these metric columns; default: every metric.
+        all_params: every param column, not only those whose values differ.
+        diff: with exactly two runs, also their metric deltas and the diff of their logged
+            specs (which reads both specs).
+        plot: a PNG file to write the overlaid learning curves to.
+        tracking_uri: the store; default: a spec's, else `$MLFLOW_TRACKING_URI`, else
+            `./mlflow.db`.
+
+    Returns:
+        A `dlx.track.compare.Comparison`, with `deltas` and `spec_diff` for two runs.
+
+    Raises:
+        UsageError: no store there, no experiment of that name, or a run id that matches none.
+        SpecError: a spec given as a reference is invalid.
+        DlxError: no runs to compare.
+    """
+    from dlx.errors import DlxError
+    from dlx.track import compare as comparing
+    from dlx.track.read import open_store
+
+    uri, name, ids = tracking_uri, experiment, []
+    for reference in references:
+        if reference.endswith((".yaml", ".yml")):
+            loaded = load_spec(reference)
+            tracking = loaded.spec.tracking
+            uri, name = uri or tracking.uri, name or tracking.experiment or loaded.name
+        else:
+            ids.append(reference)
+    store = open_store(uri, filter=filter)
+    found = store.find(ids) if ids else store.runs(store.experiment(name), filter=filter)
+    if not found:
+        raise DlxError("no runs to compare")
+    result = comparing.compare(store, found, metrics=metrics, all_params=all_params, sort=sort)
+    if diff and len(found) == 2:
+        first, second = result.runs
+        result.deltas = comparing.metric_deltas(first, second)
+        result.spec_diff = comparing.spec_diff(store, first, second)
+    if plot is not None:
+        comparing.curves_figure(store, result).savefig(plot, dpi=110)
+    return result

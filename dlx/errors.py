@@ -11,6 +11,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 class ExitStatus(enum.IntEnum):
@@ -134,9 +135,25 @@ class UsageError(DlxError):
 
 
 class ExpectationError(DlxError):
-    """An `--expect` gate that a finished run did not meet (exit status 3)."""
+    """A finished run that fell short of what was asked of it (exit status 3): an `--expect`
+    gate it did not meet, or final metrics that did not reproduce. The run is recorded all the
+    same; `result` is what the call would have returned, for the command to show.
+
+    Args:
+        message: the lines to print, one per failure.
+        result: the call's result (a `TrainResult`, a `Reproduction`).
+        failures: what fell short: the gates not met, or the metrics that differ.
+    """
 
     exit_status = ExitStatus.EXPECTATION_NOT_MET
+
+    def __init__(self, message: str, *, result: Any, failures: list[str]) -> None:
+        super().__init__(message)
+        self.result = result
+        self.failures = failures
+
+    def render(self) -> str:
+        return str(self)
 
 
 class Interrupted(KeyboardInterrupt):

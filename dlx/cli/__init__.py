@@ -1,8 +1,10 @@
 """The `dlx` command: thin Typer commands over `dlx.api`.
 
-Commands parse options, call the API, render results, and map errors to exit statuses in one
-place (`_run`). Nothing heavy is imported at module level: `dlx --help` must stay instant, so
-TensorFlow, Keras and MLflow are imported inside the API calls that need them.
+Commands parse options, call the API (through `_run`), and show its results (`dlx.cli.render`).
+Every exception maps to an exit status in one place (`_exit_status`): a `DlxError` to its own,
+anything else to one line and exit status 1. Nothing heavy is imported at module level:
+`dlx --help` must stay instant, so TensorFlow, Keras and MLflow are imported inside the API
+calls that need them.
 """
 
 from __future__ import annotations
@@ -10,16 +12,16 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import math
 import sys
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 
 from dlx import __version__
+from dlx.cli import render
 
 app = typer.Typer(
     name="dlx",
@@ -80,30 +82,50 @@ def _main(
     _state["debug"] = debug
 
 
-def _run(call: Callable[[], T]) -> T:
-    """Call the API; report a DlxError (or an interrupt) and exit with its status.
+def _run(call: Callable[[], T], show: Callable[[T], None] | None = None) -> T:
+    """Call the API and return its result, shown by `show`; on an exception, exit.
 
     SIGTERM (`timeout`, `docker stop`, Kubernetes) stops the call as Ctrl-C does: a run in
-    progress is recorded KILLED, and the exit status is 143.
+    progress is recorded KILLED, and the exit status is 143. A run that fell short of what was
+    asked of it (`ExpectationError`) is shown all the same, before the error.
     """
-    from dlx.errors import DlxError, Interrupted
+    from dlx.errors import ExpectationError
 
     try:
         with _sigterm_raised():
-            return call()
-    except DlxError as exc:
-        if _state["debug"]:
-            raise
-        _stderr(exc.render())
-        status = int(exc.exit_status)
-    except KeyboardInterrupt as exc:
+            result = call()
+    except (Exception, KeyboardInterrupt) as exc:
+        if show is not None and isinstance(exc, ExpectationError):
+            show(exc.result)
+        status = _exit_status(exc)
+        # What the failure left (e.g. TensorFlow's thread pool of a collective that failed) is
+        # collected now, while it can still close: at exit it would print "Exception ignored".
+        gc.collect()
+        raise typer.Exit(status) from None
+    if show is not None:
+        show(result)
+    return result
+
+
+def _exit_status(exc: BaseException) -> int:
+    """Report an exception to the user and return the exit status it maps to: the one place
+    that does. A `DlxError` says what went wrong; anything else is a line naming the exception
+    (with `--debug`, every exception but an interrupt is raised again, for its traceback)."""
+    from dlx.errors import MAX_MESSAGE, DlxError, ExitStatus, Interrupted, shorten
+
+    if isinstance(exc, KeyboardInterrupt):
         stopped = exc if isinstance(exc, Interrupted) else Interrupted()
-        _stderr(str(stopped))
-        status = int(stopped.exit_status)
-    # What the failure left (e.g. TensorFlow's thread pool of a collective that failed) is
-    # collected now, while it can still close: at exit it would print "Exception ignored".
-    gc.collect()
-    raise typer.Exit(status)
+        render.stderr(str(stopped))
+        return int(stopped.exit_status)
+    if _state["debug"]:
+        raise exc
+    if isinstance(exc, DlxError):
+        render.stderr(exc.render())
+        return int(exc.exit_status)
+    message = shorten(" ".join(str(exc).split()), MAX_MESSAGE)
+    what = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    render.stderr(f"error: {what} (--debug for the traceback)")
+    return int(ExitStatus.FAILURE)
 
 
 @contextlib.contextmanager
@@ -132,12 +154,6 @@ def _sigterm_raised() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _stderr(text: str) -> None:
-    from rich.console import Console
-
-    Console(stderr=True, highlight=False, soft_wrap=True).print(text, markup=False)
 
 
 @app.command()
@@ -196,7 +212,7 @@ def train(
 ) -> None:
     """Train a spec and record the run in MLflow."""
     from dlx import api
-    from dlx.errors import ExitStatus, UsageError
+    from dlx.errors import UsageError
 
     def check() -> None:
         if (spec is None) == (resume is None):
@@ -222,28 +238,15 @@ def train(
         arguments += [f"--tracking-uri={tracking_uri}"] if tracking_uri else []
         raise typer.Exit(launch(arguments, workers, timeout=worker_timeout))
     if resume is not None:
-        result = _run(lambda: api.resume(resume, tracking_uri=tracking_uri, expect=expect or []))
-    else:
-        result = _run(lambda: api.train(spec, set_ or [], expect or [], tracking_uri=tracking_uri))
-    replicas = f"{result.replicas} replica{'s' if result.replicas > 1 else ''}"
-    workers_text = f", {result.workers} workers" if result.workers > 1 else ""
-    if not result.run_id:
-        typer.echo(
-            f"worker {result.worker} of {result.workers} done in {result.seconds:.1f}s "
-            f"({result.strategy}, {replicas}); the chief records the run"
+        _run(
+            lambda: api.resume(resume, tracking_uri=tracking_uri, expect=expect or []),
+            render.training,
         )
-        return
-    typer.echo(
-        f"run {result.run_id} finished in {result.seconds:.1f}s "
-        f"({result.strategy}, {replicas}{workers_text})"
-    )
-    for name, value in sorted(result.metrics.items()):
-        typer.echo(f"  {name:<28} {value:.6g}")
-    typer.echo(result.ui_hint)
-    if result.failures:
-        for failure in result.failures:
-            _stderr(f"expectation failed: {failure}")
-        raise typer.Exit(int(ExitStatus.EXPECTATION_NOT_MET))
+    else:
+        _run(
+            lambda: api.train(spec, set_ or [], expect or [], tracking_uri=tracking_uri),
+            render.training,
+        )
 
 
 @app.command()
@@ -254,19 +257,21 @@ def validate(
     """Check specs completely (schema, names, arguments, the model, the data sources) without
     reading data."""
     from dlx import api
-    from dlx.errors import DlxError, ExitStatus, relative_path
+    from dlx.errors import ExitStatus, relative_path
 
-    worst = ExitStatus.OK
-    for spec in specs:
-        try:
-            api.validate(spec, set_ or [])
-        except DlxError as exc:
-            if _state["debug"]:
-                raise
-            _stderr(exc.render())
-            worst = max(worst, exc.exit_status)
-            continue
-        typer.echo(f"{relative_path(spec)}: ok")
+    def check_each() -> ExitStatus:
+        """Every spec, reported one by one; the worst exit status of them all."""
+        worst = ExitStatus.OK
+        for spec in specs:
+            try:
+                api.validate(spec, set_ or [])
+            except Exception as exc:
+                worst = max(worst, ExitStatus(_exit_status(exc)))
+                continue
+            typer.echo(f"{relative_path(spec)}: ok")
+        return worst
+
+    worst = _run(check_each)
     if worst:
         raise typer.Exit(int(worst))
 
@@ -282,48 +287,7 @@ def inspect(
     """Show the model a spec builds: layers, output shapes and parameter counts."""
     from dlx import api
 
-    summary = _run(lambda: api.inspect(spec, set_ or []))
-    if format is InspectFormat.json:
-        typer.echo(_json(summary))
-        return
-    _print_summary(summary)
-
-
-def _json(value: Any) -> str:
-    """Strict JSON, as `JSON.parse` and other strict readers take it: a number that is NaN or
-    infinite (a run that diverged) is written as null, since JSON has no such numbers."""
-    return json.dumps(_finite(value), indent=2, allow_nan=False)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
-
-
-def _print_summary(summary: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{summary['name']} ({summary['kind']})", title_justify="left")
-    table.add_column("Layer")
-    table.add_column("Class")
-    table.add_column("Output shape")
-    table.add_column("Params", justify="right")
-    for layer in summary["layers"]:
-        shape = json.dumps(layer["output_shape"]).replace("null", "None")
-        table.add_row(layer["name"], layer["class_name"], shape, f"{layer['params']:,}")
-    console = Console(highlight=False)
-    console.print(table)
-    console.print(
-        f"Total params: {summary['params']:,}  "
-        f"(trainable: {summary['trainable_params']:,}, "
-        f"non-trainable: {summary['non_trainable_params']:,})"
-    )
+    render.model(_run(lambda: api.inspect(spec, set_ or [])), format.value)
 
 
 class RunsFormat(str, Enum):
@@ -355,66 +319,10 @@ def runs(
     tracking_uri: TrackingUriOption = None,
 ) -> None:
     """List runs, newest first: id, name, status, start, duration, key metrics."""
-    from dlx.track.read import open_store
+    from dlx import api
 
-    def listing() -> tuple[str, list[dict[str, Any]]]:
-        store = open_store(tracking_uri)
-        found = store.experiment(experiment)
-        return found.name, [_run_summary(run) for run in store.runs(found, limit=limit)]
-
-    name, records = _run(listing)
-    if format is RunsFormat.json:
-        typer.echo(_json(records))
-        return
-    keys = sorted({k for r in records for k in r["metrics"]}, key=_metric_order)
-    header = ["run", "name", "status", "start", "duration", *keys]
-    rows = [
-        [
-            r["run_id"][:8],
-            r["run_name"] or "",
-            r["status"],
-            r["start_time"],
-            _duration(r["duration_s"]),
-            *(_cell(r["metrics"].get(k)) for k in keys),
-        ]
-        for r in records
-    ]
-    if format is RunsFormat.csv:
-        _print_csv(header, rows)
-    else:
-        _print_table(f"{name}: {len(records)} runs", header, rows)
-
-
-def _run_summary(run: Any) -> dict[str, Any]:
-    from datetime import datetime
-
-    info = run.info
-    keys = [m for m in run.data.metrics if m.startswith(("val_", "test_"))]
-    metrics = {k: run.data.metrics[k] for k in (keys or list(run.data.metrics)[:6])}
-    end = info.end_time
-    return {
-        "run_id": info.run_id,
-        "run_name": info.run_name,
-        "status": info.status,
-        "start_time": datetime.fromtimestamp(info.start_time / 1000).isoformat(" ", "seconds"),
-        "duration_s": (end - info.start_time) / 1000 if end else None,
-        "metrics": metrics,
-    }
-
-
-def _metric_order(name: str) -> tuple[int, str]:
-    return (0 if name.startswith("val_") else 1, name)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    minutes, seconds = divmod(round(seconds), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
-
-
-def _cell(value: float | None) -> str:
-    return "" if value is None else f"{value:.4g}"
+    listing = _run(lambda: api.runs(experiment, limit, tracking_uri=tracking_uri))
+    render.run_listing(listing, format.value)
 
 
 @app.command()
@@ -448,128 +356,24 @@ def compare(
     tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Put runs side by side: the params that differ, final metrics, the best highlighted."""
-    from dlx.track import compare as comparing
-    from dlx.track.read import open_store
+    from dlx import api
 
-    def gather() -> Any:
-        uri, name, ids = tracking_uri, experiment, []
-        for reference in references or []:
-            if reference.endswith((".yaml", ".yml")):
-                uri, name = _spec_store(reference, uri, name)
-            else:
-                ids.append(reference)
-        store = open_store(uri, filter=filter)
-        found = store.find(ids) if ids else store.runs(store.experiment(name), filter=filter)
-        if not found:
-            from dlx.errors import DlxError
-
-            raise DlxError("no runs to compare")
-        result = comparing.compare(store, found, metrics=metric, all_params=all_params, sort=sort)
-        extras = None
-        if len(found) == 2 and format in (CompareFormat.table, CompareFormat.markdown):
-            first, second = result.runs
-            extras = (
-                comparing.metric_deltas(first, second),
-                comparing.spec_diff(store, first, second),
-            )
-        if plot is not None:
-            comparing.curves_figure(store, result).savefig(plot, dpi=110)
-        return result, extras
-
-    result, extras = _run(gather)
-    header, rows = result.rows()
-    if format is CompareFormat.json:
-        typer.echo(_json(result.records()))
-    elif format is CompareFormat.csv:
-        _print_csv(header, rows)
-    elif format is CompareFormat.markdown:
-        typer.echo(_markdown(header, rows, _best_cells(result)))
-        if extras:
-            deltas, diff = extras
-            typer.echo("\n" + _markdown(*_delta_rows(deltas, *result.runs), set()))
-            if diff:
-                typer.echo(f"\n```diff\n{diff}```")
-    else:
-        _print_table(None, header, rows, _best_cells(result))
-        if extras:
-            deltas, diff = extras
-            _print_table("metric deltas", *_delta_rows(deltas, *result.runs))
-            if diff:
-                typer.echo(diff)
+    result = _run(
+        lambda: api.compare(
+            references or [],
+            experiment=experiment,
+            filter=filter,
+            sort=sort,
+            metrics=metric,
+            all_params=all_params,
+            diff=format in (CompareFormat.table, CompareFormat.markdown),
+            plot=plot,
+            tracking_uri=tracking_uri,
+        )
+    )
+    render.comparison(result, format.value)
     if plot is not None and format is not CompareFormat.json:
         typer.echo(f"learning curves: {plot}", err=True)
-
-
-def _spec_store(spec: str, uri: str | None, name: str | None) -> tuple[str | None, str]:
-    from dlx.spec import load_spec
-
-    loaded = load_spec(spec)
-    tracking = loaded.spec.tracking
-    return uri or tracking.uri, name or tracking.experiment or loaded.name
-
-
-def _best_cells(result: Any) -> set[tuple[int, int]]:
-    """(row, column) of each metric's best value."""
-    offset = 3 + len(result.params)
-    return {
-        (row, offset + column)
-        for row, run in enumerate(result.runs)
-        for column, metric in enumerate(result.metrics)
-        if run.info.run_id in result.best.get(metric, ()) and len(result.runs) > 1
-    }
-
-
-def _delta_rows(
-    deltas: list[tuple[str, float | None, float | None]], first: Any, second: Any
-) -> tuple[list, list]:
-    rows = []
-    for name, before, after in deltas:
-        delta = "" if before is None or after is None else f"{after - before:+.4g}"
-        rows.append([name, _cell(before), _cell(after), delta])
-    return ["metric", first.info.run_id[:8], second.info.run_id[:8], "delta"], rows
-
-
-def _print_table(
-    title: str | None,
-    header: list[str],
-    rows: list[list[str]],
-    highlight: set[tuple[int, int]] | None = None,
-    style: str = "bold green",
-) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=title, title_justify="left")
-    for i, name in enumerate(header):
-        table.add_column(name, justify="right" if i >= 3 else "left")
-    for r, row in enumerate(rows):
-        cells = [
-            Text(cell, style=style) if highlight and (r, c) in highlight else Text(cell)
-            for c, cell in enumerate(row)
-        ]
-        table.add_row(*cells)
-    # Off a terminal (CI logs, pipes) there is no width to fit: print the table whole.
-    Console(highlight=False, width=None if sys.stdout.isatty() else 100_000).print(table)
-
-
-def _markdown(header: list[str], rows: list[list[str]], bold: set[tuple[int, int]]) -> str:
-    def cell(text: str, r: int, c: int) -> str:
-        text = text.replace("|", "\\|")
-        return f"**{text}**" if (r, c) in bold and text else text
-
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for r, row in enumerate(rows):
-        lines.append("| " + " | ".join(cell(t, r, c) for c, t in enumerate(row)) + " |")
-    return "\n".join(lines)
-
-
-def _print_csv(header: list[str], rows: list[list[str]]) -> None:
-    import csv
-
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
 
 
 @app.command()
@@ -583,36 +387,11 @@ def reproduce(
 ) -> None:
     """Train a recorded run's logged spec again; exit 0 when every final metric matches."""
     from dlx import api
-    from dlx.errors import ExitStatus
 
-    done = _run(lambda: api.reproduce(run, tolerance=tolerance, tracking_uri=tracking_uri))
-    rows = [
-        [
-            name,
-            _cell(before),
-            _cell(after),
-            "" if None in (before, after) else f"{after - before:+.3g}",
-        ]
-        for name, before, after in done.rows
-    ]
-    mismatches = set(done.mismatches)
-    highlight = {(i, 3) for i, row in enumerate(rows) if row[0] in mismatches}
-    header = ["metric", done.original_run_id[:8], done.result.run_id[:8], "delta"]
-    _print_table("original vs reproduction", header, rows, highlight, style="bold red")
-    if mismatches:
-        _stderr(
-            f"not reproduced: {len(mismatches)} metric(s) differ by more than {tolerance:g}: "
-            + ", ".join(sorted(mismatches))
-        )
-        before, after = done.placement
-        if before != after:
-            _stderr(
-                f"note: the original ran on {before}, the reproduction on {after}; another "
-                "placement draws its random numbers (dropout) per replica and sums in another "
-                "order (run it as the original ran, e.g. with the same TF_CONFIG, to compare "
-                "like with like)"
-            )
-        raise typer.Exit(int(ExitStatus.EXPECTATION_NOT_MET))
+    done = _run(
+        lambda: api.reproduce(run, tolerance=tolerance, tracking_uri=tracking_uri),
+        render.reproduction,
+    )
     typer.echo(f"reproduced: every final metric within {tolerance:g} (run {done.result.run_id})")
 
 
@@ -641,22 +420,10 @@ def score(
     """Score data by an autoencoder run's reconstruction error (anomaly detection)."""
     from dlx import api
 
-    scores = _run(
-        lambda: api.score(
-            run, spec, set_ or [], output=output, embed=embed, tracking_uri=tracking_uri
-        )
-    )
-    summary = scores.summary()
-    typer.echo(f"run {scores.run_id}: {summary['count']} examples scored ({scores.split} data)")
-    labels = {"mean": "mean error", "p95": "p95 error", "threshold": "run's p95 error"}
-    for name, label in labels.items():
-        if summary[name] is not None:
-            typer.echo(f"  {label:<16} {summary[name]:.6g}")
-    if scores.over_threshold is not None:
-        typer.echo(f"  {'over threshold':<16} {scores.over_threshold}")
-    for label, path in (("errors", scores.output), ("embeddings", scores.embeddings)):
-        if path is not None:
-            typer.echo(f"{label}: {path}")
+    scores = _run(lambda: api.score(run, spec, set_ or [], embed=embed, tracking_uri=tracking_uri))
+    if output is not None:
+        _run(lambda: render.write_errors_csv(output, scores.errors))
+    render.scores(scores, output)
 
 
 @app.command()

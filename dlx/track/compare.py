@@ -1,6 +1,7 @@
 """Putting runs side by side: which params differ, final metrics, the best of each, deltas.
 
-Pure data: `dlx.cli` renders a `Comparison` as a table, markdown, CSV or JSON.
+Pure data: `dlx.api.compare` returns a `Comparison`; `dlx.cli` renders it as a table, markdown,
+CSV or JSON.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class Comparison:
         sort: the metric the runs are sorted by, if any.
         best_epoch: run id -> the epoch at which the sorted metric was best.
         best: metric -> the ids of the runs with the best final value (all of them on a tie).
+        deltas: for two runs: (metric, first value, second value) for every metric either has.
+        spec_diff: for two runs: a unified diff of their logged specs (empty when the same).
     """
 
     runs: list[Any]
@@ -40,6 +43,8 @@ class Comparison:
     sort: str | None = None
     best_epoch: dict[str, int] = field(default_factory=dict)
     best: dict[str, set[str]] = field(default_factory=dict)
+    deltas: list[tuple[str, float | None, float | None]] | None = None
+    spec_diff: str | None = None
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-ready object per run (docs/spec.md section 8)."""

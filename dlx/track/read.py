@@ -72,6 +72,39 @@ class Run:
     data: RunData
 
 
+@dataclass
+class RunSummary:
+    """A run as `dlx runs` lists it: a line of who, when, how long, and its key metrics."""
+
+    run_id: str
+    run_name: str | None
+    status: str
+    start_time: str
+    """Local time, `YYYY-MM-DD HH:MM:SS`."""
+    duration_s: float | None
+    """From start to end; None while the run has not ended."""
+    metrics: dict[str, float]
+    """Its final `val_*` and `test_*` metrics; a run with none: its first six metrics."""
+
+    @classmethod
+    def of(cls, run: Any) -> RunSummary:
+        """The summary of a run as a `Store` returns it."""
+        from datetime import datetime
+
+        info = run.info
+        keys = [m for m in run.data.metrics if m.startswith(("val_", "test_"))]
+        metrics = {k: run.data.metrics[k] for k in (keys or list(run.data.metrics)[:6])}
+        end = info.end_time
+        return cls(
+            run_id=info.run_id,
+            run_name=info.run_name,
+            status=info.status,
+            start_time=datetime.fromtimestamp(info.start_time / 1000).isoformat(" ", "seconds"),
+            duration_s=(end - info.start_time) / 1000 if end else None,
+            metrics=metrics,
+        )
+
+
 class Store(abc.ABC):
     """An MLflow tracking store, opened for reading."""
 

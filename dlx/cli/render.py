@@ -1,0 +1,248 @@
+"""How the `dlx` command shows what `dlx.api` returns: tables, markdown, CSV and strict JSON.
+
+One function per command's result; each prints to stdout (`stderr` for notes and errors). Rich
+and the csv module are imported here, inside the functions, so `dlx --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def stderr(text: str) -> None:
+    """Print to stderr as written: no markup, no highlighting, no wrapping."""
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(text, markup=False)
+
+
+def strict_json(value: Any) -> str:
+    """Strict JSON, as `JSON.parse` and other strict readers take it: a number that is NaN or
+    infinite (a run that diverged) is written as null, since JSON has no such numbers."""
+    return json.dumps(_finite(value), indent=2, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def training(result: Any) -> None:
+    """A `TrainResult`: the run, its placement and time, its final metrics, where to see it."""
+    replicas = f"{result.replicas} replica{'s' if result.replicas > 1 else ''}"
+    workers = f", {result.workers} workers" if result.workers > 1 else ""
+    if not result.run_id:
+        typer.echo(
+            f"worker {result.worker} of {result.workers} done in {result.seconds:.1f}s "
+            f"({result.strategy}, {replicas}); the chief records the run"
+        )
+        return
+    typer.echo(
+        f"run {result.run_id} finished in {result.seconds:.1f}s "
+        f"({result.strategy}, {replicas}{workers})"
+    )
+    for name, value in sorted(result.metrics.items()):
+        typer.echo(f"  {name:<28} {value:.6g}")
+    typer.echo(result.ui_hint)
+
+
+def model(summary: dict[str, Any], format: str) -> None:
+    """`api.inspect`'s summary: a table of layers and the parameter counts, or JSON."""
+    if format == "json":
+        typer.echo(strict_json(summary))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{summary['name']} ({summary['kind']})", title_justify="left")
+    table.add_column("Layer")
+    table.add_column("Class")
+    table.add_column("Output shape")
+    table.add_column("Params", justify="right")
+    for layer in summary["layers"]:
+        shape = json.dumps(layer["output_shape"]).replace("null", "None")
+        table.add_row(layer["name"], layer["class_name"], shape, f"{layer['params']:,}")
+    console = Console(highlight=False)
+    console.print(table)
+    console.print(
+        f"Total params: {summary['params']:,}  "
+        f"(trainable: {summary['trainable_params']:,}, "
+        f"non-trainable: {summary['non_trainable_params']:,})"
+    )
+
+
+def run_listing(listing: Any, format: str) -> None:
+    """`api.runs`'s listing as a table, CSV or JSON."""
+    from dataclasses import asdict
+
+    records = listing.runs
+    if format == "json":
+        typer.echo(strict_json([asdict(record) for record in records]))
+        return
+    keys = sorted({k for r in records for k in r.metrics}, key=_metric_order)
+    header = ["run", "name", "status", "start", "duration", *keys]
+    rows = [
+        [
+            r.run_id[:8],
+            r.run_name or "",
+            r.status,
+            r.start_time,
+            _duration(r.duration_s),
+            *(_cell(r.metrics.get(k)) for k in keys),
+        ]
+        for r in records
+    ]
+    if format == "csv":
+        _csv(header, rows)
+    else:
+        _table(f"{listing.experiment}: {len(records)} runs", header, rows)
+
+
+def comparison(result: Any, format: str) -> None:
+    """`api.compare`'s `Comparison` as a table, markdown, CSV or JSON; with two runs, the
+    tables and markdown add the metric deltas and the diff of their specs."""
+    header, rows = result.rows()
+    if format == "json":
+        typer.echo(strict_json(result.records()))
+    elif format == "csv":
+        _csv(header, rows)
+    elif format == "markdown":
+        typer.echo(_markdown(header, rows, _best_cells(result)))
+        if result.deltas is not None:
+            typer.echo("\n" + _markdown(*_delta_rows(result.deltas, *result.runs), set()))
+            if result.spec_diff:
+                typer.echo(f"\n```diff\n{result.spec_diff}```")
+    else:
+        _table(None, header, rows, _best_cells(result))
+        if result.deltas is not None:
+            _table("metric deltas", *_delta_rows(result.deltas, *result.runs))
+            if result.spec_diff:
+                typer.echo(result.spec_diff)
+
+
+def reproduction(done: Any) -> None:
+    """A `Reproduction`: every final metric of both runs, the ones that differ in red."""
+    rows = [
+        [
+            name,
+            _cell(before),
+            _cell(after),
+            "" if None in (before, after) else f"{after - before:+.3g}",
+        ]
+        for name, before, after in done.rows
+    ]
+    mismatches = set(done.mismatches)
+    highlight = {(i, 3) for i, row in enumerate(rows) if row[0] in mismatches}
+    header = ["metric", done.original_run_id[:8], done.result.run_id[:8], "delta"]
+    _table("original vs reproduction", header, rows, highlight, style="bold red")
+
+
+def scores(scores: Any, output: Path | None) -> None:
+    """`api.score`'s `Scores`: how many examples, the error's mean and p95, and the files."""
+    summary = scores.summary()
+    typer.echo(f"run {scores.run_id}: {summary['count']} examples scored ({scores.split} data)")
+    labels = {"mean": "mean error", "p95": "p95 error", "threshold": "run's p95 error"}
+    for name, label in labels.items():
+        if summary[name] is not None:
+            typer.echo(f"  {label:<16} {summary[name]:.6g}")
+    if scores.over_threshold is not None:
+        typer.echo(f"  {'over threshold':<16} {scores.over_threshold}")
+    for label, path in (("errors", output), ("embeddings", scores.embeddings)):
+        if path is not None:
+            typer.echo(f"{label}: {path}")
+
+
+def write_errors_csv(path: Path, errors: Any) -> None:
+    """Write reconstruction errors to a CSV file, one row per example: `index,error`."""
+    rows = "".join(f"{i},{e:.9g}\n" for i, e in enumerate(errors.tolist()))
+    path.write_text("index,error\n" + rows, encoding="utf-8")
+
+
+def _metric_order(name: str) -> tuple[int, str]:
+    return (0 if name.startswith("val_") else 1, name)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def _best_cells(result: Any) -> set[tuple[int, int]]:
+    """(row, column) of each metric's best value."""
+    offset = 3 + len(result.params)
+    return {
+        (row, offset + column)
+        for row, run in enumerate(result.runs)
+        for column, metric in enumerate(result.metrics)
+        if run.info.run_id in result.best.get(metric, ()) and len(result.runs) > 1
+    }
+
+
+def _delta_rows(
+    deltas: list[tuple[str, float | None, float | None]], first: Any, second: Any
+) -> tuple[list, list]:
+    rows = []
+    for name, before, after in deltas:
+        delta = "" if before is None or after is None else f"{after - before:+.4g}"
+        rows.append([name, _cell(before), _cell(after), delta])
+    return ["metric", first.info.run_id[:8], second.info.run_id[:8], "delta"], rows
+
+
+def _table(
+    title: str | None,
+    header: list[str],
+    rows: list[list[str]],
+    highlight: set[tuple[int, int]] | None = None,
+    style: str = "bold green",
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, title_justify="left")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="right" if i >= 3 else "left")
+    for r, row in enumerate(rows):
+        cells = [
+            Text(cell, style=style) if highlight and (r, c) in highlight else Text(cell)
+            for c, cell in enumerate(row)
+        ]
+        table.add_row(*cells)
+    # Off a terminal (CI logs, pipes) there is no width to fit: print the table whole.
+    Console(highlight=False, width=None if sys.stdout.isatty() else 100_000).print(table)
+
+
+def _markdown(header: list[str], rows: list[list[str]], bold: set[tuple[int, int]]) -> str:
+    def cell(text: str, r: int, c: int) -> str:
+        text = text.replace("|", "\\|")
+        return f"**{text}**" if (r, c) in bold and text else text
+
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for r, row in enumerate(rows):
+        lines.append("| " + " | ".join(cell(t, r, c) for c, t in enumerate(row)) + " |")
+    return "\n".join(lines)
+
+
+def _csv(header: list[str], rows: list[list[str]]) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
