@@ -4,6 +4,7 @@ Each case writes real files and runs the real command: the error names the spec'
 column, the exit status is 2, there is no traceback, and no run or checkpoint folder is left.
 """
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -261,3 +262,26 @@ def test_validate_refuses_a_batch_size_out_of_range(batch_size):
     assert result.exit_code == 2
     assert result.stderr.startswith("--set:1:18: error: train.batch_size: expected a value ")
     assert "Traceback" not in result.output
+
+
+def test_an_unexpected_error_is_one_line_and_exit_1_and_the_other_specs_still_checked():
+    Path("dlx_cli_broken_data.py").write_text("raise RuntimeError('no data\\nhere')\n")
+    broken = write_spec("{python: 'dlx_cli_broken_data:load'}")
+    fine = Path("fine.yaml")
+    fine.write_text(
+        SPEC.format(source="{synthetic: {samples: 16, x_shape: [4], classes: 3}}", shape="[4]")
+    )
+    result = runner.invoke(app, ["validate", str(broken), str(fine)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == "error: RuntimeError: no data here (--debug for the traceback)\n"
+    assert result.stdout == "fine.yaml: ok\n"
+    debug = runner.invoke(app, ["--debug", "validate", str(broken)])
+    assert isinstance(debug.exception, RuntimeError)  # raised again, for its traceback
+
+
+def test_inspect_describes_the_model_whose_data_file_is_missing():
+    spec = write_spec("{npz: missing.npz}")
+    assert runner.invoke(app, ["validate", str(spec)]).exit_code == 2
+    result = runner.invoke(app, ["inspect", str(spec), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["layers"][-1]["output_shape"] == [None, 3]

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from dlx import api
 from dlx.cli import app
+from dlx.errors import DlxError, ExpectationError
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow  # every test here trains
@@ -105,6 +106,29 @@ def test_two_runs_show_deltas_and_the_spec_diff(store):
     assert "```diff" in result.stdout
 
 
+def test_the_api_returns_the_runs_and_their_comparison_as_data(store):
+    uri, older, newer = store
+    listing = api.runs(tracking_uri=uri)
+    assert [r.run_id for r in listing.runs] == [newer, older]
+    assert listing.runs[0].status == "FINISHED" and listing.runs[0].duration_s > 0
+    assert "val_accuracy" in listing.runs[0].metrics
+    assert [r.run_id for r in api.runs(limit=1, tracking_uri=uri).runs] == [newer]
+    (failed,) = api.runs("failing", tracking_uri=uri).runs
+    assert failed.status == "FAILED"
+
+    pair = api.compare([older[:6], newer], tracking_uri=uri)
+    assert [r.info.run_id for r in pair.runs] == [older, newer]
+    assert pair.params == ["train.epochs"]
+    assert ("val_accuracy", pair.runs[0].data.metrics["val_accuracy"]) == pair.deltas[-1][:2]
+    assert "-  epochs: 2\n+  epochs: 1" in pair.spec_diff
+    assert api.compare([older, newer], diff=False, tracking_uri=uri).deltas is None
+    by_spec = api.compare([str(DIGITS)], sort="val_loss", tracking_uri=uri)
+    assert {r.info.run_id for r in by_spec.runs} == {older, newer}
+    assert set(by_spec.best_epoch) == {older, newer}
+    with pytest.raises(DlxError, match="no runs to compare"):
+        api.compare(filter="params.`train.epochs` = '7'", tracking_uri=uri)
+
+
 def test_sort_plot_metric_and_all_params(store, tmp_path):
     uri, older, newer = store
     plot = tmp_path / "curves.png"
@@ -186,6 +210,10 @@ def test_reproduce_exits_3_when_a_metric_differs(store):
     result = invoke(uri, "reproduce", newer, "--tolerance", "0.01")
     assert result.exit_code == 3
     assert "not reproduced: 1 metric(s) differ by more than 0.01: val_accuracy" in result.stderr
+    with pytest.raises(ExpectationError) as raised:
+        api.reproduce(newer, tolerance=0.01, tracking_uri=uri)
+    assert raised.value.failures == ["val_accuracy"]
+    assert raised.value.result.original_run_id == newer  # the result, for the CLI to show
 
 
 def test_the_direct_sqlite_reader_agrees_with_mlflows_client(store):
