@@ -119,7 +119,8 @@ def test_the_api_returns_the_runs_and_their_comparison_as_data(store):
     pair = api.compare([older[:6], newer], tracking_uri=uri)
     assert [r.info.run_id for r in pair.runs] == [older, newer]
     assert pair.params == ["train.epochs"]
-    assert ("val_accuracy", pair.runs[0].data.metrics["val_accuracy"]) == pair.deltas[-1][:2]
+    deltas = {name: (before, after) for name, before, after in pair.deltas}
+    assert deltas["val_accuracy"] == tuple(r.data.metrics["val_accuracy"] for r in pair.runs)
     assert "-  epochs: 2\n+  epochs: 1" in pair.spec_diff
     assert api.compare([older, newer], diff=False, tracking_uri=uri).deltas is None
     by_spec = api.compare([str(DIGITS)], sort="val_loss", tracking_uri=uri)
