@@ -32,6 +32,7 @@ def validate(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> V
     from dlx.data import SourceContext, check_sources
     from dlx.errors import SpecError
     from dlx.tensorflow_import import import_tensorflow_quietly
+    from dlx.track.logged_models import load_run_model
 
     loaded = load_spec(path, overrides)
     import_tensorflow_quietly()
@@ -43,7 +44,7 @@ def validate(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> V
     problems = []
     built = None
     try:
-        built = build_model(loaded)
+        built = build_model(loaded, load_run_model)
     except SpecError as exc:
         problems.extend(exc.problems)
     output_names = list(built.model.output_names) if built is not None else None
@@ -260,17 +261,15 @@ def reproduce(
         tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
         live: a live progress bar; default: when stdout is a terminal.
     """
-    from dlx.track.tags import REPLICAS, REPRODUCTION_OF, STRATEGY, WORKERS
     from dlx.track.read import open_store
+    from dlx.track.tags import REPLICAS, REPRODUCTION_OF, STRATEGY, WORKERS
     from dlx.train.runner import train as run_training
 
     store = open_store(tracking_uri)
     (original,) = store.find([reference])
     run_id = original.info.run_id
     loaded = _logged_spec(store, original)
-    result = run_training(
-        loaded, live=live, tracking_uri=store.uri, tags={REPRODUCTION_OF: run_id}
-    )
+    result = run_training(loaded, live=live, tracking_uri=store.uri, tags={REPRODUCTION_OF: run_id})
     names = sorted(set(original.data.metrics) | set(result.metrics))
     rows = [(n, original.data.metrics.get(n), result.metrics.get(n)) for n in names]
     tags = original.data.tags

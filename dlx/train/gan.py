@@ -18,7 +18,8 @@ import tensorflow as tf
 from dlx.build.compile import build_compile_args
 from dlx.build.model import build_model
 from dlx.data import Splits
-from dlx.train.tasks import Task
+from dlx.track.logged_models import load_run_model
+from dlx.train.tasks import Task, register_task
 
 SAMPLE_EVERY = 5
 """Epochs between two sample grids, unless the spec's `model.sample_every` says otherwise."""
@@ -125,6 +126,7 @@ class Adversarial(keras.Model):
         optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
 
 
+@register_task("gan")
 class GanTask(Task):
     """Trains a spec's generator against its discriminator; logs sample grids as it goes."""
 
@@ -141,7 +143,7 @@ class GanTask(Task):
                     "d_loss and g_loss (binary cross-entropy on the discriminator's logit)",
                     key=True,
                 )
-        self.built = build_model(self.loaded)
+        self.built = build_model(self.loaded, load_run_model)
         args = build_compile_args(self.loaded)
         self.callbacks = args.callbacks
         optimizers = args.optimizer

@@ -106,8 +106,8 @@ def train(
 
     from dlx.data import SourceContext, SourceError, make_splits
     from dlx.track.store import quiet_mlflow
+    from dlx.train.kinds import task_for
     from dlx.train.strategy import configure_devices, make_placement
-    from dlx.train.tasks import task_for
 
     quiet_mlflow()
     configure_devices(loaded)
