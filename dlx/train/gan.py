@@ -18,7 +18,6 @@ import tensorflow as tf
 from dlx.build.compile import build_compile_args
 from dlx.build.model import build_model
 from dlx.data import Splits
-from dlx.track.logged_models import load_run_model
 from dlx.train.tasks import Task, register_task
 
 SAMPLE_EVERY = 5
@@ -143,7 +142,7 @@ class GanTask(Task):
                     "d_loss and g_loss (binary cross-entropy on the discriminator's logit)",
                     key=True,
                 )
-        self.built = build_model(self.loaded, load_run_model)
+        self.built = build_model(self.loaded)
         args = build_compile_args(self.loaded)
         self.callbacks = args.callbacks
         optimizers = args.optimizer
