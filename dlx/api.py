@@ -60,6 +60,7 @@ def validate(
     from dlx.data import SourceContext, check_sources
     from dlx.errors import SpecError
     from dlx.tensorflow_import import import_tensorflow_quietly
+    from dlx.track.logged_models import load_run_model
 
     loaded = load_spec(path, overrides)
     import_tensorflow_quietly()
@@ -71,7 +72,7 @@ def validate(
     problems = []
     built = None
     try:
-        built = build_model(loaded)
+        built = build_model(loaded, load_run_model)
     except SpecError as exc:
         problems.extend(exc.problems)
     output_names = list(built.model.output_names) if built is not None else None
@@ -250,56 +251,16 @@ def resume(
     Raises:
         UsageError: the run finished, is still running, or has no checkpoints to resume from.
     """
-    import socket
-
-    from dlx.errors import UsageError
     from dlx.track.read import open_store
-    from dlx.train.checkpoints import CHECKPOINTS_TAG
     from dlx.train.expectations import parse_expectations
-    from dlx.train.multi_worker import Cluster
-    from dlx.train.runner import Resume
+    from dlx.train.resume import resume_point
     from dlx.train.runner import train as run_training
 
     expectations = parse_expectations(list(expect))
     store = open_store(tracking_uri)
     (run,) = store.find([reference])
-    run_id, status, tags = run.info.run_id, run.info.status, run.data.tags
-    if Cluster.from_environment().is_chief:
-        if status == "FINISHED":
-            raise UsageError(f"the run {run_id} is FINISHED: there is nothing to resume")
-        host, _, pid = tags.get("dlx.process", "").rpartition(":")
-        if status == "RUNNING" and host == socket.gethostname() and _alive(int(pid or 0)):
-            raise UsageError(f"the run {run_id} is still running (process {pid} on {host})")
-    folder = tags.get(CHECKPOINTS_TAG)
-    if not folder or not Path(folder).is_dir():
-        where = f" ({folder} does not exist)" if folder else ""
-        raise UsageError(f"the run {run_id} has no checkpoints to resume from{where}")
-    return run_training(
-        _logged_spec(store, run),
-        expectations,
-        live=live,
-        tags={"dlx.resumed": str(int(tags.get("dlx.resumed", "0")) + 1)},
-        resume=Resume(run_id, store.uri, Path(folder)),
-    )
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process of this machine still runs (a zombie, killed but not reaped, does not)."""
-    import os
-
-    if pid <= 0 or pid == os.getpid():  # a container started again can reuse the old pid
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
+    point = resume_point(run, store.uri)
+    return run_training(_logged_spec(store, run), expectations, live=live, resume=point)
 
 
 def _logged_spec(store: Any, run: Any, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
@@ -360,23 +321,22 @@ def reproduce(
             `Reproduction`, its `failures` the metrics that differ.
     """
     from dlx.track.read import open_store
+    from dlx.track.tags import REPLICAS, REPRODUCTION_OF, STRATEGY, WORKERS
     from dlx.train.runner import train as run_training
 
     store = open_store(tracking_uri)
     (original,) = store.find([reference])
     run_id = original.info.run_id
     loaded = _logged_spec(store, original)
-    result = run_training(
-        loaded, live=live, tracking_uri=store.uri, tags={"dlx.reproduction_of": run_id}
-    )
+    result = run_training(loaded, live=live, tracking_uri=store.uri, tags={REPRODUCTION_OF: run_id})
     names = sorted(set(original.data.metrics) | set(result.metrics))
     rows = [(n, original.data.metrics.get(n), result.metrics.get(n)) for n in names]
     tags = original.data.tags
     placement = (
         _placement(
-            tags.get("dlx.strategy", "?"),
-            int(tags.get("dlx.replicas", 1)),
-            int(tags.get("dlx.workers", 1)),
+            tags.get(STRATEGY, "?"),
+            int(tags.get(REPLICAS, 1)),
+            int(tags.get(WORKERS, 1)),
         ),
         _placement(result.strategy, result.replicas, result.workers),
     )

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from dlx.build.graph import GraphBuilder
 from dlx.build.resolver import APPLICATION, Resolver, keras_message
-from dlx.errors import did_you_mean
+from dlx.errors import UsageError, did_you_mean
 from dlx.spec import LoadedSpec
+
+RunModelLoader = Callable[[str | None, str], Any]
+"""Loads the Keras model a run logged, for a backbone given by run id (`backbone: {run: <id>}`):
+called with the spec's `tracking.uri` (`None` for the default store) and the run's id, it
+returns the model or raises `UsageError`. dlx's own is `dlx.track.logged_models.load_run_model`;
+`build` reads no store itself."""
 
 
 @dataclass
@@ -43,8 +50,12 @@ def import_plugins(loaded: LoadedSpec) -> None:
             raise loaded.error(("plugins", i), f"cannot import plugin '{module}': {exc}") from None
 
 
-def build_model(loaded: LoadedSpec) -> BuiltModel:
+def build_model(loaded: LoadedSpec, load_run_model: RunModelLoader | None = None) -> BuiltModel:
     """Build the Keras model(s) a spec describes, without reading any data.
+
+    Args:
+        loaded: the spec.
+        load_run_model: loads a backbone given by run id; a spec with one is an error without.
 
     Raises:
         SpecError: an unknown name, a bad argument, a dangling reference, a cycle or a shape
@@ -76,7 +87,7 @@ def build_model(loaded: LoadedSpec) -> BuiltModel:
         discriminator = keras.Model(sample, logit, name="discriminator")
         return BuiltModel(generator, "gan", generator=generator, discriminator=discriminator)
     if model.backbone is not None:
-        backbone = _backbone(loaded, resolver)
+        backbone = _backbone(loaded, resolver, load_run_model)
         _reserve_names(builder, backbone)
         out, named = builder.connect(model.layers, ("model", "layers"), scope_input=backbone.output)
         outputs = _outputs(loaded, out, named)
@@ -151,19 +162,19 @@ def _reserve_names(builder: GraphBuilder, backbone: Any) -> None:
             pass
 
 
-def _run_model(loaded: LoadedSpec, run_id: str, path: tuple) -> Any:
+def _run_model(
+    loaded: LoadedSpec, run_id: str, path: tuple, load_run_model: RunModelLoader | None
+) -> Any:
     """The Keras model a dlx run logged, from the store the spec tracks to."""
-    from dlx.errors import UsageError
-    from dlx.track.logged_models import load_logged_model
-    from dlx.track.store import resolve_tracking_uri
-
+    if load_run_model is None:
+        raise loaded.error(path, "no backbone: loading a run's model needs a store to read")
     try:
-        return load_logged_model(resolve_tracking_uri(loaded.spec.tracking.uri), run_id)
+        return load_run_model(loaded.spec.tracking.uri, run_id)
     except UsageError as exc:
         raise loaded.error(path, f"no backbone: {exc}") from None
 
 
-def _backbone(loaded: LoadedSpec, resolver: Resolver) -> Any:
+def _backbone(loaded: LoadedSpec, resolver: Resolver, load_run_model: RunModelLoader | None) -> Any:
     """The pretrained network of a transfer-learning model, cut and frozen as the spec says."""
     import keras
 
@@ -198,7 +209,7 @@ def _backbone(loaded: LoadedSpec, resolver: Resolver) -> Any:
             raise loaded.error((*path, "model"), f"no such model file: {file}")
         backbone = keras.saving.load_model(file, compile=False)
     else:
-        backbone = _run_model(loaded, spec.run, (*path, "run"))
+        backbone = _run_model(loaded, spec.run, (*path, "run"), load_run_model)
     if spec.until is not None:
         try:
             cut = backbone.get_layer(spec.until)
@@ -215,4 +226,4 @@ def _backbone(loaded: LoadedSpec, resolver: Resolver) -> Any:
     return backbone
 
 
-__all__ = ["BuiltModel", "build_model", "import_plugins"]
+__all__ = ["BuiltModel", "RunModelLoader", "build_model", "import_plugins"]

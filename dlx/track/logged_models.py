@@ -8,6 +8,23 @@ from typing import Any
 from dlx.errors import UsageError
 
 
+def load_run_model(tracking_uri: str | None, run_id: str) -> Any:
+    """The model a run logged, from a spec's store: the loader of backbones given by run id
+    (`backbone: {run: <id>}`) that `dlx.build.model.build_model` takes.
+
+    Args:
+        tracking_uri: the spec's `tracking.uri`, or `None` for the default store
+            (`$MLFLOW_TRACKING_URI`, else `./mlflow.db`).
+        run_id: the run's id.
+
+    Raises:
+        UsageError: no such run in the store, or the run logged no model.
+    """
+    from dlx.track.store import resolve_tracking_uri
+
+    return load_logged_model(resolve_tracking_uri(tracking_uri), run_id)
+
+
 def load_logged_model(tracking_uri: str, run_id: str, name: str = "model") -> Any:
     """The Keras model a run logged under `name`, read from the store at `tracking_uri`.
 

@@ -121,7 +121,7 @@ class TrackedRun:
             strategy: the name of the `tf.distribute` strategy in use.
             replicas: the number of replicas in sync.
             data_fingerprint: a digest of the training data, if known now (else set it later
-                with `set_tags({"dlx.data_fingerprint": ...})`).
+                with `set_tags({tags.DATA_FINGERPRINT: ...})`).
 
         Returns:
             The run, to be started with `with`.

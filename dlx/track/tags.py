@@ -17,6 +17,30 @@ import dlx
 if TYPE_CHECKING:
     from dlx.spec import LoadedSpec
 
+# The names of dlx's own run tags; code that writes or reads a tag names it by its constant.
+SPEC_HASH = "dlx.spec_hash"
+"""SHA-256 of the spec as run (`resolved_spec_text`)."""
+DATA_FINGERPRINT = "dlx.data_fingerprint"
+"""A digest of the training data, as the data pipeline computes it."""
+SEED = "dlx.seed"
+STRATEGY = "dlx.strategy"
+"""The `tf.distribute` strategy the run trained under (e.g. `mirrored`)."""
+REPLICAS = "dlx.replicas"
+"""The number of replicas in sync."""
+WORKERS = "dlx.workers"
+"""The number of workers of the job (1 unless multi-worker)."""
+PROCESS = "dlx.process"
+"""The process that runs the run, as `host:pid`: a RUNNING run whose process is gone may be
+resumed."""
+CHECKPOINTS = "dlx.checkpoints"
+"""The absolute path of the run's checkpoint folder, for `dlx train --resume`."""
+RESUMED = "dlx.resumed"
+"""How many times the run was resumed."""
+REPRODUCTION_OF = "dlx.reproduction_of"
+"""The id of the run that a `dlx reproduce` run trained again."""
+VERSION_PREFIX = "dlx.version."
+"""The prefix of the tags recording versions: `dlx.version.tensorflow`, ..."""
+
 _GIT_TIMEOUT_S = 5
 
 # The distribution whose version each `dlx.version.*` tag records, by module name.
@@ -82,18 +106,18 @@ def standard_tags(
             "mlflow.source.name": str(loaded.document.path.resolve()),
             "mlflow.source.type": "LOCAL",
             "mlflow.user": _user(),
-            "dlx.spec_hash": hashlib.sha256(spec_text.encode()).hexdigest(),
-            "dlx.seed": str(spec.seed),
-            "dlx.strategy": strategy,
-            "dlx.replicas": str(replicas),
-            "dlx.version.dlx": dlx.__version__,
-            "dlx.version.python": platform.python_version(),
+            SPEC_HASH: hashlib.sha256(spec_text.encode()).hexdigest(),
+            SEED: str(spec.seed),
+            STRATEGY: strategy,
+            REPLICAS: str(replicas),
+            f"{VERSION_PREFIX}dlx": dlx.__version__,
+            f"{VERSION_PREFIX}python": platform.python_version(),
         }
     )
     for module in _VERSIONED_MODULES:
-        tags[f"dlx.version.{module}"] = importlib.import_module(module).__version__
+        tags[f"{VERSION_PREFIX}{module}"] = importlib.import_module(module).__version__
     if data_fingerprint is not None:
-        tags["dlx.data_fingerprint"] = data_fingerprint
+        tags[DATA_FINGERPRINT] = data_fingerprint
     if spec.description:
         tags["mlflow.note.content"] = spec.description
     if commit := git_commit(loaded.base_dir):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from dlx.data import Splits
-from dlx.train.tasks import Task
+from dlx.train.tasks import Task, register_task
 
 RECONSTRUCTIONS_SHOWN = 10
 """Examples drawn in `reconstructions.png`."""
@@ -27,6 +27,7 @@ ERROR_METRIC = f"reconstruction_error_p{ERROR_PERCENTILE}"
 """The run metric holding the anomaly threshold: the 95th percentile of held-out errors."""
 
 
+@register_task("autoencoder")
 class AutoencoderTask(Task):
     """Trains `encoder -> decoder` to reconstruct its (optionally noisy) input."""
 

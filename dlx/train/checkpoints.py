@@ -28,9 +28,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-CHECKPOINTS_TAG = "dlx.checkpoints"
-"""The run tag holding the absolute path of the run's checkpoint folder."""
-
 
 def checkpoint_folder(tracking_uri: str, run_id: str) -> Path:
     """Where a new run keeps its checkpoints: `dlx-checkpoints/<run id>` next to a sqlite

@@ -18,7 +18,7 @@ import tensorflow as tf
 from dlx.build.compile import build_compile_args
 from dlx.build.model import build_model
 from dlx.data import Splits
-from dlx.train.tasks import Task
+from dlx.train.tasks import Task, register_task
 
 SAMPLE_EVERY = 5
 """Epochs between two sample grids, unless the spec's `model.sample_every` says otherwise."""
@@ -125,6 +125,7 @@ class Adversarial(keras.Model):
         optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
 
 
+@register_task("gan")
 class GanTask(Task):
     """Trains a spec's generator against its discriminator; logs sample grids as it goes."""
 

@@ -15,8 +15,6 @@ Order matters and is the point of this module:
 from __future__ import annotations
 
 import io
-import os
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +22,9 @@ from typing import Any
 
 from dlx.errors import DlxError, Interrupted, SpecError
 from dlx.spec import LoadedSpec
+from dlx.track.tags import CHECKPOINTS, PROCESS, RESUMED, WORKERS
 from dlx.train.expectations import Expectation
+from dlx.train.resume import Resume, this_process
 
 
 @dataclass
@@ -59,15 +59,6 @@ class TrainingFailed(DlxError):
 
     folder: Path | None = None
     """The run's checkpoint folder, kept for `dlx train --resume`."""
-
-
-@dataclass
-class Resume:
-    """A run to continue (`dlx train --resume`): its id, store and checkpoint folder."""
-
-    run_id: str
-    tracking_uri: str
-    checkpoints: Path
 
 
 def train(
@@ -115,8 +106,8 @@ def train(
 
     from dlx.data import SourceContext, SourceError, make_splits
     from dlx.track.store import quiet_mlflow
+    from dlx.train.kinds import task_for
     from dlx.train.strategy import configure_devices, make_placement
-    from dlx.train.tasks import task_for
 
     quiet_mlflow()
     configure_devices(loaded)
@@ -287,8 +278,9 @@ def _train_and_record(
         data_fingerprint=splits.fingerprint,
     )
     run.tags.update(tags)
-    run.tags.update({"dlx.workers": str(cluster.workers), "dlx.process": _process()})
+    run.tags.update({WORKERS: str(cluster.workers), PROCESS: this_process()})
     if resume is not None:
+        run.tags[RESUMED] = str(resume.count)
         run.tracking_uri = resume.tracking_uri
         run.reopen(resume.run_id)
     elif tracking_uri and not spec.tracking.uri:
@@ -330,7 +322,7 @@ def _record(
     from dlx.track import MlflowMetricsCallback, learning_curves_figure
     from dlx.track.callback import scalar_metrics
     from dlx.track.outbox import Outbox
-    from dlx.train.checkpoints import CHECKPOINTS_TAG, RunCheckpoints, checkpoint_folder
+    from dlx.train.checkpoints import RunCheckpoints, checkpoint_folder
     from dlx.train.divergence import Diverged
 
     task, model, splits, placement = fitting.task, fitting.model, fitting.splits, fitting.placement
@@ -346,7 +338,7 @@ def _record(
                 kept = outbox.kept()
                 recorder.history = [{"epoch": step, **kept[step][0]} for step in sorted(kept)]
             else:
-                run.set_tags({CHECKPOINTS_TAG: str(folder)})
+                run.set_tags({CHECKPOINTS: str(folder)})
                 run.log_text(_summary(model), "model_summary.txt")
             fit_started = time.perf_counter()
             epochs_trained = fitting.stages(checkpoints, recorder)
@@ -426,11 +418,6 @@ def _reason(exc: Exception, workers: int) -> str:
             "see the other workers' output)"
         )
     return f"{type(exc).__name__}: {exc}"
-
-
-def _process() -> str:
-    """This process, as `host:pid`: a RUNNING run whose process is gone may be resumed."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _summary(model: Any) -> str:

@@ -1,8 +1,9 @@
 """What each model kind needs to train: its model, its data and its own artifacts.
 
 The runner (`dlx.train.runner`) owns the strategy, the loop and the tracking; a task owns what
-differs between kinds (Model Garden's `Task` / `OrbitExperimentRunner` split). A new kind adds a
-task here and touches nothing in the runner.
+differs between kinds (Model Garden's `Task` / `OrbitExperimentRunner` split). A new kind is a
+`Task` subclass registered for its `model.kind` with `@register_task("kind")`, in a module of
+its own that `dlx.train.kinds` imports; it touches nothing in the runner.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import numpy as np
 from dlx.build.compile import CompileArgs, build_compile_args
 from dlx.build.model import BuiltModel, build_model
 from dlx.data import Splits
-from dlx.errors import SpecError
+from dlx.errors import DlxError, SpecError
 from dlx.spec import LoadedSpec, split_component
+from dlx.track.logged_models import load_run_model
 
 
 @dataclass
@@ -55,7 +57,7 @@ class Task(abc.ABC):
     def build_with_compile_args(self) -> tuple[Any, CompileArgs]:
         """The spec's model (kept as `built`) and its compile arguments, for `build` to
         compile with; the spec's callbacks are kept as `callbacks`."""
-        self.built = build_model(self.loaded)
+        self.built = build_model(self.loaded, load_run_model)
         model = self.built.model
         args = build_compile_args(self.loaded, list(model.output_names))
         self.callbacks = args.callbacks
@@ -122,6 +124,38 @@ class Task(abc.ABC):
         return None if splits.train_arrays is None else splits.train_arrays[0]
 
 
+TASKS: dict[str, type[Task]] = {}
+"""The task of each model kind, by `model.kind` (see `register_task`)."""
+
+
+def register_task(kind: str) -> Callable[[type[Task]], type[Task]]:
+    """Register a `Task` subclass as the task of the model kind `kind` (`model.kind`)."""
+
+    def register(task: type[Task]) -> type[Task]:
+        TASKS[kind] = task
+        return task
+
+    return register
+
+
+def task_for(loaded: LoadedSpec) -> Task:
+    """The task of a spec's model kind.
+
+    Raises:
+        DlxError: no task is registered for the kind: the module that registers it was not
+            imported (`dlx.train.kinds` imports those of dlx's own kinds).
+    """
+    kind = loaded.spec.model.kind
+    if kind not in TASKS:
+        raise DlxError(
+            f"no task is registered for the model kind '{kind}' (registered: "
+            f"{', '.join(sorted(TASKS)) or 'none'}); import the module that registers it with "
+            "@register_task, e.g. dlx.train.kinds for dlx's own kinds"
+        )
+    return TASKS[kind](loaded)
+
+
+@register_task("supervised")
 class SupervisedTask(Task):
     """Inputs `x`, targets `y`: the default kind; with a backbone, an optional fine-tune stage."""
 
@@ -350,17 +384,3 @@ def _adapt(loaded: LoadedSpec, model: Any, splits: Splits) -> None:
         index = next(i for i, t in enumerate(model.inputs) if layer.input is t)
         data = list(x.values())[index] if isinstance(x, dict) else x
         layer.adapt(data)
-
-
-def task_for(loaded: LoadedSpec) -> Task:
-    """The task of a spec's model kind."""
-    kind = loaded.spec.model.kind
-    if kind == "autoencoder":
-        from dlx.train.autoencoder import AutoencoderTask
-
-        return AutoencoderTask(loaded)
-    if kind == "gan":
-        from dlx.train.gan import GanTask
-
-        return GanTask(loaded)
-    return SupervisedTask(loaded)

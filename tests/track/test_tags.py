@@ -1,6 +1,8 @@
 import hashlib
 import platform
+import re
 import subprocess
+from pathlib import Path
 
 import keras
 import mlflow
@@ -72,3 +74,16 @@ def test_the_git_commit_is_recorded_when_the_spec_is_in_a_work_tree(spec_file):
     ).stdout.strip()
     tags = standard_tags(load_spec(spec_file), strategy="default", replicas=1)
     assert tags["mlflow.source.git.commit"] == head
+
+
+def test_every_dlx_tag_name_is_written_once_as_a_constant_of_dlx_track_tags():
+    package = Path(dlx.__file__).parent
+    literal = re.compile(r"""["']dlx\.[a-z_]+["']""")
+    written = [
+        f"{path.relative_to(package)}:{number}: {line.strip()}"
+        for path in sorted(package.rglob("*.py"))
+        if path != package / "track" / "tags.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if literal.search(line)
+    ]
+    assert written == []
