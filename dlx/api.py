@@ -250,6 +250,7 @@ def resume(
 
     Raises:
         UsageError: the run finished, is still running, or has no checkpoints to resume from.
+        ExpectationError: the resumed run finished but missed an `--expect` gate.
     """
     from dlx.track.read import open_store
     from dlx.train.expectations import parse_expectations
