@@ -98,13 +98,15 @@ def _run(call: Callable[[], T], show: Callable[[T], None] | None = None) -> T:
         if show is not None and isinstance(exc, ExpectationError):
             show(exc.result)
         status = _exit_status(exc)
-        # What the failure left (e.g. TensorFlow's thread pool of a collective that failed) is
-        # collected now, while it can still close: at exit it would print "Exception ignored".
-        gc.collect()
-        raise typer.Exit(status) from None
-    if show is not None:
-        show(result)
-    return result
+    else:
+        if show is not None:
+            show(result)
+        return result
+    # What the failure left (e.g. TensorFlow's thread pool of a collective that failed) is
+    # collected now, while it can still close: at exit it would print "Exception ignored". Here,
+    # out of the `except` block, the exception and the frames of its traceback are released.
+    gc.collect()
+    raise typer.Exit(status)
 
 
 def _exit_status(exc: BaseException) -> int:
