@@ -26,6 +26,7 @@ def test_a_head_name_the_backbone_has_is_a_located_error():
         api.validate(TRANSFER, [*WHOLE, "model.layers=[dense: {units: 5, name: dense_1}]"])
 
 
+@pytest.mark.slow
 def test_a_head_on_a_whole_backbone_trains():
     result = api.train(TRANSFER, [*WHOLE, "train.epochs=1", "train.fine_tune=null"])
     run = MlflowClient(f"sqlite:///{Path.cwd() / 'mlflow.db'}").get_run(result.run_id)

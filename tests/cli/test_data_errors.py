@@ -170,6 +170,7 @@ def test_targets_that_do_not_fit_the_loss(loss, labels, expected):
     )
 
 
+@pytest.mark.slow
 def test_bad_labels_in_a_real_process_leave_no_traceback_run_or_checkpoints():
     labels_beyond_the_units()
     spec = write_spec("{npz: data.npz}")

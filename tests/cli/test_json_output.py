@@ -8,6 +8,8 @@ from dlx import api
 from tests.conftest import ROOT
 from tests.train.processes import dlx
 
+pytestmark = pytest.mark.slow  # each test trains or runs dlx in processes
+
 DIGITS = ROOT / "specs" / "digits_cnn.yaml"
 
 

@@ -8,6 +8,8 @@ from mlflow import MlflowClient
 from tests.conftest import ROOT
 from tests.train.processes import BOUND_S, dlx, journal_lines, kill_group, start, wait_for
 
+pytestmark = pytest.mark.slow  # each test trains or runs dlx in processes
+
 DIGITS = ROOT / "specs" / "digits_cnn.yaml"
 EPOCHS = 12
 

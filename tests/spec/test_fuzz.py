@@ -235,6 +235,7 @@ def _mutants(rng: random.Random, seeds: dict[Path, str]) -> list[tuple[Path, str
     return mutants
 
 
+@pytest.mark.slow  # 1,500 specs read, a thousand models built: about 20 s
 @pytest.mark.timeout(300)
 def test_mutated_specs_raise_only_dlx_errors(tmp_path):
     for folder in FOLDERS:

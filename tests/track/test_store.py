@@ -135,6 +135,7 @@ def one_error_line(done: subprocess.CompletedProcess, expected: str) -> None:
     assert expected in lines[0]
 
 
+@pytest.mark.slow
 def test_processes_opening_a_new_store_at_once_create_it_one_at_a_time(tmp_path):
     # MLflow alone races here: each process runs the schema migrations, and most fail.
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -148,6 +149,7 @@ def test_processes_opening_a_new_store_at_once_create_it_one_at_a_time(tmp_path)
     assert [e.name for e in MlflowClient(uri).search_experiments()] == ["Default"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_trainings_started_at_once_on_a_new_store_all_finish(tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
@@ -198,6 +200,7 @@ def _not_mlflow(path: Path) -> None:
     connection.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("damage", "expected"),
     [
@@ -219,6 +222,7 @@ def test_a_damaged_store_is_one_line_for_every_command_and_is_left_as_it_was(
     assert path.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_an_empty_file_is_an_empty_store_that_a_run_initialises(tmp_path):
     path = tmp_path / "mlflow.db"
     path.touch()
@@ -318,6 +322,7 @@ def postgres_uri() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_runs_are_recorded_in_and_read_from_a_postgresql_store(postgres_uri, tmp_path):
     with TrackedRun("pg", tracking_uri=postgres_uri, params={"seed": "1"}) as run:

@@ -170,6 +170,7 @@ def test_mirrored_on_two_logical_cpus(tmp_path):
     assert samples == {"samples/epoch_001.png", "samples/epoch_002.png"}
 
 
+@pytest.mark.slow
 def test_a_gan_run_prints_no_grappler_remapper_error(tmp_path):
     """With oneDNN (the default on recent x86 CPUs), grappler's remapper failed on the
     discriminator's conv2d + leaky_relu on every run and said so on stderr."""

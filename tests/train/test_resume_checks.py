@@ -12,6 +12,8 @@ from dlx.errors import UsageError
 from dlx.track.tags import CHECKPOINTS, PROCESS, RESUMED
 from dlx.train.resume import Resume, resume_point, this_process
 
+pytestmark = pytest.mark.slow  # each test trains or runs dlx in processes
+
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> tuple[MlflowClient, str]:

@@ -10,6 +10,7 @@ from dlx.spec import load_spec
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow
 def test_the_tasks_module_imports_no_kind_and_kinds_registers_all_three():
     code = (
         "import sys\n"
