@@ -103,6 +103,12 @@ class Window(Strict):
     stride: int = Field(1, gt=0, description="Steps between the starts of two windows.")
 
 
+class DiskCache(Strict):
+    """Section 3.1: keep the decoded examples of a streamed source in files (tf.data's cache)."""
+
+    disk: str = Field(description="The cache's file prefix, relative to the spec's directory.")
+
+
 class Data(Strict):
     """Section 3: where the data comes from and how it is split."""
 
@@ -117,6 +123,17 @@ class Data(Strict):
         None,
         description="Forecast a series: inputs are windows of the source's rows, the target "
         "the row `horizon` steps after each; splits are then chronological.",
+    )
+    shuffle_buffer: int = Field(
+        10000,
+        gt=0,
+        description="Section 3.1: examples in the shuffle buffer of a streamed source (its "
+        "file order is shuffled too); in-memory sources are shuffled whole.",
+    )
+    cache: Literal["auto", "memory", "none"] | DiskCache = Field(
+        "auto",
+        description="Section 3.1: where a streamed source's decoded examples are kept: auto "
+        "(in memory when its files take under 256 MB), memory, none, or {disk: path}.",
     )
 
     @model_validator(mode="after")
