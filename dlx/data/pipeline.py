@@ -24,6 +24,7 @@ from dlx.data.sources import (
     call_source,
     check_source,
 )
+from dlx.data.stream import TrainStream, cached, choose_cache, digest_stream, split_files
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -76,6 +77,13 @@ class Splits:
     """The seed each epoch's order is drawn from; `None`: the source's order, every epoch."""
     examples: tf.data.Dataset | None = field(default=None, repr=False)
     """The training examples, unbatched and in the source's order."""
+    stream: TrainStream | None = field(default=None, repr=False)
+    """The training files of a streamed source, which `epochs` reads instead of `examples`."""
+    labels: tuple[np.ndarray | None, ...] | None = None
+    """For a streamed source: the class ids of the train, validation and test splits (`None`
+    for a split not asked for), known without decoding a file."""
+    cache: str | None = None
+    """For a streamed source: the cache chosen (`memory`, `none`, or a disk cache's prefix)."""
 
     @property
     def steps_per_epoch(self) -> int:
@@ -96,6 +104,9 @@ class Splits:
         """
         import tensorflow as tf
 
+        if self.stream is not None:
+            stream = self.stream.epochs(first, end, self.batch_size)
+            return _distributable(stream).prefetch(tf.data.AUTOTUNE)
         examples = self._train_tensors
         seed = None if self.shuffle_seed is None else self.shuffle_seed % 2**63
         batch_size = self.batch_size
@@ -200,14 +211,30 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
     num_test = _fraction_of(count, data.test_split)
     num_validation = _fraction_of(count, data.validation_split)
     num_train = count - num_test - num_validation
-    if num_train <= 0:
+    if num_train <= 0 and source.stream is None:
         raise SourceError(
             f"the splits leave no training data: {count} examples, of which "
             f"{num_test} for test (test_split={data.test_split}) and {num_validation} for "
             f"validation (validation_split={data.validation_split})"
         ).at("data")
 
-    if data.window is None:
+    fingerprint = digest.hexdigest()
+    streams = [read.stream for read in (source, validation) if read and read.stream]
+    cache = choose_cache(data.cache, streams, context.base_dir, fingerprint) if streams else None
+    train_stream = None
+    if source.stream is not None:
+        files = split_files(source.stream, data.validation_split, data.test_split, context.seed)
+        train_stream = TrainStream(
+            files[0], context.seed if data.shuffle else None, data.shuffle_buffer, cache
+        )
+        train, split_validation, test = (
+            _Part(None, None, files[0].count),
+            *(
+                _streamed_part(part.files_dataset(), cache, name, part.count)
+                for part, name in ((files[1], "validation"), (files[2], "test"))
+            ),
+        )
+    elif data.window is None:
         train, split_validation, test = _shuffled_parts(
             source, count, num_validation, num_test, context.seed
         )
@@ -217,7 +244,11 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
         )
     if validation is not None:
         split_validation = (
-            _part(validation, None, 0, validation_count)
+            _streamed_part(
+                _stream_split(validation).files_dataset(), cache, "validation", validation_count
+            )
+            if validation.stream is not None
+            else _part(validation, None, 0, validation_count)
             if data.window is None
             else _windowed(validation, data.window, 0, validation_count, "validation")
         )
@@ -235,11 +266,24 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
         num_train=train.count,
         num_validation=split_validation.count,
         num_test=test.count,
-        fingerprint=digest.hexdigest(),
+        fingerprint=fingerprint,
         batch_size=batch_size,
         shuffle_seed=shuffle_seed,
         examples=train.dataset,
+        stream=train_stream,
+        cache=cache,
     )
+    if train_stream is not None:
+        labels = [files[0].labels, None, files[2].labels if has_test else None]
+        if has_validation:
+            labels[1] = (
+                files[1].labels
+                if validation is None
+                else validation.stream.labels
+                if validation.stream is not None
+                else validation.y
+            )
+        splits.labels = tuple(labels)
     splits.train = splits.epochs(0, 1)
     return splits
 
@@ -281,10 +325,10 @@ def _check_series(source: SourceData | None) -> None:
     """Check that a source can be windowed: arrays, and a target series to forecast."""
     if source is None:
         return
-    if source.dataset is not None:
+    if source.dataset is not None or source.stream is not None:
         raise SourceError(
             "windowing needs a source that gives arrays (npz, csv, synthetic, or a python "
-            "function returning (x, y)); this source gives a tf.data.Dataset"
+            "function returning (x, y)); this source gives a tf.data.Dataset or streams files"
         ).at("data", "window")
     if source.y is None and isinstance(source.x, dict):
         raise SourceError(
@@ -314,7 +358,7 @@ def _relabel(validation: SourceData, class_names: list[str]) -> None:
     Two folders or files seldom hold exactly the same classes; a validation folder without one
     of the training classes would otherwise number its classes differently.
     """
-    if validation.class_names == class_names or validation.y is None:
+    if validation.class_names == class_names or (validation.y is None and not validation.stream):
         return
     unknown = sorted(set(validation.class_names) - set(class_names))
     if unknown:
@@ -323,7 +367,10 @@ def _relabel(validation: SourceData, class_names: list[str]) -> None:
             f"Training classes: {', '.join(class_names)}"
         ).at("data", "validation", "source")
     ids = np.array([class_names.index(name) for name in validation.class_names], dtype=np.int32)
-    validation.y = ids[validation.y]
+    if validation.stream is not None:
+        validation.stream.labels = ids[validation.stream.labels]
+    else:
+        validation.y = ids[validation.y]
     validation.class_names = class_names
 
 
@@ -343,6 +390,20 @@ def _part(source: SourceData, order: np.ndarray | None, start: int, stop: int) -
         return _Part(_with_cardinality(dataset, count), None, count)
     arrays = _take(source, slice(start, stop) if order is None else np.sort(order[start:stop]))
     return _Part(_from_arrays(arrays), arrays, count)
+
+
+def _stream_split(source: SourceData) -> Any:
+    """All the files of a streamed source, in its order (an explicit validation source)."""
+    from dlx.data.stream import FileSplit
+
+    return FileSplit(source.stream, np.arange(len(source.stream.files)))
+
+
+def _streamed_part(dataset: tf.data.Dataset, cache: str, name: str, count: int) -> _Part:
+    """A validation or test split of streamed files: decoded in order, cached as chosen."""
+    if count == 0:
+        return _Part(None, None, 0)
+    return _Part(_with_cardinality(cached(dataset, cache, name), count), None, count)
 
 
 def _windowed(source: SourceData, window: Window, start: int, stop: int, split: str) -> _Part:
@@ -438,6 +499,8 @@ def _digest_source(digest: Any, source: SourceData) -> int:
     """Add a source's data to a sha256 digest, and count its examples."""
     for name in source.class_names or []:
         _digest_text(digest, name)
+    if source.stream is not None:
+        return digest_stream(digest, source.stream)
     if source.dataset is not None:
         return _digest_dataset(digest, source.dataset)
     arrays = source.named_arrays()

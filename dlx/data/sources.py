@@ -38,6 +38,9 @@ Features = np.ndarray | dict[str, np.ndarray]
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 """The files the `images` source reads: those `keras.utils.image_dataset_from_directory` reads."""
 
+PROBED_FILES = 32
+"""How many of a streamed folder's images are read whole when the source is read."""
+
 # Pixels of scikit-learn's digits are integers from 0 to 16.
 _DIGITS_PIXEL_MAX = 16.0
 # The `synthetic` source projects its inputs this many features at a time, so that the random
@@ -92,8 +95,29 @@ class SourceContext:
 
 
 @dataclass
+class FileStream:
+    """Examples that stay in their files until training reads them: one example per file.
+
+    Attributes:
+        root: the folder the files' relative paths (which split them) are taken from.
+        files: the files, in the source's order.
+        labels: the int32 class id of each file's example.
+        decode: a TensorFlow function from a file's path and label (string and int32 tensors)
+            to its `(x, y)` example; `tf.data` calls it in parallel.
+        example_bytes: the size of one decoded example in memory, when it is known; `cache:
+            auto` judges by it (else by the files' size on disk).
+    """
+
+    root: Path
+    files: list[Path]
+    labels: np.ndarray
+    decode: Callable[[Any, Any], Any]
+    example_bytes: int | None = None
+
+
+@dataclass
 class SourceData:
-    """What a source returns: arrays, or a `tf.data.Dataset` when it only yields a dataset.
+    """What a source returns: arrays, a stream of files, or a `tf.data.Dataset`.
 
     Attributes:
         x: the inputs, one example per row: an array, or a mapping of input name to array.
@@ -101,6 +125,8 @@ class SourceData:
         y: the targets, one per example; `None` when the data has none (an autoencoder's), or
             when the source gives `dataset`.
         dataset: a dataset of unbatched `(x, y)` examples, for sources that give no arrays.
+        stream: the files of a source that streams them (docs/spec.md section 3.1), instead
+            of arrays.
         class_names: the name of each class id in `y`, when the source knows them.
         description: one line for people: what was read and how much of it.
     """
@@ -108,6 +134,7 @@ class SourceData:
     x: Features | None = None
     y: np.ndarray | None = None
     dataset: tf.data.Dataset | None = None
+    stream: FileStream | None = None
     class_names: list[str] | None = None
     description: str = ""
 
@@ -281,7 +308,7 @@ def check_arguments(
 
 
 def _check_examples(data: SourceData) -> None:
-    if data.dataset is not None:
+    if data.dataset is not None or data.stream is not None:
         return
     lengths = [(name, len(array)) for name, array in data.named_arrays()]
     if len({length for _, length in lengths}) > 1:
@@ -832,11 +859,12 @@ def from_images(
     image_size: list[int] | tuple[int, int] = (256, 256),
     color_mode: str = "rgb",
 ) -> SourceData:
-    """Image files with one sub-folder per class, read into one array.
+    """Image files with one sub-folder per class, streamed: read as training reads them.
 
     As in `keras.utils.image_dataset_from_directory`: classes are the sub-folders in sorted
-    order, images are resized with bilinear interpolation, and pixels stay float32 in 0..255
-    (add a `rescaling: 1/255` layer to the model). Every image is held in memory.
+    order, images are decoded by TensorFlow and resized with bilinear interpolation
+    (`tf.image.resize`), and pixels stay float32 in 0..255 (add a `rescaling: 1/255` layer to
+    the model). Only the list of files is held in memory (see `data.cache`).
 
     Args:
         context: the spec's directory, for a relative `directory`.
@@ -847,28 +875,47 @@ def from_images(
     Example: `{images: {directory: data/flowers, image_size: [96, 96]}}`.
     """
     size, class_names, files, labels = _check_images(context, directory, image_size, color_mode)
+    channels = {"rgb": 3, "grayscale": 1, "rgba": 4}[color_mode]
 
+    def decode(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        import tensorflow as tf
+
+        image = tf.io.decode_image(
+            tf.io.read_file(path), channels=channels, expand_animations=False
+        )
+        image = tf.image.resize(image, size, method="bilinear")
+        image.set_shape((*size, channels))
+        return image, label
+
+    _probe_images(files[:PROBED_FILES], color_mode)
+    root = _resolve(context, directory, "directory", directory=True)
+    return SourceData(
+        stream=FileStream(
+            root=root,
+            files=files,
+            labels=labels,
+            decode=decode,
+            example_bytes=size[0] * size[1] * channels * 4,
+        ),
+        class_names=class_names,
+        description=f"{directory}: {len(files)} images in {len(class_names)} classes",
+    )
+
+
+def _probe_images(files: list[Path], color_mode: str) -> None:
+    """Read a few images whole, so that a folder of broken files fails before training starts,
+    naming the file (a file found broken while training fails the run)."""
     import keras
 
-    images = []
     for file in files:
         # Pillow reads pixels lazily: a truncated file fails in `img_to_array`, not `load_img`.
         # A broken file is an OSError, or for some formats a SyntaxError or ValueError.
         try:
-            image = keras.utils.load_img(
-                file, color_mode=color_mode, target_size=size, interpolation="bilinear"
-            )
-            images.append(keras.utils.img_to_array(image, dtype="float32"))
+            keras.utils.img_to_array(keras.utils.load_img(file, color_mode=color_mode))
         except (OSError, ValueError, SyntaxError) as error:
             raise SourceError(
                 f"could not read image {relative_path(file)}: {error}", "directory"
             ) from None
-    return SourceData(
-        x=np.stack(images),
-        y=labels,
-        class_names=class_names,
-        description=f"{directory}: {len(files)} images in {len(class_names)} classes",
-    )
 
 
 def _check_text(context: SourceContext, directory: str) -> tuple[list[str], list[Path], np.ndarray]:

@@ -22,6 +22,12 @@ from dlx.errors import DlxError, SpecError
 from dlx.spec import LoadedSpec, split_component
 from dlx.track.logged_models import load_run_model
 
+ADAPT_SAMPLE = 10000
+"""How many examples of a streamed source preprocessing layers are adapted on (the first ones
+of the first epoch, whose order is seeded): streamed data is never read whole to adapt."""
+SIGNATURE_SAMPLE = 2
+"""How many examples of a streamed source show the logged model's signature."""
+
 
 @dataclass
 class Stage:
@@ -120,7 +126,12 @@ class Task(abc.ABC):
         return model
 
     def sample_inputs(self, splits: Splits) -> Any:
-        """Inputs for the logged model's signature; None when there are none to show."""
+        """Inputs for the logged model's signature; None when there are none to show.
+
+        A streamed source gives the first few examples of its first epoch."""
+        if splits.stream is not None:
+            x, _ = next(iter(splits.train.take(1)))
+            return np.asarray(x)[:SIGNATURE_SAMPLE]
         return None if splits.train_arrays is None else splits.train_arrays[0]
 
 
@@ -214,6 +225,7 @@ class SupervisedTask(Task):
         """
         arrays = [splits.train_arrays, splits.validation_arrays, splits.test_arrays]
         targets = [np.asarray(a[1]) for a in arrays if a is not None and a[1] is not None]
+        targets += [np.asarray(labels) for labels in splits.labels or () if labels is not None]
         if not targets or len(model.outputs) != 1:
             return
         y = np.concatenate([t.reshape(len(t), -1) for t in targets])
@@ -229,11 +241,15 @@ class SupervisedTask(Task):
             return {}
         if isinstance(weight, dict):
             return {"class_weight": {int(k): float(v) for k, v in weight.items()}}
-        if splits.train_arrays is None:
+        if splits.labels is not None:
+            y = np.asarray(splits.labels[0]).astype(int)
+        elif splits.train_arrays is None:
             raise self.loaded.error(
-                ("train", "class_weight"), "balanced class weights need a source that gives arrays"
+                ("train", "class_weight"),
+                "balanced class weights need a source that gives arrays or streams class folders",
             )
-        y = np.asarray(splits.train_arrays[1]).reshape(-1).astype(int)
+        else:
+            y = np.asarray(splits.train_arrays[1]).reshape(-1).astype(int)
         classes, counts = np.unique(y, return_counts=True)
         balanced = len(y) / (len(classes) * counts)
         return {"class_weight": {int(c): float(w) for c, w in zip(classes, balanced, strict=True)}}
@@ -241,6 +257,11 @@ class SupervisedTask(Task):
     def log_artifacts(self, run: Any, model: Any, splits: Splits) -> None:
         """A confusion matrix for classifiers, on the test split (else validation)."""
         arrays = splits.test_arrays or splits.validation_arrays
+        if arrays is None and splits.labels is not None:
+            # A streamed source: predict on the split's batches, in their fixed order.
+            split = (splits.test, 2) if splits.test is not None else (splits.validation, 1)
+            if split[0] is not None and splits.labels[split[1]] is not None:
+                arrays = (split[0], splits.labels[split[1]])
         if arrays is None or arrays[1] is None or len(model.outputs) != 1:
             return
         x, y = arrays
@@ -374,6 +395,13 @@ def _adapt(loaded: LoadedSpec, model: Any, splits: Splits) -> None:
         if hasattr(layer, "adapt") and any(layer.input is i for i in model.inputs)
     ]
     if not adaptable:
+        return
+    if splits.stream is not None:
+        # A streamed source: adapt on a bounded sample, the first examples of the first epoch.
+        steps = -(-min(splits.num_train, ADAPT_SAMPLE) // splits.batch_size)
+        sample = splits.epochs(0, 1).take(steps).map(lambda x, y: x)
+        for layer in adaptable:  # streamed sources give one input
+            layer.adapt(sample)
         return
     if splits.train_arrays is None:
         raise SpecError(
