@@ -1,0 +1,168 @@
+"""Streamed sources (docs/spec.md section 3.1): splits by file, epochs from (seed, epoch), cache."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dlx.data import SourceContext, SourceError, make_splits
+from dlx.data.stream import AUTO_CACHE_BYTES, choose_cache
+from dlx.errors import SpecError
+from dlx.spec import load_spec_text
+from dlx.spec.schema import Data
+
+
+def write_folder(root: Path, per_class: int = 20, size: tuple[int, int] = (8, 8)) -> None:
+    """Three class folders of small random PNG images, `size` (width, height) each."""
+    rng = np.random.default_rng(1)
+    for class_name in ("bird", "cat", "dog"):
+        (root / class_name).mkdir(parents=True)
+        for number in range(per_class):
+            pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / class_name / f"{number}.png")
+
+
+def splits_of(context, batch_size=8, **data):
+    data = {"source": {"images": {"directory": "pets", "image_size": [8, 8]}}, **data}
+    return make_splits(Data(**data), context=context, batch_size=batch_size)
+
+
+def batches(dataset) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(x.numpy(), y.numpy()) for x, y in dataset]
+
+
+def concatenated(dataset) -> tuple[np.ndarray, np.ndarray]:
+    parts = batches(dataset)
+    return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+
+
+@pytest.fixture
+def pets(context):
+    write_folder(context.base_dir / "pets")
+    return context
+
+
+def test_files_are_split_by_a_seeded_hash_of_their_paths(pets):
+    splits = splits_of(pets, validation_split=0.2, test_split=0.2)
+    again = splits_of(pets, validation_split=0.2, test_split=0.2)
+    other = splits_of(SourceContext(pets.base_dir, seed=1), validation_split=0.2, test_split=0.2)
+    counts = (splits.num_train, splits.num_validation, splits.num_test)
+    assert sum(counts) == 60 and all(counts)
+    assert counts == (again.num_train, again.num_validation, again.num_test)
+    for split in (0, 1, 2):
+        assert np.array_equal(splits.labels[split], again.labels[split])
+    assert splits.fingerprint == again.fingerprint == other.fingerprint
+    # Another seed, another split of the same files.
+    assert not np.array_equal(concatenated(splits.test)[0], concatenated(other.test)[0])
+    # The splits are disjoint, cover the data, and keep the class ids of the whole folder.
+    train = concatenated(splits.epochs(0, 1))
+    validation, test = concatenated(splits.validation), concatenated(splits.test)
+    images = np.concatenate([train[0], validation[0], test[0]]).reshape(60, -1)
+    assert len({row.tobytes() for row in images}) == 60
+    assert splits.class_names == ["bird", "cat", "dog"]
+    assert np.array_equal(np.sort(test[1]), np.sort(splits.labels[2]))
+    assert np.array_equal(validation[1], splits.labels[1])
+
+
+def test_each_epochs_order_is_drawn_from_the_seed_and_the_epoch_alone(pets):
+    splits = splits_of(pets, shuffle_buffer=16, cache="none")
+    whole = batches(splits.epochs(0, 3))
+    resumed = batches(splits.epochs(1, 3))
+    assert len(whole) == 3 * splits.steps_per_epoch
+    steps = splits.steps_per_epoch
+    for ours, theirs in zip(whole[steps:], resumed, strict=True):
+        assert np.array_equal(ours[0], theirs[0]) and np.array_equal(ours[1], theirs[1])
+    first = np.concatenate([y for _, y in whole[:steps]])
+    second = np.concatenate([y for _, y in whole[steps : 2 * steps]])
+    assert not np.array_equal(first, second)
+    assert np.array_equal(np.sort(first), np.sort(second))
+
+
+def test_memory_cache_reads_what_the_files_give(pets):
+    streamed = splits_of(pets, validation_split=0.2, cache="none")
+    in_memory = splits_of(pets, validation_split=0.2, cache="memory")
+    assert (streamed.cache, in_memory.cache) == ("none", "memory")
+    for ours, theirs in zip(
+        batches(streamed.epochs(0, 2)), batches(in_memory.epochs(0, 2)), strict=True
+    ):
+        assert np.array_equal(ours[0], theirs[0]) and np.array_equal(ours[1], theirs[1])
+    assert np.array_equal(
+        concatenated(streamed.validation)[0], concatenated(in_memory.validation)[0]
+    )
+
+
+def test_disk_cache_is_filled_once_and_named_by_the_fingerprint(pets):
+    splits = splits_of(pets, validation_split=0.2, cache={"disk": "cache/pets"})
+    assert splits.cache == str(pets.base_dir / "cache" / f"pets-{splits.fingerprint[:16]}")
+    assert list((pets.base_dir / "cache").glob("pets-*-train*.index"))
+    first, again = concatenated(splits.epochs(1, 2)), concatenated(splits.epochs(1, 2))
+    assert np.array_equal(first[0], again[0])
+    assert sorted(first[1].tolist()) == sorted(splits.labels[0].tolist())
+
+
+def test_auto_cache_keeps_small_sources_in_memory(pets):
+    assert splits_of(pets).cache == "memory"
+    stream = splits_of(pets).stream.files.stream
+    stream.example_bytes = AUTO_CACHE_BYTES
+    assert choose_cache("auto", [stream], pets.base_dir, "0" * 64) == "none"
+
+
+def test_streamed_images_equal_keras_image_dataset_from_directory(context):
+    import keras
+
+    write_folder(context.base_dir / "pets", per_class=3, size=(13, 11))
+    splits = splits_of(context, shuffle=False, cache="none")
+    ours = concatenated(splits.epochs(0, 1))
+    keras_data = keras.utils.image_dataset_from_directory(
+        context.base_dir / "pets", image_size=(8, 8), shuffle=False, batch_size=100
+    )
+    x, y = next(iter(keras_data))
+    np.testing.assert_array_equal(ours[0], x.numpy())
+    np.testing.assert_array_equal(ours[1], y.numpy())
+
+
+def test_streamed_images_equal_the_files_pixels_when_not_resized(context):
+    write_folder(context.base_dir / "pets", per_class=2)
+    x, y = concatenated(splits_of(context, shuffle=False).epochs(0, 1))
+    files = sorted((context.base_dir / "pets").rglob("*.png"))
+    expected = np.stack([np.asarray(Image.open(file), dtype=np.float32) for file in files])
+    np.testing.assert_array_equal(x, expected)
+    assert y.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_fingerprint_follows_the_files_not_their_reading(pets):
+    before = splits_of(pets).fingerprint
+    image = pets.base_dir / "pets" / "cat" / "0.png"
+    Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(image)
+    assert splits_of(pets).fingerprint != before
+
+
+def test_too_few_files_for_a_split(context):
+    write_folder(context.base_dir / "pets", per_class=1)
+    with pytest.raises(SourceError, match="the test split of the 3 files is empty"):
+        splits_of(context, test_split=0.01)
+
+
+def test_windows_need_arrays(pets):
+    with pytest.raises(SourceError, match="streams files"):
+        splits_of(pets, window={"size": 2})
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("shuffle_buffer: 0", "data.shuffle_buffer"),
+        ("cache: ram", "data.cache"),
+        ("cache: {disk: 3, other: 1}", "data.cache"),
+    ],
+)
+def test_bad_cache_or_buffer_is_located(tmp_path, line, expected):
+    text = (
+        "version: 1\nname: t\ndata:\n  source: {sklearn: iris}\n"
+        f"  {line}\nmodel:\n  layers: [{{dense: 3}}]\n"
+        "train:\n  loss: sparse_categorical_crossentropy\n"
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec_text(text, tmp_path / "t.yaml")
+    assert expected in str(caught.value) and "t.yaml:5:" in str(caught.value)
