@@ -862,9 +862,11 @@ def from_images(
     """Image files with one sub-folder per class, streamed: read as training reads them.
 
     As in `keras.utils.image_dataset_from_directory`: classes are the sub-folders in sorted
-    order, images are decoded by TensorFlow and resized with bilinear interpolation
-    (`tf.image.resize`), and pixels stay float32 in 0..255 (add a `rescaling: 1/255` layer to
-    the model). Only the list of files is held in memory (see `data.cache`).
+    order, and pixels stay float32 in 0..255 (add a `rescaling: 1/255` layer to the model).
+    Images are decoded by TensorFlow in parallel and resized with bilinear interpolation as
+    Pillow does it (antialiased when shrinking, rounded to whole levels: within one level of
+    `keras.utils.load_img(..., interpolation="bilinear")`). Only the list of files is held in
+    memory (see `data.cache`).
 
     Args:
         context: the spec's directory, for a relative `directory`.
@@ -883,7 +885,10 @@ def from_images(
         image = tf.io.decode_image(
             tf.io.read_file(path), channels=channels, expand_animations=False
         )
-        image = tf.image.resize(image, size, method="bilinear")
+        # Pillow's bilinear filter, which dlx read images with before they streamed: widened
+        # when shrinking (antialias) and rounded to whole levels; within one level of it.
+        image = tf.image.resize(image, size, method="bilinear", antialias=True)
+        image = tf.clip_by_value(tf.round(image), 0.0, 255.0)
         image.set_shape((*size, channels))
         return image, label
 
