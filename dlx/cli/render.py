@@ -52,6 +52,8 @@ def training(result: Any) -> None:
         f"run {result.run_id} finished in {result.seconds:.1f}s "
         f"({result.strategy}, {replicas}{workers})"
     )
+    if result.data_cache is not None:
+        typer.echo(f"  data streamed from its files, cache: {result.data_cache}")
     for name, value in sorted(result.metrics.items()):
         typer.echo(f"  {name:<28} {value:.6g}")
     typer.echo(result.ui_hint)

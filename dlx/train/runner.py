@@ -22,7 +22,7 @@ from typing import Any
 
 from dlx.errors import DlxError, Interrupted, SpecError
 from dlx.spec import LoadedSpec
-from dlx.track.tags import CHECKPOINTS, PROCESS, RESUMED, WORKERS
+from dlx.track.tags import CHECKPOINTS, DATA_CACHE, PROCESS, RESUMED, WORKERS
 from dlx.train.expectations import Expectation
 from dlx.train.resume import Resume, this_process
 
@@ -52,6 +52,9 @@ class TrainResult:
     """This process's place among them; 0 is the chief, which records the run."""
     model: Any = None
     """The trained Keras model (after a multi-worker job, the chief's copy of it)."""
+    data_cache: str | None = None
+    """Where a streamed source's examples were kept (`data.cache` as chosen); `None` when the
+    data is in memory anyway."""
 
 
 class TrainingFailed(DlxError):
@@ -279,6 +282,8 @@ def _train_and_record(
     )
     run.tags.update(tags)
     run.tags.update({WORKERS: str(cluster.workers), PROCESS: this_process()})
+    if splits.cache is not None:
+        run.tags[DATA_CACHE] = splits.cache
     if resume is not None:
         run.tags[RESUMED] = str(resume.count)
         run.tracking_uri = resume.tracking_uri
@@ -404,6 +409,7 @@ def _record(
         failures=failures,
         workers=cluster.workers,
         model=local,
+        data_cache=splits.cache,
     )
 
 

@@ -4,8 +4,10 @@ import shutil
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
+from PIL import Image
 from typer.testing import CliRunner
 
 from dlx import api
@@ -117,3 +119,59 @@ def test_resume_refuses_a_finished_run_a_spec_and_overrides(tmp_path):
     assert result.exit_code == 2 and "--set cannot apply" in result.stderr
     result = runner.invoke(app, ["train"])
     assert result.exit_code == 2 and "missing SPEC (or --resume RUN)" in result.stderr
+
+
+def write_images_spec(folder: Path, cache: str = "none") -> Path:
+    """A spec that streams 200 tiny PNG images of two classes, and the images."""
+    rng = np.random.default_rng(0)
+    for class_id, name in enumerate(("dark", "light")):
+        (folder / "shapes" / name).mkdir(parents=True)
+        for number in range(100):
+            pixels = rng.integers(0, 128, (12, 12, 3)) + 127 * class_id
+            Image.fromarray(pixels.astype(np.uint8)).save(
+                folder / "shapes" / name / f"{number}.png"
+            )
+    spec = folder / "shapes.yaml"
+    spec.write_text(
+        "version: 1\nname: shapes\nseed: 3\n"
+        "data:\n  source: {images: {directory: shapes, image_size: [8, 8]}}\n"
+        f"  validation_split: 0.2\n  test_split: 0.1\n  shuffle_buffer: 32\n  cache: {cache}\n"
+        "model:\n  layers:\n    - input: {shape: [8, 8, 3]}\n    - normalization\n"
+        "    - conv2d: {filters: 4, kernel_size: 3, activation: relu}\n    - flatten\n"
+        "    - dense: {units: 2, activation: softmax}\n"
+        "train:\n  epochs: 20\n  batch_size: 16\n  loss: sparse_categorical_crossentropy\n"
+        "  metrics: [accuracy]\n  class_weight: balanced\n"
+    )
+    return spec
+
+
+@pytest.mark.timeout(3 * BOUND_S)
+def test_kill_9_then_resume_a_streamed_images_spec_equals_an_uninterrupted_run(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    straight.mkdir()
+    killed.mkdir()
+    finished = dlx("train", str(write_images_spec(straight)), cwd=straight)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "data streamed from its files, cache: none" in finished.stdout
+    (reference,) = runs(store(straight))
+    assert reference.data.tags["dlx.data_cache"] == "none"
+    assert "test_accuracy" in reference.data.metrics
+
+    job = start("train", str(write_images_spec(killed)), cwd=killed)
+    try:
+        wait_for(lambda: journal_lines(killed) >= 3, "three epochs journaled")
+        job.send_signal(signal.SIGKILL)
+        job.wait(timeout=30)
+    finally:
+        kill_group(job)
+    client = store(killed)
+    (run,) = runs(client)
+    assert run.info.status == "RUNNING"
+    assert len(client.get_metric_history(run.info.run_id, "loss")) < 20
+
+    resumed = dlx("train", "--resume", run.info.run_id[:8], cwd=killed)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (run,) = runs(client)
+    assert run.info.status == "FINISHED"
+    assert_each_epoch_logged_once(client, run.info.run_id, 20)
+    assert run.data.metrics == reference.data.metrics
