@@ -125,8 +125,8 @@ class SourceData:
         y: the targets, one per example; `None` when the data has none (an autoencoder's), or
             when the source gives `dataset`.
         dataset: a dataset of unbatched `(x, y)` examples, for sources that give no arrays.
-        stream: the files of a source that streams them (docs/spec.md section 3.1), instead
-            of arrays.
+        stream: the files of a source that streams them, instead of arrays (docs/spec.md
+            section 3, "Streamed sources").
         class_names: the name of each class id in `y`, when the source knows them.
         description: one line for people: what was read and how much of it.
     """

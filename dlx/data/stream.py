@@ -1,4 +1,4 @@
-"""Streamed sources (docs/spec.md section 3.1): split by file, read as training goes.
+"""Streamed sources: split by file, read as training goes (docs/spec.md section 3).
 
 A source that streams gives a list of files and a function that decodes one (a
 `FileStream`). Its splits are drawn by a seeded hash of each file's relative path, and each

@@ -104,7 +104,7 @@ class Window(Strict):
 
 
 class DiskCache(Strict):
-    """Section 3.1: keep the decoded examples of a streamed source in files (tf.data's cache)."""
+    """Section 3: keep the decoded examples of a streamed source in files (tf.data's cache)."""
 
     disk: str = Field(description="The cache's file prefix, relative to the spec's directory.")
 
@@ -127,12 +127,12 @@ class Data(Strict):
     shuffle_buffer: int = Field(
         10000,
         gt=0,
-        description="Section 3.1: examples in the shuffle buffer of a streamed source (its "
+        description="Examples in the shuffle buffer of a streamed source (its "
         "file order is shuffled too); in-memory sources are shuffled whole.",
     )
     cache: Literal["auto", "memory", "none"] | DiskCache = Field(
         "auto",
-        description="Section 3.1: where a streamed source's decoded examples are kept: auto "
+        description="Where a streamed source's decoded examples are kept: auto "
         "(in memory when its files take under 256 MB), memory, none, or {disk: path}.",
     )
 

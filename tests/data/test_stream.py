@@ -1,4 +1,4 @@
-"""Streamed sources (docs/spec.md section 3.1): splits by file, epochs from (seed, epoch), cache."""
+"""Streamed sources: splits by file, each epoch's order from (seed, epoch), the cache."""
 
 from pathlib import Path
 
