@@ -172,3 +172,17 @@ def test_bad_cache_or_buffer_is_located(tmp_path, line, expected):
     with pytest.raises(SpecError) as caught:
         load_spec_text(text, tmp_path / "t.yaml")
     assert expected in str(caught.value) and "t.yaml:5:" in str(caught.value)
+
+
+def test_explicit_validation_folder_takes_the_training_class_ids(context):
+    write_folder(context.base_dir / "pets")
+    (context.base_dir / "held_out" / "dog").mkdir(parents=True)
+    image = np.full((8, 8, 3), 9, np.uint8)
+    Image.fromarray(image).save(context.base_dir / "held_out" / "dog" / "0.png")
+    splits = splits_of(
+        context, validation={"source": {"images": {"directory": "held_out", "image_size": [8, 8]}}}
+    )
+    x, y = concatenated(splits.validation)
+    assert y.tolist() == [2] and splits.labels[1].tolist() == [2]
+    assert np.array_equal(x[0], np.full((8, 8, 3), 9.0, np.float32))
+    assert splits.num_train == 60
