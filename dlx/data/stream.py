@@ -208,6 +208,11 @@ class TrainStream:
             shuffle_seed = tf.random.stateless_uniform(
                 [], seed=key + 1, minval=None, maxval=None, dtype=tf.int64
             )
+            # `shuffle` pairs the graph's seed with this one and compares the pair with (0, 0)
+            # in Python: under a graph seed of 0 (the spec's default seed) that would ask for
+            # the truth of a symbolic tensor. A fixed graph seed in this traced function keeps
+            # the pair's first element non-zero; the order still depends on (seed, epoch) alone.
+            tf.random.set_seed(1)
             return stream.shuffle(buffer, seed=shuffle_seed).batch(batch_size)
 
         return tf.data.Dataset.range(first, max(end, first + 1)).flat_map(epoch)

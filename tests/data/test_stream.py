@@ -186,3 +186,16 @@ def test_explicit_validation_folder_takes_the_training_class_ids(context):
     assert y.tolist() == [2] and splits.labels[1].tolist() == [2]
     assert np.array_equal(x[0], np.full((8, 8, 3), 9.0, np.float32))
     assert splits.num_train == 60
+
+
+@pytest.mark.parametrize("global_seed", [0, 42])
+def test_epochs_read_under_the_global_seed_the_runner_sets(pets, global_seed):
+    # The runner seeds TensorFlow with the spec's seed, 0 by default: `shuffle` then compared a
+    # symbolic seed with 0 in Python and failed to trace.
+    import keras
+
+    keras.utils.set_random_seed(global_seed)
+    splits = splits_of(pets, shuffle_buffer=16, cache="none")
+    assert np.array_equal(
+        concatenated(splits.epochs(0, 2))[1], concatenated(splits.epochs(0, 2))[1]
+    )
