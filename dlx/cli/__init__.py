@@ -9,11 +9,10 @@ calls that need them.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -89,10 +88,10 @@ def _run(call: Callable[[], T], show: Callable[[T], None] | None = None) -> T:
     progress is recorded KILLED, and the exit status is 143. A run that fell short of what was
     asked of it (`ExpectationError`) is shown all the same, before the error.
     """
-    from dlx.errors import ExpectationError
+    from dlx.errors import ExpectationError, sigterm_raised
 
     try:
-        with _sigterm_raised():
+        with sigterm_raised():
             result = call()
     except (Exception, KeyboardInterrupt) as exc:
         if show is not None and isinstance(exc, ExpectationError):
@@ -128,34 +127,6 @@ def _exit_status(exc: BaseException) -> int:
     what = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     render.stderr(f"error: {what} (--debug for the traceback)")
     return int(ExitStatus.FAILURE)
-
-
-@contextlib.contextmanager
-def _sigterm_raised() -> Iterator[None]:
-    """While the block runs, SIGTERM raises `Terminated` (a `KeyboardInterrupt`) in it.
-
-    Python runs the handler in the main thread between two bytecodes, so the exception comes
-    out of `fit` between two steps, whatever TensorFlow was doing. Later SIGTERMs are ignored:
-    they would cut short the recording of the run's end that the first one started.
-    """
-    import signal
-    import threading
-
-    from dlx.errors import Terminated
-
-    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
-        yield
-        return
-
-    def terminate(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command()

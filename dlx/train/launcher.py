@@ -31,10 +31,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from dlx.errors import Interrupted, Terminated
+from dlx.errors import Interrupted, Terminated, sigterm_raised
 
 _POLL_SECONDS = 0.2
 _LOG_TAIL_LINES = 20
@@ -62,7 +62,7 @@ def launch(
     )
     children: list[subprocess.Popen] = []
     try:
-        with _interrupts_raised():
+        with sigterm_raised():
             for index in range(workers):
                 task = {"cluster": cluster, "task": {"type": "worker", "index": index}}
                 environment = {
@@ -168,18 +168,3 @@ def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-@contextlib.contextmanager
-def _interrupts_raised() -> Iterator[None]:
-    """SIGTERM is handled like Ctrl-C: as `Terminated`, a KeyboardInterrupt."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping already
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

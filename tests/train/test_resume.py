@@ -39,6 +39,21 @@ def assert_each_epoch_logged_once(client: MlflowClient, run_id: str, epochs: int
 
 
 @pytest.mark.timeout(3 * BOUND_S)
+def killed_after_three_epochs(folder, *arguments):
+    """Run `dlx ARGUMENTS` in `folder`, `kill -9` it once three epochs are journaled; return the
+    store's client and its one run."""
+    job = start(*arguments, cwd=folder)
+    try:
+        wait_for(lambda: journal_lines(folder) >= 3, "three epochs journaled")
+        job.send_signal(signal.SIGKILL)
+        job.wait(timeout=30)
+    finally:
+        kill_group(job)
+    client = store(folder)
+    (run,) = runs(client)
+    return client, run
+
+
 def test_kill_9_then_resume_gives_one_finished_run_equal_to_an_uninterrupted_one(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     straight.mkdir()
@@ -47,15 +62,7 @@ def test_kill_9_then_resume_gives_one_finished_run_equal_to_an_uninterrupted_one
     assert dlx("train", str(DIGITS), "--set", epochs, cwd=straight).returncode == 0
     (reference,) = runs(store(straight))
 
-    job = start("train", str(DIGITS), "--set", epochs, cwd=killed)
-    try:
-        wait_for(lambda: journal_lines(killed) >= 3, "three epochs journaled")
-        job.send_signal(signal.SIGKILL)
-        job.wait(timeout=30)
-    finally:
-        kill_group(job)
-    client = store(killed)
-    (run,) = runs(client)
+    client, run = killed_after_three_epochs(killed, "train", str(DIGITS), "--set", epochs)
     assert run.info.status == "RUNNING"  # kill -9: nothing could record the end
     assert len(client.get_metric_history(run.info.run_id, "loss")) < 20
 
@@ -157,15 +164,7 @@ def test_kill_9_then_resume_a_streamed_images_spec_equals_an_uninterrupted_run(t
     assert reference.data.tags["dlx.data_cache"] == "none"
     assert "test_accuracy" in reference.data.metrics
 
-    job = start("train", str(write_images_spec(killed)), cwd=killed)
-    try:
-        wait_for(lambda: journal_lines(killed) >= 3, "three epochs journaled")
-        job.send_signal(signal.SIGKILL)
-        job.wait(timeout=30)
-    finally:
-        kill_group(job)
-    client = store(killed)
-    (run,) = runs(client)
+    client, run = killed_after_three_epochs(killed, "train", str(write_images_spec(killed)))
     assert run.info.status == "RUNNING"
     assert len(client.get_metric_history(run.info.run_id, "loss")) < 20
 
