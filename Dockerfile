@@ -16,6 +16,7 @@ RUN apt-get update \
 WORKDIR /opt/dlx
 COPY pyproject.toml README.md ./
 COPY dlx ./dlx
+COPY examples/tfrecord ./examples/tfrecord
 RUN pip install ".${DLX_EXTRAS:+[$DLX_EXTRAS]}"
 
 USER dlx

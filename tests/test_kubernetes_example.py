@@ -20,7 +20,7 @@ def test_every_manifest_parses():
         document["kind"]
         for path in sorted(FOLDER.glob("*.yaml"))
         for document in yaml.safe_load_all(path.read_text())
-        if document
+        if document and "apiVersion" in document  # digits_shards.yaml is a dlx spec
     ]
     assert {"Job", "Service", "PersistentVolumeClaim", "Deployment"} <= set(kinds)
 
