@@ -47,6 +47,8 @@ def training(result: Any) -> None:
             f"worker {result.worker} of {result.workers} done in {result.seconds:.1f}s "
             f"({result.strategy}, {replicas}); the chief records the run"
         )
+        if result.sharding is not None:
+            typer.echo(f"  training data {result.sharding}")
         return
     typer.echo(
         f"run {result.run_id} finished in {result.seconds:.1f}s "
@@ -54,6 +56,8 @@ def training(result: Any) -> None:
     )
     if result.data_cache is not None:
         typer.echo(f"  data streamed from its files, cache: {result.data_cache}")
+    if result.sharding is not None:
+        typer.echo(f"  training data {result.sharding}")
     for name, value in sorted(result.metrics.items()):
         typer.echo(f"  {name:<28} {value:.6g}")
     typer.echo(result.ui_hint)

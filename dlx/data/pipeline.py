@@ -24,7 +24,15 @@ from dlx.data.sources import (
     call_source,
     check_source,
 )
-from dlx.data.stream import TrainStream, cached, choose_cache, digest_stream, split_files
+from dlx.data.stream import (
+    Sharding,
+    TrainStream,
+    cached,
+    choose_cache,
+    choose_sharding,
+    digest_stream,
+    split_files,
+)
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -84,10 +92,31 @@ class Splits:
     for a split not asked for), known without decoding a file."""
     cache: str | None = None
     """For a streamed source: the cache chosen (`memory`, `none`, or a disk cache's prefix)."""
+    sharding: Sharding | None = None
+    """How the workers of a job share the training split (`shard`); `None`: one worker."""
 
     @property
     def steps_per_epoch(self) -> int:
         return -(-self.num_train // self.batch_size)
+
+    def shard(self, workers: int, index: int, replicas: int) -> Sharding:
+        """Make this worker (`index` of `workers`, `replicas` in all) read its share only.
+
+        Sharded by file (`choose_sharding`), the worker's `epochs` read only its own files
+        (`worker_files`), `tf.data`'s auto-sharding off: each step, `tf.distribute` gives each
+        worker `batch_size / workers` examples of its own batches, so each of its epochs is
+        exactly `steps_per_epoch * batch_size / workers` examples (its files read again, or
+        cut, to that count) and every worker takes the same number of steps. Otherwise every
+        worker reads every example and keeps its part of each global batch (by example).
+
+        Call it after the model is prepared: preprocessing is adapted on the examples of the
+        whole split, alike on every worker.
+        """
+        files = None if self.stream is None else self.stream.files.count
+        self.sharding = choose_sharding(files, workers, self.batch_size, replicas)
+        if self.sharding.policy == "file":
+            self.stream = self.stream.for_worker(workers, index)
+        return self.sharding
 
     @functools.cached_property
     def _train_tensors(self) -> Any:
@@ -104,6 +133,10 @@ class Splits:
         """
         import tensorflow as tf
 
+        if self.sharding is not None and self.sharding.policy == "file":
+            share = self.steps_per_epoch * self.batch_size // self.sharding.workers
+            stream = self.stream.epochs(first, end, self.batch_size, share)
+            return _distributable(stream, by_file=True).prefetch(tf.data.AUTOTUNE)
         if self.stream is not None:
             stream = self.stream.epochs(first, end, self.batch_size)
             return _distributable(stream).prefetch(tf.data.AUTOTUNE)
@@ -480,18 +513,20 @@ def _batched(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
     return _distributable(dataset.batch(batch_size)).prefetch(tf.data.AUTOTUNE)
 
 
-def _distributable(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Shard by data, not by file, when several workers read it.
+def _distributable(dataset: tf.data.Dataset, by_file: bool = False) -> tf.data.Dataset:
+    """How several workers share a dataset: by example, or each its own files.
 
-    Every split is drawn from examples already in memory (array sources, and dataset sources
-    cached whole when read), so there are no files to give each worker: each worker keeps
-    its own part of every global batch (`AutoShardPolicy.DATA`), and the global batch is
-    split across all replicas.
+    By example (`AutoShardPolicy.DATA`), every worker reads the whole dataset and keeps its
+    own part of every global batch: the arrays and cached datasets in memory, validation and
+    test splits, and a training split with fewer files than workers. `by_file`: the dataset
+    is this worker's own files already (`Splits.shard`), so `tf.distribute` must not shard
+    it again (`AutoShardPolicy.OFF`).
     """
     import tensorflow as tf
 
+    policy = tf.data.experimental.AutoShardPolicy
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.experimental_distribute.auto_shard_policy = policy.OFF if by_file else policy.DATA
     return dataset.with_options(options)
 
 
