@@ -88,6 +88,43 @@ def model(summary: dict[str, Any], format: str) -> None:
     )
 
 
+def data_report(report: Any, format: str) -> None:
+    """`api.data`'s `DataReport`: a table of the splits, then sharing and throughput; or JSON."""
+    if format == "json":
+        typer.echo(strict_json(report.as_dict()))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report.spec}: data", title_justify="left")
+    for column in ("Split", "Files", "Examples", "Classes", "Batch"):
+        table.add_column(column, justify="right" if column in ("Files", "Examples") else "left")
+    for split in report.splits:
+        batch = ", ".join(
+            f"{name} {tuple(field['shape'])} {field['dtype']}"
+            for name, field in split.batch.items()
+        )
+        table.add_row(
+            split.name,
+            "-" if split.files is None else f"{split.files:,}",
+            f"{split.examples:,}",
+            "-" if split.classes is None else str(split.classes),
+            batch,
+        )
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(table)
+    lines = [
+        f"batch size {report.batch_size}"
+        + ("" if report.cache is None else f", cache: {report.cache}"),
+        f"{report.workers} worker{'s' if report.workers > 1 else ''}: {report.sharding}",
+        f"input pipeline: {report.input_examples_per_second:,.0f} examples/s",
+        f"training:       {report.train_examples_per_second:,.0f} examples/s",
+        f"{report.verdict}: {report.advice}",
+    ]
+    for line in lines:
+        console.print(line, markup=False)
+
+
 def run_listing(listing: Any, format: str) -> None:
     """`api.runs`'s listing as a table, CSV or JSON."""
     from dataclasses import asdict
