@@ -52,8 +52,9 @@ class Splits:
     """The data of a run, split and batched.
 
     Attributes:
-        train: one epoch of batched `(x, y)` training examples, in the first epoch's order;
-            training reads `epochs(first, end)`, which orders every epoch afresh.
+        train: one epoch of batched `(x, y)` training examples, in the first epoch's order
+            (of the whole split, even for a worker that reads only its own files); training
+            reads `epochs(first, end)`, which orders every epoch afresh.
         validation: batched validation examples, in a fixed order; `None` without validation.
         test: batched test examples, in a fixed order; `None` without a test split.
         train_arrays: the training examples as arrays, for adapting preprocessing layers;
@@ -109,13 +110,19 @@ class Splits:
         cut, to that count) and every worker takes the same number of steps. Otherwise every
         worker reads every example and keeps its part of each global batch (by example).
 
-        Call it after the model is prepared: preprocessing is adapted on the examples of the
-        whole split, alike on every worker.
+        `train` stays the first epoch of the whole split, read from its files (no cache: a
+        worker decodes only what it reads of other workers' files), so that preprocessing is
+        adapted on the same examples on every worker.
         """
+        import tensorflow as tf
+
         files = None if self.stream is None else self.stream.files.count
         self.sharding = choose_sharding(files, workers, self.batch_size, replicas)
         if self.sharding.policy == "file":
-            self.stream = self.stream.for_worker(workers, index)
+            stream = self.stream
+            whole = TrainStream(stream.files, stream.seed, stream.buffer, "none")
+            self.train = whole.epochs(0, 1, self.batch_size).prefetch(tf.data.AUTOTUNE)
+            self.stream = stream.for_worker(workers, index)
         return self.sharding
 
     @functools.cached_property
@@ -191,7 +198,15 @@ def check_sources(data: Data, context: SourceContext) -> list[SourceError]:
     return errors
 
 
-def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Splits:
+def make_splits(
+    data: Data,
+    *,
+    context: SourceContext,
+    batch_size: int,
+    workers: int = 1,
+    worker: int = 0,
+    replicas: int = 1,
+) -> Splits:
     """Read a spec's data and split it into batched train, validation and test datasets.
 
     The test split is drawn first, then the validation split from the rest, from one
@@ -219,6 +234,9 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
         data: the spec's `data` section.
         context: the spec's directory (for relative paths) and seed.
         batch_size: the global batch size.
+        workers: the workers of the job; with several, see `Splits.shard`.
+        worker: this process's place among them.
+        replicas: the replicas of all workers.
 
     Returns:
         The splits, their arrays, their sizes and the data's fingerprint.
@@ -317,6 +335,9 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
                 else validation.y
             )
         splits.labels = tuple(labels)
+    # Before any epoch is read: a worker that reads only its own files caches only those.
+    if workers > 1 and splits.shard(workers, worker, replicas).policy == "file":
+        return splits
     splits.train = splits.epochs(0, 1)
     return splits
 

@@ -142,6 +142,9 @@ def train(
                 spec.data,
                 context=SourceContext(base_dir=loaded.base_dir, seed=spec.seed),
                 batch_size=spec.train.batch_size,
+                workers=placement.cluster.workers,
+                worker=placement.cluster.index,
+                replicas=placement.replicas,
             )
         except SourceError as exc:
             raise SpecError([loaded.document.problem(exc.path, exc.message)]) from None
@@ -149,9 +152,6 @@ def train(
         with placement.strategy.scope():
             model = task.build(spec.runtime.jit_compile)
             task.prepare(model, splits)
-        cluster = placement.cluster
-        if cluster.workers > 1:  # after `prepare`: every worker adapts on the same examples
-            splits.shard(cluster.workers, cluster.index, placement.replicas)
         if _has_leaky_relu(model):
             tf.config.optimizer.set_experimental_options({"remapping": False})
         fitting = _Fitting(task, model, splits, placement, live)

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
+from dlx.data import make_splits
 from dlx.data.stream import choose_sharding, worker_files
+from dlx.spec.schema import Data
 from tests.data.test_stream import concatenated, splits_of, write_folder
 
 
@@ -15,6 +17,14 @@ def pets(context):
 
 def rows(images: np.ndarray) -> set[bytes]:
     return {image.tobytes() for image in images}
+
+
+def worker_splits(context, index, workers=2, cache="none"):
+    """The splits worker `index` of a job reads (one replica per worker, batch size 8)."""
+    data = Data(source={"images": {"directory": "pets", "image_size": [8, 8]}}, cache=cache)
+    return make_splits(
+        data, context=context, batch_size=8, workers=workers, worker=index, replicas=workers
+    )
 
 
 def test_each_worker_reads_its_own_positions_of_the_training_files(pets):
@@ -58,9 +68,8 @@ def test_workers_read_disjoint_files_and_the_same_number_of_examples(pets, cache
     everything = rows(concatenated(whole.epochs(0, 1))[0])
     seen = []
     for index in (0, 1):
-        splits = splits_of(pets, cache=cache)
-        sharding = splits.shard(2, index, replicas=2)
-        assert sharding.policy == "file" and sharding.files_per_worker == "10-11"
+        splits = worker_splits(pets, index, cache=cache)
+        assert splits.sharding.policy == "file" and splits.sharding.files_per_worker == "10-11"
         x, _ = concatenated(splits.epochs(0, 2))
         # Each epoch is steps * batch / workers = 12 examples: its 11 or 10 files, then the
         # first of them again; every batch is full, so every step gives each worker 4.
@@ -72,15 +81,24 @@ def test_workers_read_disjoint_files_and_the_same_number_of_examples(pets, cache
         # A resumed job reads what an uninterrupted one reads from its epoch on.
         resumed, _ = concatenated(splits.epochs(1, 2))
         assert np.array_equal(resumed, x[12:])
-        again, _ = concatenated(splits_of(pets, cache=cache).epochs(0, 1))
-        assert rows(again) == everything
+        # Preprocessing is adapted on the first epoch of the whole split, alike everywhere.
+        assert rows(concatenated(splits.train)[0]) == everything
     assert seen[0].isdisjoint(seen[1]) and seen[0] | seen[1] == everything
 
 
+def test_a_worker_caches_only_its_own_files(pets):
+    for index in (0, 1):
+        splits = worker_splits(pets, index, cache={"disk": "cache/pets"})
+        x, _ = concatenated(splits.epochs(0, 1))
+        assert len(rows(x)) == 11 - index
+    names = sorted(path.name.split("-", 2)[-1] for path in (pets.base_dir / "cache").iterdir())
+    # Each worker's cache of its own files, none of the whole split.
+    assert {name.split(".")[0] for name in names} == {"train-0of2", "train-1of2"}
+
+
 def test_fewer_files_than_workers_are_sharded_by_example(pets):
-    splits = splits_of(pets)
-    sharding = splits.shard(32, 0, replicas=32)
-    assert sharding.policy == "data" and sharding.describe() == (
+    splits = worker_splits(pets, 0, workers=32)
+    assert splits.sharding.policy == "data" and splits.sharding.describe() == (
         "sharded by example: 21 files for 32 workers"
     )
     x, _ = concatenated(splits.epochs(0, 1))
