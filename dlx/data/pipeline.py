@@ -272,6 +272,8 @@ def make_splits(
     fingerprint = digest.hexdigest()
     streams = [read.stream for read in (source, validation) if read and read.stream]
     cache = choose_cache(data.cache, streams, context.base_dir, fingerprint) if streams else None
+    if workers > 1 and cache not in (None, "memory", "none"):
+        cache = f"{cache}-{worker}of{workers}"  # workers on one machine: a disk cache each
     train_stream = None
     if source.stream is not None:
         files = split_files(source.stream, data.validation_split, data.test_split, context.seed)

@@ -222,24 +222,18 @@ class TrainStream:
         seed: the seed each epoch's order is drawn from; `None`: the source's order, unshuffled.
         buffer: the shuffle buffer's size, in examples.
         cache: `memory`, `none` or a disk cache's file prefix (see `choose_cache`).
-        name: the disk cache's name (`train`, or `train-1of2` for worker 1 of 2).
     """
 
     files: FileSplit
     seed: int | None
     buffer: int
     cache: str
-    name: str = "train"
     _examples: Any = field(default=None, repr=False)
 
     def for_worker(self, workers: int, index: int) -> TrainStream:
         """The stream of worker `index` of `workers`: its own files (`worker_files`)."""
         return TrainStream(
-            worker_files(self.files, workers, index),
-            self.seed,
-            self.buffer,
-            self.cache,
-            f"{self.name}-{index}of{workers}",
+            worker_files(self.files, workers, index), self.seed, self.buffer, self.cache
         )
 
     def epochs(
@@ -271,7 +265,7 @@ class TrainStream:
             self._examples = self.files.files_dataset().batch(count).get_single_element()
         disk = None
         if self.cache not in ("memory", "none"):
-            disk = cached(self.files.files_dataset(), self.cache, self.name)
+            disk = cached(self.files.files_dataset(), self.cache, "train")
         examples, files, buffer = self._examples, self.files, self.buffer
 
         def epoch(number: tf.Tensor) -> tf.data.Dataset:
