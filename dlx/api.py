@@ -2,6 +2,7 @@
 
 - `validate`: check a spec completely without reading data.
 - `inspect`: describe the model a spec builds.
+- `data`: describe a spec's data, how workers share it, and whether it bounds training.
 - `schema`: the JSON Schema of the spec language.
 - `train`: train a spec and record the run in MLflow.
 - `check_cluster`: check that a spec can train as a multi-worker job.
@@ -30,6 +31,7 @@ from dlx.spec import LoadedSpec, load_spec
 if TYPE_CHECKING:
     from dlx.track.compare import Comparison
     from dlx.track.read import RunSummary
+    from dlx.train.data_report import DataReport
 
 
 @dataclass
@@ -115,6 +117,22 @@ def inspect(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> di
         "non_trainable_params": frozen,
         "layers": layers,
     }
+
+
+def data(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, workers: int = 1
+) -> DataReport:
+    """Describe a spec's data without opening a run: each split's files, examples, classes
+    and batch shapes; how `workers` workers would share the training split; the examples per
+    second of the input pipeline alone against those of the model training, and which bounds
+    training (docs/spec.md section 8).
+
+    Raises:
+        SpecError: the spec is invalid, or its data cannot be read or does not fit its model.
+    """
+    from dlx.train.data_report import data_report
+
+    return data_report(validate(path, overrides).loaded, workers)
 
 
 def _layers(model: Any, prefix: str) -> list[dict[str, Any]]:

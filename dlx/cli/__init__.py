@@ -263,6 +263,27 @@ def inspect(
     render.model(_run(lambda: api.inspect(spec, set_ or [])), format.value)
 
 
+@app.command()
+def data(
+    spec: SpecPath,
+    set_: SetOption = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=1, metavar="N", help="Show how N workers would share the data."
+        ),
+    ] = 1,
+    format: Annotated[
+        InspectFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = InspectFormat.table,
+) -> None:
+    """Show a spec's data (splits, files, examples, batch shapes), how workers would share it,
+    and whether the input pipeline or the model bounds training. Opens no run."""
+    from dlx import api
+
+    render.data_report(_run(lambda: api.data(spec, set_ or [], workers=workers)), format.value)
+
+
 class RunsFormat(str, Enum):
     table = "table"
     json = "json"

@@ -47,6 +47,8 @@ def training(result: Any) -> None:
             f"worker {result.worker} of {result.workers} done in {result.seconds:.1f}s "
             f"({result.strategy}, {replicas}); the chief records the run"
         )
+        if result.sharding is not None:
+            typer.echo(f"  training data {result.sharding}")
         return
     typer.echo(
         f"run {result.run_id} finished in {result.seconds:.1f}s "
@@ -54,6 +56,8 @@ def training(result: Any) -> None:
     )
     if result.data_cache is not None:
         typer.echo(f"  data streamed from its files, cache: {result.data_cache}")
+    if result.sharding is not None:
+        typer.echo(f"  training data {result.sharding}")
     for name, value in sorted(result.metrics.items()):
         typer.echo(f"  {name:<28} {value:.6g}")
     typer.echo(result.ui_hint)
@@ -82,6 +86,43 @@ def model(summary: dict[str, Any], format: str) -> None:
         f"(trainable: {summary['trainable_params']:,}, "
         f"non-trainable: {summary['non_trainable_params']:,})"
     )
+
+
+def data_report(report: Any, format: str) -> None:
+    """`api.data`'s `DataReport`: a table of the splits, then sharing and throughput; or JSON."""
+    if format == "json":
+        typer.echo(strict_json(report.as_dict()))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report.spec}: data", title_justify="left")
+    for column in ("Split", "Files", "Examples", "Classes", "Batch"):
+        table.add_column(column, justify="right" if column in ("Files", "Examples") else "left")
+    for split in report.splits:
+        batch = ", ".join(
+            f"{name} {tuple(field['shape'])} {field['dtype']}"
+            for name, field in split.batch.items()
+        )
+        table.add_row(
+            split.name,
+            "-" if split.files is None else f"{split.files:,}",
+            f"{split.examples:,}",
+            "-" if split.classes is None else str(split.classes),
+            batch,
+        )
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(table)
+    lines = [
+        f"batch size {report.batch_size}"
+        + ("" if report.cache is None else f", cache: {report.cache}"),
+        f"{report.workers} worker{'s' if report.workers > 1 else ''}: {report.sharding}",
+        f"input pipeline: {report.input_examples_per_second:,.0f} examples/s",
+        f"training:       {report.train_examples_per_second:,.0f} examples/s",
+        f"{report.verdict}: {report.advice}",
+    ]
+    for line in lines:
+        console.print(line, markup=False)
 
 
 def run_listing(listing: Any, format: str) -> None:

@@ -24,7 +24,15 @@ from dlx.data.sources import (
     call_source,
     check_source,
 )
-from dlx.data.stream import TrainStream, cached, choose_cache, digest_stream, split_files
+from dlx.data.stream import (
+    Sharding,
+    TrainStream,
+    cached,
+    choose_cache,
+    choose_sharding,
+    digest_stream,
+    split_files,
+)
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -44,8 +52,9 @@ class Splits:
     """The data of a run, split and batched.
 
     Attributes:
-        train: one epoch of batched `(x, y)` training examples, in the first epoch's order;
-            training reads `epochs(first, end)`, which orders every epoch afresh.
+        train: one epoch of batched `(x, y)` training examples, in the first epoch's order
+            (of the whole split, even for a worker that reads only its own files); training
+            reads `epochs(first, end)`, which orders every epoch afresh.
         validation: batched validation examples, in a fixed order; `None` without validation.
         test: batched test examples, in a fixed order; `None` without a test split.
         train_arrays: the training examples as arrays, for adapting preprocessing layers;
@@ -84,10 +93,37 @@ class Splits:
     for a split not asked for), known without decoding a file."""
     cache: str | None = None
     """For a streamed source: the cache chosen (`memory`, `none`, or a disk cache's prefix)."""
+    sharding: Sharding | None = None
+    """How the workers of a job share the training split (`shard`); `None`: one worker."""
 
     @property
     def steps_per_epoch(self) -> int:
         return -(-self.num_train // self.batch_size)
+
+    def shard(self, workers: int, index: int, replicas: int) -> Sharding:
+        """Make this worker (`index` of `workers`, `replicas` in all) read its share only.
+
+        Sharded by file (`choose_sharding`), the worker's `epochs` read only its own files
+        (`worker_files`), `tf.data`'s auto-sharding off: each step, `tf.distribute` gives each
+        worker `batch_size / workers` examples of its own batches, so each of its epochs is
+        exactly `steps_per_epoch * batch_size / workers` examples (its files read again, or
+        cut, to that count) and every worker takes the same number of steps. Otherwise every
+        worker reads every example and keeps its part of each global batch (by example).
+
+        `train` stays the first epoch of the whole split, read from its files (no cache: a
+        worker decodes only what it reads of other workers' files), so that preprocessing is
+        adapted on the same examples on every worker.
+        """
+        import tensorflow as tf
+
+        files = None if self.stream is None else self.stream.files.count
+        self.sharding = choose_sharding(files, workers, self.batch_size, replicas)
+        if self.sharding.policy == "file":
+            stream = self.stream
+            whole = TrainStream(stream.files, stream.seed, stream.buffer, "none")
+            self.train = whole.epochs(0, 1, self.batch_size).prefetch(tf.data.AUTOTUNE)
+            self.stream = stream.for_worker(workers, index)
+        return self.sharding
 
     @functools.cached_property
     def _train_tensors(self) -> Any:
@@ -104,6 +140,10 @@ class Splits:
         """
         import tensorflow as tf
 
+        if self.sharding is not None and self.sharding.policy == "file":
+            share = self.steps_per_epoch * self.batch_size // self.sharding.workers
+            stream = self.stream.epochs(first, end, self.batch_size, share)
+            return _distributable(stream, by_file=True).prefetch(tf.data.AUTOTUNE)
         if self.stream is not None:
             stream = self.stream.epochs(first, end, self.batch_size)
             return _distributable(stream).prefetch(tf.data.AUTOTUNE)
@@ -158,7 +198,15 @@ def check_sources(data: Data, context: SourceContext) -> list[SourceError]:
     return errors
 
 
-def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Splits:
+def make_splits(
+    data: Data,
+    *,
+    context: SourceContext,
+    batch_size: int,
+    workers: int = 1,
+    worker: int = 0,
+    replicas: int = 1,
+) -> Splits:
     """Read a spec's data and split it into batched train, validation and test datasets.
 
     The test split is drawn first, then the validation split from the rest, from one
@@ -186,6 +234,9 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
         data: the spec's `data` section.
         context: the spec's directory (for relative paths) and seed.
         batch_size: the global batch size.
+        workers: the workers of the job; with several, see `Splits.shard`.
+        worker: this process's place among them.
+        replicas: the replicas of all workers.
 
     Returns:
         The splits, their arrays, their sizes and the data's fingerprint.
@@ -221,6 +272,8 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
     fingerprint = digest.hexdigest()
     streams = [read.stream for read in (source, validation) if read and read.stream]
     cache = choose_cache(data.cache, streams, context.base_dir, fingerprint) if streams else None
+    if workers > 1 and cache not in (None, "memory", "none"):
+        cache = f"{cache}-{worker}of{workers}"  # workers on one machine: a disk cache each
     train_stream = None
     if source.stream is not None:
         files = split_files(source.stream, data.validation_split, data.test_split, context.seed)
@@ -284,6 +337,9 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
                 else validation.y
             )
         splits.labels = tuple(labels)
+    # Before any epoch is read: a worker that reads only its own files caches only those.
+    if workers > 1 and splits.shard(workers, worker, replicas).policy == "file":
+        return splits
     splits.train = splits.epochs(0, 1)
     return splits
 
@@ -480,18 +536,20 @@ def _batched(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
     return _distributable(dataset.batch(batch_size)).prefetch(tf.data.AUTOTUNE)
 
 
-def _distributable(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Shard by data, not by file, when several workers read it.
+def _distributable(dataset: tf.data.Dataset, by_file: bool = False) -> tf.data.Dataset:
+    """How several workers share a dataset: by example, or each its own files.
 
-    Every split is drawn from examples already in memory (array sources, and dataset sources
-    cached whole when read), so there are no files to give each worker: each worker keeps
-    its own part of every global batch (`AutoShardPolicy.DATA`), and the global batch is
-    split across all replicas.
+    By example (`AutoShardPolicy.DATA`), every worker reads the whole dataset and keeps its
+    own part of every global batch: the arrays and cached datasets in memory, validation and
+    test splits, and a training split with fewer files than workers. `by_file`: the dataset
+    is this worker's own files already (`Splits.shard`), so `tf.distribute` must not shard
+    it again (`AutoShardPolicy.OFF`).
     """
     import tensorflow as tf
 
+    policy = tf.data.experimental.AutoShardPolicy
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.experimental_distribute.auto_shard_policy = policy.OFF if by_file else policy.DATA
     return dataset.with_options(options)
 
 

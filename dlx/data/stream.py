@@ -152,12 +152,73 @@ def cached(dataset: tf.data.Dataset, cache: str, name: str) -> tf.data.Dataset:
     return filled
 
 
+@dataclass(frozen=True)
+class Sharding:
+    """How the training split of a job is divided among its workers.
+
+    Attributes:
+        policy: `file`: each worker reads only its own files (`worker_files`), with
+            `tf.data`'s auto-sharding off; `data`: every worker reads every example and keeps
+            its part of each global batch (`AutoShardPolicy.DATA`).
+        workers: the workers of the job.
+        files: the training files, or `None` when the data is in memory.
+        reason: why the split is sharded by example (empty when by file).
+    """
+
+    policy: str
+    workers: int
+    files: int | None
+    reason: str = ""
+
+    @property
+    def files_per_worker(self) -> str | None:
+        """`"16"`, or `"16-17"` when the files do not divide evenly; `None` by example."""
+        if self.policy != "file" or self.files is None:
+            return None
+        low, high = self.files // self.workers, -(-self.files // self.workers)
+        return str(low) if low == high else f"{low}-{high}"
+
+    def describe(self) -> str:
+        """One line for the run's output: `sharded by file: 16 files per worker (2 workers)`."""
+        if self.policy == "file":
+            return (
+                f"sharded by file: {self.files_per_worker} files per worker "
+                f"({self.workers} workers)"
+            )
+        return f"sharded by example: {self.reason}"
+
+
+def choose_sharding(files: int | None, workers: int, batch_size: int, replicas: int) -> Sharding:
+    """How `workers` workers share a training split of `files` files (`None`: in memory).
+
+    By file when there are at least as many files as workers and the global batch splits
+    evenly across the `replicas` (so that every worker takes the same number of examples from
+    its own files at every step); else by example.
+    """
+    if files is None:
+        reason = "the data is in memory, not read from files"
+    elif files < workers:
+        reason = f"{files} files for {workers} workers"
+    elif batch_size % replicas:
+        reason = f"the batch size {batch_size} does not split evenly across {replicas} replicas"
+    else:
+        return Sharding("file", workers, files)
+    return Sharding("data", workers, files, reason)
+
+
+def worker_files(files: FileSplit, workers: int, index: int) -> FileSplit:
+    """The files worker `index` of `workers` reads: positions `index`, `index + workers`, ...
+    of the split's files. The assignment is fixed for the whole run (a worker's cache holds
+    only its own files); each epoch orders them afresh."""
+    return FileSplit(files.stream, files.indices[index::workers])
+
+
 @dataclass
 class TrainStream:
     """The training split of a streamed source, ordered afresh each epoch.
 
     Attributes:
-        files: the training files.
+        files: the training files (a worker's own, when sharded by file).
         seed: the seed each epoch's order is drawn from; `None`: the source's order, unshuffled.
         buffer: the shuffle buffer's size, in examples.
         cache: `memory`, `none` or a disk cache's file prefix (see `choose_cache`).
@@ -169,7 +230,15 @@ class TrainStream:
     cache: str
     _examples: Any = field(default=None, repr=False)
 
-    def epochs(self, first: int, end: int, batch_size: int) -> tf.data.Dataset:
+    def for_worker(self, workers: int, index: int) -> TrainStream:
+        """The stream of worker `index` of `workers`: its own files (`worker_files`)."""
+        return TrainStream(
+            worker_files(self.files, workers, index), self.seed, self.buffer, self.cache
+        )
+
+    def epochs(
+        self, first: int, end: int, batch_size: int, per_epoch: int | None = None
+    ) -> tf.data.Dataset:
         """The batches of epochs `first` to `end - 1`, one epoch after the other.
 
         Epoch `e` reads the files in a permutation drawn from `(seed, e)`, then through a
@@ -177,6 +246,16 @@ class TrainStream:
         examples are decoded once and gathered along the same permutation, so the order is the
         same as read from the files. A disk cache is read in its own (the source's) order: only
         the shuffle buffer orders its epochs.
+
+        Args:
+            first: the first epoch.
+            end: the epoch after the last.
+            batch_size: the batch size.
+            per_epoch: `None`: each epoch is its examples, ending with its own partial batch.
+                A number: each epoch is exactly this many examples, its own read again from
+                its start when it has fewer, cut when it has more; the
+                epochs are then batched as one stream, so that every batch is full (a worker
+                of a job sharded by file: every worker reads the same number of examples).
         """
         import tensorflow as tf
 
@@ -203,16 +282,20 @@ class TrainStream:
                     stream = tf.data.Dataset.from_tensor_slices(order).map(
                         lambda i: tf.nest.map_structure(lambda t: tf.gather(t, i), examples)
                     )
-            if key is None:
+            if key is not None:
+                shuffle_seed = tf.random.stateless_uniform(
+                    [], seed=key + 1, minval=None, maxval=None, dtype=tf.int64
+                )
+                # `shuffle` pairs the graph's seed with this one and compares the pair with
+                # (0, 0) in Python: under a graph seed of 0 (the spec's default seed) that
+                # would ask for the truth of a symbolic tensor. A fixed graph seed in this
+                # traced function keeps the pair's first element non-zero; the order still
+                # depends on (seed, epoch) alone.
+                tf.random.set_seed(1)
+                stream = stream.shuffle(buffer, seed=shuffle_seed)
+            if per_epoch is None:
                 return stream.batch(batch_size)
-            shuffle_seed = tf.random.stateless_uniform(
-                [], seed=key + 1, minval=None, maxval=None, dtype=tf.int64
-            )
-            # `shuffle` pairs the graph's seed with this one and compares the pair with (0, 0)
-            # in Python: under a graph seed of 0 (the spec's default seed) that would ask for
-            # the truth of a symbolic tensor. A fixed graph seed in this traced function keeps
-            # the pair's first element non-zero; the order still depends on (seed, epoch) alone.
-            tf.random.set_seed(1)
-            return stream.shuffle(buffer, seed=shuffle_seed).batch(batch_size)
+            return stream.repeat().take(per_epoch)
 
-        return tf.data.Dataset.range(first, max(end, first + 1)).flat_map(epoch)
+        epochs = tf.data.Dataset.range(first, max(end, first + 1)).flat_map(epoch)
+        return epochs if per_epoch is None else epochs.batch(batch_size)

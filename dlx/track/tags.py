@@ -25,6 +25,13 @@ DATA_FINGERPRINT = "dlx.data_fingerprint"
 DATA_CACHE = "dlx.data_cache"
 """Where a streamed source's decoded examples were kept: `memory`, `none` or a disk cache's
 prefix (`data.cache`, with `auto` resolved)."""
+SHARD_POLICY = "dlx.shard_policy"
+"""How the workers of a multi-worker job shared the training split: `file` (each read only its
+own files) or `data` (each read every example and kept its part of each batch). Not set for
+a run of one worker."""
+FILES_PER_WORKER = "dlx.files_per_worker"
+"""With `dlx.shard_policy` `file`: how many training files each worker read (`16`, or `16-17`
+when they do not divide evenly)."""
 SEED = "dlx.seed"
 STRATEGY = "dlx.strategy"
 """The `tf.distribute` strategy the run trained under (e.g. `mirrored`)."""

@@ -22,7 +22,15 @@ from typing import Any
 
 from dlx.errors import DlxError, Interrupted, SpecError
 from dlx.spec import LoadedSpec
-from dlx.track.tags import CHECKPOINTS, DATA_CACHE, PROCESS, RESUMED, WORKERS
+from dlx.track.tags import (
+    CHECKPOINTS,
+    DATA_CACHE,
+    FILES_PER_WORKER,
+    PROCESS,
+    RESUMED,
+    SHARD_POLICY,
+    WORKERS,
+)
 from dlx.train.expectations import Expectation
 from dlx.train.resume import Resume, this_process
 
@@ -55,6 +63,9 @@ class TrainResult:
     data_cache: str | None = None
     """Where a streamed source's examples were kept (`data.cache` as chosen); `None` when the
     data is in memory anyway."""
+    sharding: str | None = None
+    """How the workers of a job shared the training split (`Sharding.describe`); `None` for
+    one worker."""
 
 
 class TrainingFailed(DlxError):
@@ -131,6 +142,9 @@ def train(
                 spec.data,
                 context=SourceContext(base_dir=loaded.base_dir, seed=spec.seed),
                 batch_size=spec.train.batch_size,
+                workers=placement.cluster.workers,
+                worker=placement.cluster.index,
+                replicas=placement.replicas,
             )
         except SourceError as exc:
             raise SpecError([loaded.document.problem(exc.path, exc.message)]) from None
@@ -257,6 +271,7 @@ class _Fitting:
             workers=self.placement.cluster.workers,
             worker=self.placement.cluster.index,
             model=self.model,
+            sharding=self.splits.sharding and self.splits.sharding.describe(),
         )
 
 
@@ -284,6 +299,10 @@ def _train_and_record(
     run.tags.update({WORKERS: str(cluster.workers), PROCESS: this_process()})
     if splits.cache is not None:
         run.tags[DATA_CACHE] = splits.cache
+    if splits.sharding is not None:
+        run.tags[SHARD_POLICY] = splits.sharding.policy
+        if splits.sharding.files_per_worker is not None:
+            run.tags[FILES_PER_WORKER] = splits.sharding.files_per_worker
     if resume is not None:
         run.tags[RESUMED] = str(resume.count)
         run.tracking_uri = resume.tracking_uri
@@ -410,6 +429,7 @@ def _record(
         workers=cluster.workers,
         model=local,
         data_cache=splits.cache,
+        sharding=splits.sharding and splits.sharding.describe(),
     )
 
 

@@ -397,9 +397,10 @@ def _adapt(loaded: LoadedSpec, model: Any, splits: Splits) -> None:
     if not adaptable:
         return
     if splits.stream is not None:
-        # A streamed source: adapt on a bounded sample, the first examples of the first epoch.
+        # A streamed source: adapt on a bounded sample, the first examples of the first epoch
+        # (of the whole split: alike on every worker of a job, even one sharded by file).
         steps = -(-min(splits.num_train, ADAPT_SAMPLE) // splits.batch_size)
-        sample = splits.epochs(0, 1).take(steps).map(lambda x, y: x)
+        sample = splits.train.take(steps).map(lambda x, y: x)
         for layer in adaptable:  # streamed sources give one input
             layer.adapt(sample)
         return

@@ -219,6 +219,10 @@ def test_the_launcher_runs_two_workers_as_one_finished_run(launched):
     assert "2 workers on 127.0.0.1" in done.stderr
     _, run = only_run(cwd)
     assert run.info.status == "FINISHED" and run.data.tags["dlx.workers"] == "2"
+    # Data in memory: every worker reads every example and keeps its part of each batch.
+    assert "training data sharded by example: the data is in memory" in done.stdout
+    assert run.data.tags["dlx.shard_policy"] == "data"
+    assert "dlx.files_per_worker" not in run.data.tags
     assert processes_with("DLX_TEST_MARKER", marker) == []  # no worker left behind
 
 

@@ -1,0 +1,221 @@
+"""`dlx data SPEC`: what a spec's data is, how workers would share it, and whether training
+would wait for it.
+
+The report reads the data as training does (`make_splits`), shows each split's files,
+examples, classes and one batch's shapes, and measures two rates on this machine: examples
+per second the input pipeline gives alone, and examples per second the spec's model trains on
+batches already in memory. The lower one bounds training. Nothing is recorded: no run is
+opened and no MLflow store is touched.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from dlx.data.stream import choose_sharding
+from dlx.errors import SpecError
+from dlx.spec import LoadedSpec
+
+WARMUP_BATCHES = 2
+"""Batches read (or trained on) before timing: opening files, tracing the step."""
+MEASURED_BATCHES = 20
+"""Batches timed for each rate."""
+
+
+@dataclass
+class SplitReport:
+    """One split: its files (`None` when in memory), examples, classes and a batch's fields."""
+
+    name: str
+    files: int | None
+    examples: int
+    classes: int | None
+    batch: dict[str, dict[str, Any]]
+    """Each field of one batch (`x`, `y`, `x.name` for named inputs): `{"shape", "dtype"}`."""
+
+
+@dataclass
+class DataReport:
+    """What `dlx data` shows (`as_dict` for `--format json`)."""
+
+    spec: str
+    batch_size: int
+    cache: str | None
+    """A streamed source's cache (`data.cache`, `auto` resolved); `None` for data in memory."""
+    splits: list[SplitReport]
+    workers: int
+    shard_policy: str | None
+    """`file` or `data` for several workers (see `dlx.data.stream.Sharding`); `None` for one."""
+    files_per_worker: str | None
+    sharding: str
+    input_examples_per_second: float
+    train_examples_per_second: float
+    verdict: str
+    """`input-bound` (training would wait for the data) or `compute-bound`."""
+    advice: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def data_report(loaded: LoadedSpec, workers: int = 1) -> DataReport:
+    """Read a spec's data, describe its splits, and time its input pipeline and its model.
+
+    Args:
+        loaded: the spec (already validated).
+        workers: the workers of a job to plan for (one replica each).
+
+    Raises:
+        SpecError: the data cannot be read, or does not fit the model, at its spec location.
+    """
+    from dlx.tensorflow_import import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import keras
+
+    from dlx.data import SourceContext, SourceError, make_splits
+    from dlx.train.kinds import task_for
+
+    spec = loaded.spec
+    if spec.data is None:
+        raise loaded.error((), "a spec needs a data: section to describe its data")
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(spec.seed)
+    batch_size = spec.train.batch_size
+    try:
+        splits = make_splits(
+            spec.data,
+            context=SourceContext(base_dir=loaded.base_dir, seed=spec.seed),
+            batch_size=batch_size,
+        )
+    except SourceError as exc:
+        raise SpecError([loaded.document.problem(exc.path, exc.message)]) from None
+    task = task_for(loaded)
+    model = task.build(spec.runtime.jit_compile)
+    task.prepare(model, splits)
+
+    files = _split_files(loaded, splits)
+    classes = None if splits.class_names is None else len(splits.class_names)
+    reports = [
+        SplitReport(name, files[name], count, classes, _fields(next(iter(dataset))))
+        for name, dataset, count in (
+            ("train", splits.train, splits.num_train),
+            ("validation", splits.validation, splits.num_validation),
+            ("test", splits.test, splits.num_test),
+        )
+        if dataset is not None
+    ]
+    if workers > 1:
+        sharding = choose_sharding(files["train"], workers, batch_size, replicas=workers)
+        policy, per_worker, line = sharding.policy, sharding.files_per_worker, sharding.describe()
+    else:
+        policy, per_worker, line = None, None, "no sharding: it reads every example"
+
+    epochs = math.ceil((WARMUP_BATCHES + MEASURED_BATCHES) / splits.steps_per_epoch) + 1
+    input_rate = _input_rate(splits.epochs(0, epochs))
+    train, _, _ = task.datasets(splits, 0, epochs)
+    train_rate = _train_rate(model, train, task.fit_arguments(splits))
+    verdict = "input-bound" if input_rate < train_rate else "compute-bound"
+    return DataReport(
+        spec=loaded.name,
+        batch_size=batch_size,
+        cache=splits.cache,
+        splits=reports,
+        workers=workers,
+        shard_policy=policy,
+        files_per_worker=per_worker,
+        sharding=line,
+        input_examples_per_second=input_rate,
+        train_examples_per_second=train_rate,
+        verdict=verdict,
+        advice=_advice(verdict, splits.cache, splits.stream is not None),
+    )
+
+
+def _split_files(loaded: LoadedSpec, splits: Any) -> dict[str, int | None]:
+    """The files of each split of a streamed source (one class id each); `None` for data in
+    memory, and for an explicit validation source (which may be either)."""
+    if splits.stream is None:
+        return {"train": None, "validation": None, "test": None}
+    counted = [None if labels is None else len(labels) for labels in splits.labels]
+    if loaded.spec.data.validation is not None:
+        counted[1] = None
+    return dict(zip(("train", "validation", "test"), counted, strict=True))
+
+
+def _fields(batch: Any) -> dict[str, dict[str, Any]]:
+    """Each tensor of a batch by name (`x`, `y`, `x.image`): its shape and dtype."""
+    parts = dict(zip(("x", "y", "sample_weight"), batch, strict=False))
+    if not isinstance(batch, tuple):
+        parts = {"x": batch}
+    fields = {}
+    for name, value in parts.items():
+        named = value.items() if isinstance(value, dict) else [("", value)]
+        for key, tensor in named:
+            fields[f"{name}.{key}" if key else name] = {
+                "shape": list(tensor.shape),
+                "dtype": tensor.dtype.name,
+            }
+    return fields
+
+
+def _examples_in(batch: Any) -> int:
+    import tensorflow as tf
+
+    return int(tf.nest.flatten(batch)[0].shape[0])
+
+
+def _input_rate(dataset: Any) -> float:
+    """Examples per second the input pipeline gives alone, after `WARMUP_BATCHES`."""
+    batches = iter(dataset)
+    for _ in range(WARMUP_BATCHES):
+        next(batches)
+    examples, started = 0, time.perf_counter()
+    for _ in range(MEASURED_BATCHES):
+        examples += _examples_in(next(batches))
+    return examples / max(time.perf_counter() - started, 1e-9)
+
+
+def _train_rate(model: Any, train: Any, fit_arguments: dict[str, Any]) -> float:
+    """Examples per second the model trains on batches already in memory (the pipeline's
+    cost taken out), after `WARMUP_BATCHES` steps that trace the step."""
+    batches = train.take(WARMUP_BATCHES + MEASURED_BATCHES).cache().repeat()
+    # Each `fit` reads the batches from their start: the timed one, the first ones.
+    examples = sum(_examples_in(batch) for batch in batches.take(MEASURED_BATCHES))
+    model.fit(
+        batches, steps_per_epoch=WARMUP_BATCHES, epochs=1, verbose=0, shuffle=False, **fit_arguments
+    )
+    started = time.perf_counter()
+    model.fit(
+        batches,
+        steps_per_epoch=MEASURED_BATCHES,
+        epochs=1,
+        verbose=0,
+        shuffle=False,
+        **fit_arguments,
+    )
+    return examples / max(time.perf_counter() - started, 1e-9)
+
+
+def _advice(verdict: str, cache: str | None, streamed: bool) -> str:
+    """What to change, for the side that bounds training."""
+    if verdict == "compute-bound":
+        return (
+            "the model bounds training, not the data: a faster device, mixed precision "
+            "(runtime.mixed_precision) or a smaller model speed it up; the input pipeline has "
+            "room for a bigger model or larger inputs"
+        )
+    changes = []
+    if cache == "none":
+        changes.append(
+            "cache the decoded examples (data.cache: memory, or {disk: path} when they do not "
+            "fit in memory)"
+        )
+    if streamed:
+        changes.append("decode smaller examples (a smaller image_size)")
+        changes.append("give more CPU cores to reading (files are decoded in parallel)")
+    changes.append("or train a bigger model per example: the device waits for data now")
+    return "the input pipeline bounds training: " + "; ".join(changes)
