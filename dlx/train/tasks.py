@@ -131,8 +131,15 @@ class Task(abc.ABC):
         A streamed source gives the first few examples of its first epoch."""
         if splits.stream is not None:
             x, _ = next(iter(splits.train.take(1)))
-            return np.asarray(x)[:SIGNATURE_SAMPLE]
+            return _first(x)
         return None if splits.train_arrays is None else splits.train_arrays[0]
+
+
+def _first(x: Any) -> Any:
+    """The first `SIGNATURE_SAMPLE` examples of a batch of inputs: a tensor or a mapping."""
+    if isinstance(x, dict):
+        return {name: np.asarray(value)[:SIGNATURE_SAMPLE] for name, value in x.items()}
+    return np.asarray(x)[:SIGNATURE_SAMPLE]
 
 
 TASKS: dict[str, type[Task]] = {}
@@ -241,12 +248,14 @@ class SupervisedTask(Task):
             return {}
         if isinstance(weight, dict):
             return {"class_weight": {int(k): float(v) for k, v in weight.items()}}
-        if splits.labels is not None:
+        if splits.labels is not None and splits.labels[0] is not None:
             y = np.asarray(splits.labels[0]).astype(int)
         elif splits.train_arrays is None:
             raise self.loaded.error(
                 ("train", "class_weight"),
-                "balanced class weights need a source that gives arrays or streams class folders",
+                "balanced class weights need the labels before training: a source that gives "
+                "arrays, CSV files or class folders (a TFRecord source's labels are known only "
+                "as it is read); give class_weight as a mapping of class id to weight instead",
             )
         else:
             y = np.asarray(splits.train_arrays[1]).reshape(-1).astype(int)
