@@ -136,10 +136,16 @@ class Task(abc.ABC):
 
 
 def _first(x: Any) -> Any:
-    """The first `SIGNATURE_SAMPLE` examples of a batch of inputs: a tensor or a mapping."""
+    """The first `SIGNATURE_SAMPLE` examples of a batch of inputs (a tensor or a mapping), text
+    as Python strings (as text sources of arrays gave it)."""
     if isinstance(x, dict):
-        return {name: np.asarray(value)[:SIGNATURE_SAMPLE] for name, value in x.items()}
-    return np.asarray(x)[:SIGNATURE_SAMPLE]
+        return {name: _first(value) for name, value in x.items()}
+    first = np.asarray(x)[:SIGNATURE_SAMPLE]
+    if first.dtype == object:
+        return np.array([value.decode("utf-8") for value in first.ravel()], object).reshape(
+            first.shape
+        )
+    return first
 
 
 TASKS: dict[str, type[Task]] = {}
@@ -408,9 +414,13 @@ def _adapt(loaded: LoadedSpec, model: Any, splits: Splits) -> None:
     if splits.stream is not None:
         # A streamed source: adapt on a bounded sample, the first examples of the first epoch.
         steps = -(-min(splits.num_train, ADAPT_SAMPLE) // splits.batch_size)
-        sample = splits.epochs(0, 1).take(steps).map(lambda x, y: x)
-        for layer in adaptable:  # streamed sources give one input
-            layer.adapt(sample)
+        sample = splits.epochs(0, 1).take(steps)
+        for layer in adaptable:
+            # Several inputs (a TFRecord source's) come as a mapping by the inputs' names.
+            name = next(
+                (i.name for i in model.layers if i.output is layer.input), layer.input.name
+            )
+            layer.adapt(sample.map(lambda x, y, name=name: x[name] if isinstance(x, dict) else x))
         return
     if splits.train_arrays is None:
         raise SpecError(
