@@ -417,9 +417,7 @@ def _adapt(loaded: LoadedSpec, model: Any, splits: Splits) -> None:
         sample = splits.epochs(0, 1).take(steps)
         for layer in adaptable:
             # Several inputs (a TFRecord source's) come as a mapping by the inputs' names.
-            name = next(
-                (i.name for i in model.layers if i.output is layer.input), layer.input.name
-            )
+            name = next((i.name for i in model.layers if i.output is layer.input), layer.input.name)
             layer.adapt(sample.map(lambda x, y, name=name: x[name] if isinstance(x, dict) else x))
         return
     if splits.train_arrays is None:
