@@ -164,12 +164,12 @@ def split_files(
         (position >= test_split) & (position < test_split + validation_split)
     )
     train = np.flatnonzero(position >= test_split + validation_split)
-    by_file = stream.counts is None or (
-        len(stream.files) >= MIN_FILES_TO_SPLIT_BY_FILE
-        and all(len(i) or not f for i, f in ((validation, validation_split), (test, test_split)))
-        and len(train)
+    every_split_has_files = all(
+        len(indices) or not fraction
+        for indices, fraction in ((train, 1.0), (validation, validation_split), (test, test_split))
     )
-    if not by_file:
+    many_files = len(stream.files) >= MIN_FILES_TO_SPLIT_BY_FILE and every_split_has_files
+    if stream.counts is not None and not many_files:
         return _split_examples(stream, validation_split, test_split, seed)
     for name, indices, fraction in (
         ("training", train, 1.0),

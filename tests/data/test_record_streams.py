@@ -258,6 +258,8 @@ def test_a_single_csv_keeps_the_splits_of_arrays(context):
     assert list(splits.labels[2]) == [int(i) % 2 for i in np.sort(order[:6])]
     assert labels_of(splits.test) == list(splits.labels[2])
     assert splits.num_train == 18
+    for split in (0, 1, 2):  # the same seed, the same splits
+        assert np.array_equal(splits.labels[split], again.labels[split])
 
 
 def test_text_streams_its_files(context):
