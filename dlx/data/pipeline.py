@@ -80,8 +80,9 @@ class Splits:
     stream: TrainStream | None = field(default=None, repr=False)
     """The training files of a streamed source, which `epochs` reads instead of `examples`."""
     labels: tuple[np.ndarray | None, ...] | None = None
-    """For a streamed source: the class ids of the train, validation and test splits (`None`
-    for a split not asked for), known without decoding a file."""
+    """For a streamed source: the labels of the train, validation and test splits, in their
+    order, known without decoding (class folders, a CSV scan); `None` for a split not asked
+    for, or when the source does not know them (TFRecord)."""
     cache: str | None = None
     """For a streamed source: the cache chosen (`memory`, `none`, or a disk cache's prefix)."""
 
