@@ -89,8 +89,9 @@ class Splits:
     stream: TrainStream | None = field(default=None, repr=False)
     """The training files of a streamed source, which `epochs` reads instead of `examples`."""
     labels: tuple[np.ndarray | None, ...] | None = None
-    """For a streamed source: the class ids of the train, validation and test splits (`None`
-    for a split not asked for), known without decoding a file."""
+    """For a streamed source: the labels of the train, validation and test splits, in their
+    order, known without decoding (class folders, a CSV scan); `None` for a split not asked
+    for, or when the source does not know them (TFRecord)."""
     cache: str | None = None
     """For a streamed source: the cache chosen (`memory`, `none`, or a disk cache's prefix)."""
     sharding: Sharding | None = None
@@ -255,6 +256,7 @@ def make_splits(
     if data.window is not None:
         for read in (source, validation):
             _check_series(read)
+            _load_rows(read)
     digest = hashlib.sha256()
     count = _digest_source(digest, source)
     validation_count = 0 if validation is None else _digest_source(digest, validation)
@@ -281,9 +283,9 @@ def make_splits(
             files[0], context.seed if data.shuffle else None, data.shuffle_buffer, cache
         )
         train, split_validation, test = (
-            _Part(None, None, files[0].count),
+            _Part(None, None, files[0].num_examples),
             *(
-                _streamed_part(part.files_dataset(), cache, name, part.count)
+                _streamed_part(part.files_dataset(), cache, name, part.num_examples)
                 for part, name in ((files[1], "validation"), (files[2], "test"))
             ),
         )
@@ -332,7 +334,7 @@ def make_splits(
             labels[1] = (
                 files[1].labels
                 if validation is None
-                else validation.stream.labels
+                else _stream_split(validation).labels
                 if validation.stream is not None
                 else validation.y
             )
@@ -381,16 +383,26 @@ def _check_series(source: SourceData | None) -> None:
     """Check that a source can be windowed: arrays, and a target series to forecast."""
     if source is None:
         return
-    if source.dataset is not None or source.stream is not None:
+    if source.dataset is not None or (source.stream is not None and source.stream.read is None):
         raise SourceError(
             "windowing needs a source that gives arrays (npz, csv, synthetic, or a python "
-            "function returning (x, y)); this source gives a tf.data.Dataset or streams files"
+            "function returning (x, y)); this source gives a tf.data.Dataset or streams files "
+            "of one example each"
         ).at("data", "window")
     if source.y is None and isinstance(source.x, dict):
         raise SourceError(
             "a window without targets forecasts the source's inputs, which must be one array; "
             f"this source gives several ({', '.join(sorted(source.x))}). Give the targets as y"
         ).at("data", "window")
+
+
+def _load_rows(source: SourceData | None) -> None:
+    """Read a streamed source of rows (CSV) whole into arrays: a series is windowed whole."""
+    if source is None or source.stream is None:
+        return
+    stream = source.stream
+    x, y = _stream_split(source).files_dataset().batch(stream.num_examples).get_single_element()
+    source.x, source.y, source.stream = x.numpy(), y.numpy(), None
 
 
 def _read(component: Any, context: SourceContext, keys: tuple[str, ...]) -> SourceData:
@@ -424,10 +436,24 @@ def _relabel(validation: SourceData, class_names: list[str]) -> None:
         ).at("data", "validation", "source")
     ids = np.array([class_names.index(name) for name in validation.class_names], dtype=np.int32)
     if validation.stream is not None:
-        validation.stream.labels = ids[validation.stream.labels]
+        stream = validation.stream
+        stream.labels = ids[stream.labels]
+        if stream.read is not None:  # the file's labels are class ids of its own classes
+            stream.read = _relabeled(stream.read, ids)
     else:
         validation.y = ids[validation.y]
     validation.class_names = class_names
+
+
+def _relabeled(read: Any, ids: np.ndarray) -> Any:
+    """A stream's `read`, its class ids mapped through `ids`."""
+
+    def relabeled(path: tf.Tensor) -> tf.data.Dataset:
+        import tensorflow as tf
+
+        return read(path).map(lambda x, y: (x, tf.gather(tf.constant(ids), y)))
+
+    return relabeled
 
 
 def _fraction_of(count: int, fraction: float) -> int:

@@ -1,7 +1,8 @@
-"""Streamed sources: split by file, read as training goes (docs/spec.md section 3).
+"""Streamed sources: split by file or by example, read as training goes (docs/spec.md section 3).
 
-A source that streams gives a list of files and a function that decodes one (a
-`FileStream`). Its splits are drawn by a seeded hash of each file's relative path, and each
+A source that streams gives a list of files and how to read them (a `FileStream`): one example
+per file (images, texts), or many (TFRecord, CSV). Its splits are drawn by a seeded hash of each
+file's relative path when it has many files, else by example position (`split_files`), and each
 epoch's order (the file order, then the shuffle buffer's seed) is drawn from `(seed, epoch)`
 alone, so a resumed run reads exactly what an uninterrupted one reads.
 """
@@ -9,6 +10,7 @@ alone, so a resumed run reads exactly what an uninterrupted one reads.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,58 +26,136 @@ AUTO_CACHE_BYTES = 256 * 2**20
 """`cache: auto` keeps a streamed source in memory when its decoded examples (or, when their
 size is unknown, its files on disk) take less than this."""
 
+MIN_FILES_TO_SPLIT_BY_FILE = 10
+"""A source of many examples per file is split by file when it has at least this many files
+(and every split asked for gets one); else by example position."""
+
+INTERLEAVED_FILES = 8
+"""How many files of a split training reads at once, one example of each in turn: a fixed
+number, so that the order of examples is the same on every machine."""
+
 _HASH_SCALE = 2.0**64
+# Fractions are rounded up, so that a split asked for is never empty; the tolerance keeps
+# float error (0.07 * 100 == 7.000000000000001) from adding an example.
+_ROUNDING_TOLERANCE = 1e-9
 
 
 @dataclass
 class FileSplit:
-    """Some of a stream's files: one split's, in the source's order."""
+    """Some of a stream's examples, one split's, in the source's order.
+
+    Attributes:
+        stream: the source's files.
+        indices: the positions (in `stream.files`) of the files the split reads.
+        keep: for a split by example position, whether each example of the stream (counted
+            along its files) belongs to the split; `None`: every example of its files does.
+    """
 
     stream: FileStream
     indices: np.ndarray
+    keep: np.ndarray | None = None
 
     @property
     def count(self) -> int:
+        """The number of files the split reads."""
         return len(self.indices)
+
+    @property
+    def num_examples(self) -> int:
+        """The number of examples in the split."""
+        if self.stream.counts is None:
+            return len(self.indices)
+        if self.keep is not None:
+            return int(self.keep[self._positions(kept=False)].sum())
+        return int(self.stream.counts[self.indices].sum())
 
     @property
     def paths(self) -> list[str]:
         return [str(self.stream.files[i]) for i in self.indices]
 
     @property
-    def labels(self) -> np.ndarray:
-        return self.stream.labels[self.indices]
+    def labels(self) -> np.ndarray | None:
+        """The split's labels in its order (file after file), when the source knows them
+        without decoding; `None` when it does not (TFRecord)."""
+        if self.stream.labels is None:
+            return None
+        if self.stream.counts is None:
+            return self.stream.labels[self.indices]
+        return self.stream.labels[self._positions()]
+
+    def _positions(self, kept: bool = True) -> np.ndarray:
+        """The positions of the split's examples among the stream's, in the split's order
+        (with `kept=False`, of every example of its files)."""
+        offsets = self.stream.offsets
+        positions = np.concatenate(
+            [np.arange(offsets[i], offsets[i + 1]) for i in self.indices] or [np.arange(0)]
+        )
+        return positions if self.keep is None or not kept else positions[self.keep[positions]]
 
     def files_dataset(self, order: Any = None) -> tf.data.Dataset:
-        """The decoded examples, in the split's order or along `order` (a tensor of positions)."""
+        """The decoded examples, in the split's order or along `order` (a tensor of positions
+        in the split's files).
+
+        One example per file: files are decoded in parallel, in order. Many: in the split's
+        order the files are read one after the other (their examples parsed in parallel by
+        the source); along `order`, `INTERLEAVED_FILES` at once, an example of each in turn
+        (deterministic, read in parallel).
+        """
         import tensorflow as tf
 
         paths = tf.constant(self.paths, tf.string)
-        labels = tf.constant(self.labels, tf.int32)
         positions = (
             tf.data.Dataset.range(self.count)
             if order is None
             else tf.data.Dataset.from_tensor_slices(order)
         )
-        return positions.map(
-            lambda i: self.stream.decode(tf.gather(paths, i), tf.gather(labels, i)),
+        if self.stream.read is None:
+            labels = tf.constant(self.labels, tf.int32)
+            return positions.map(
+                lambda i: self.stream.decode(tf.gather(paths, i), tf.gather(labels, i)),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        offsets = tf.constant(self.stream.offsets[self.indices], tf.int64)
+        keep = None if self.keep is None else tf.constant(self.keep)
+        read = self.stream.read
+
+        def examples(i: tf.Tensor) -> tf.data.Dataset:
+            dataset = read(tf.gather(paths, i))
+            if keep is None:
+                return dataset
+            numbered = dataset.enumerate(tf.gather(offsets, i))
+            return numbered.filter(lambda n, _: tf.gather(keep, n)).map(lambda _, example: example)
+
+        return positions.interleave(
+            examples,
+            cycle_length=1 if order is None else min(INTERLEAVED_FILES, max(self.count, 1)),
             num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
         )
 
 
 def split_files(
     stream: FileStream, validation_split: float, test_split: float, seed: int
 ) -> tuple[FileSplit, FileSplit, FileSplit]:
-    """The train, validation and test files of a stream, by a seeded hash of each file's path.
+    """The train, validation and test examples of a stream: by file, or by example position.
 
-    File `f` goes to the test split when `h(seed, f) < test_split`, else to validation when
-    `h < test_split + validation_split`, else to training, where `h` is the sha256 of the seed
-    and the file's path relative to the source's folder, read as a number in [0, 1). The same
-    seed gives the same splits on any machine, and a file added later leaves the others where
-    they were; the splits' sizes are the fractions asked for only on average.
+    By file: file `f` goes to the test split when `h(seed, f) < test_split`, else to
+    validation when `h < test_split + validation_split`, else to training, where `h` is the
+    sha256 of the seed and the file's path relative to the source's folder, read as a number
+    in [0, 1). The same seed gives the same splits on any machine, and a file added later
+    leaves the others where they were; the splits' sizes are the fractions asked for only on
+    average. Sources of one example per file (images, texts) are always split so.
+
+    A source of many examples per file (TFRecord, CSV) is split by file when it has at least
+    `MIN_FILES_TO_SPLIT_BY_FILE` files and every split asked for gets one; else by example
+    position, as in-memory sources are: a permutation of its examples (counted file after
+    file) drawn by `numpy.random.default_rng(seed)` gives its first `ceil(test_split * n)`
+    examples to test, the next `ceil(validation_split * n)` to validation, and the rest to
+    training; each split keeps the source's order. A single CSV file keeps the splits it had
+    when CSV files were read into memory.
 
     Raises:
-        SourceError: a split asked for (or training) gets no file.
+        SourceError: a split asked for (or training) gets no example.
     """
     position = np.array(
         [_unit_hash(seed, file.relative_to(stream.root).as_posix()) for file in stream.files]
@@ -85,6 +165,13 @@ def split_files(
         (position >= test_split) & (position < test_split + validation_split)
     )
     train = np.flatnonzero(position >= test_split + validation_split)
+    every_split_has_files = all(
+        len(indices) or not fraction
+        for indices, fraction in ((train, 1.0), (validation, validation_split), (test, test_split))
+    )
+    many_files = len(stream.files) >= MIN_FILES_TO_SPLIT_BY_FILE and every_split_has_files
+    if stream.counts is not None and not many_files:
+        return _split_examples(stream, validation_split, test_split, seed)
     for name, indices, fraction in (
         ("training", train, 1.0),
         ("validation", validation, validation_split),
@@ -99,21 +186,52 @@ def split_files(
     return (FileSplit(stream, train), FileSplit(stream, validation), FileSplit(stream, test))
 
 
+def _split_examples(
+    stream: FileStream, validation_split: float, test_split: float, seed: int
+) -> tuple[FileSplit, FileSplit, FileSplit]:
+    """The splits of a stream by example position (see `split_files`)."""
+    count = stream.num_examples
+    num_test, num_validation = (
+        math.ceil(count * fraction - _ROUNDING_TOLERANCE) if fraction else 0
+        for fraction in (test_split, validation_split)
+    )
+    if count - num_test - num_validation <= 0:
+        raise SourceError(
+            f"the splits leave no training data: {count} examples, of which "
+            f"{num_test} for test (test_split={test_split}) and {num_validation} for "
+            f"validation (validation_split={validation_split})"
+        ).at("data")
+    order = np.random.default_rng(seed).permutation(count)
+    every_file = np.arange(len(stream.files))
+    splits = []
+    for start, stop in (
+        (num_test + num_validation, count),
+        (num_test, num_test + num_validation),
+        (0, num_test),
+    ):
+        keep = np.zeros(count, dtype=bool)
+        keep[order[start:stop]] = True
+        splits.append(FileSplit(stream, every_file, keep))
+    return splits[0], splits[1], splits[2]
+
+
 def _unit_hash(seed: int, relative: str) -> float:
     digest = hashlib.sha256(f"{seed}\0{relative}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / _HASH_SCALE
 
 
 def digest_stream(digest: Any, stream: FileStream) -> int:
-    """Add a stream's files to a sha256 digest (relative path, size, modification time and
-    label of each, in sorted order; the contents are not read), and count its examples."""
+    """Add a stream's files to a sha256 digest (relative path, size, modification time, and
+    label of each file of one example, in sorted order; the contents are not read), and count
+    its examples."""
+    labels = stream.labels if stream.counts is None else [""] * len(stream.files)
     for relative, file, label in sorted(
-        (file.relative_to(stream.root).as_posix(), file, int(label))
-        for file, label in zip(stream.files, stream.labels, strict=True)
+        (file.relative_to(stream.root).as_posix(), file, str(label))
+        for file, label in zip(stream.files, labels, strict=True)
     ):
         status = file.stat()
         digest.update(f"{relative}\0{status.st_size}\0{status.st_mtime_ns}\0{label}\0".encode())
-    return len(stream.files)
+    return stream.num_examples
 
 
 def choose_cache(cache: Any, streams: list[FileStream], base_dir: Path, fingerprint: str) -> str:
@@ -131,7 +249,7 @@ def choose_cache(cache: Any, streams: list[FileStream], base_dir: Path, fingerpr
     if cache != "auto":
         return cache
     total = sum(
-        len(stream.files) * stream.example_bytes
+        stream.num_examples * stream.example_bytes
         if stream.example_bytes is not None
         else sum(file.stat().st_size for file in stream.files)
         for stream in streams
@@ -244,7 +362,8 @@ class TrainStream:
         Epoch `e` reads the files in a permutation drawn from `(seed, e)`, then through a
         shuffle buffer whose seed is drawn from `(seed, e)` too (stateless). In memory, the
         examples are decoded once and gathered along the same permutation, so the order is the
-        same as read from the files. A disk cache is read in its own (the source's) order: only
+        same as read from the files when each file holds one example (with many, the
+        permutation is of the examples). A disk cache is read in its own (the source's) order: only
         the shuffle buffer orders its epochs.
 
         Args:
@@ -259,7 +378,8 @@ class TrainStream:
         """
         import tensorflow as tf
 
-        count = self.files.count
+        # In memory, the permutation is of the examples; read from the files, of the files.
+        count = self.files.num_examples if self.cache == "memory" else self.files.count
         seed = None if self.seed is None else self.seed % 2**63
         if self.cache == "memory" and self._examples is None:
             self._examples = self.files.files_dataset().batch(count).get_single_element()

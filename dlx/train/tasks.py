@@ -131,8 +131,21 @@ class Task(abc.ABC):
         A streamed source gives the first few examples of its first epoch."""
         if splits.stream is not None:
             x, _ = next(iter(splits.train.take(1)))
-            return np.asarray(x)[:SIGNATURE_SAMPLE]
+            return _first(x)
         return None if splits.train_arrays is None else splits.train_arrays[0]
+
+
+def _first(x: Any) -> Any:
+    """The first `SIGNATURE_SAMPLE` examples of a batch of inputs (a tensor or a mapping), text
+    as Python strings (as text sources of arrays gave it)."""
+    if isinstance(x, dict):
+        return {name: _first(value) for name, value in x.items()}
+    first = np.asarray(x)[:SIGNATURE_SAMPLE]
+    if first.dtype == object:
+        return np.array([value.decode("utf-8") for value in first.ravel()], object).reshape(
+            first.shape
+        )
+    return first
 
 
 TASKS: dict[str, type[Task]] = {}
@@ -241,12 +254,14 @@ class SupervisedTask(Task):
             return {}
         if isinstance(weight, dict):
             return {"class_weight": {int(k): float(v) for k, v in weight.items()}}
-        if splits.labels is not None:
+        if splits.labels is not None and splits.labels[0] is not None:
             y = np.asarray(splits.labels[0]).astype(int)
         elif splits.train_arrays is None:
             raise self.loaded.error(
                 ("train", "class_weight"),
-                "balanced class weights need a source that gives arrays or streams class folders",
+                "balanced class weights need the labels before training: a source that gives "
+                "arrays, CSV files or class folders (a TFRecord source's labels are known only "
+                "as it is read); give class_weight as a mapping of class id to weight instead",
             )
         else:
             y = np.asarray(splits.train_arrays[1]).reshape(-1).astype(int)
@@ -400,9 +415,11 @@ def _adapt(loaded: LoadedSpec, model: Any, splits: Splits) -> None:
         # A streamed source: adapt on a bounded sample, the first examples of the first epoch
         # (of the whole split: alike on every worker of a job, even one sharded by file).
         steps = -(-min(splits.num_train, ADAPT_SAMPLE) // splits.batch_size)
-        sample = splits.train.take(steps).map(lambda x, y: x)
-        for layer in adaptable:  # streamed sources give one input
-            layer.adapt(sample)
+        sample = splits.train.take(steps)
+        for layer in adaptable:
+            # Several inputs (a TFRecord source's) come as a mapping by the inputs' names.
+            name = next((i.name for i in model.layers if i.output is layer.input), layer.input.name)
+            layer.adapt(sample.map(lambda x, y, name=name: x[name] if isinstance(x, dict) else x))
         return
     if splits.train_arrays is None:
         raise SpecError(

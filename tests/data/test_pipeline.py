@@ -136,7 +136,9 @@ def test_explicit_validation_source_takes_the_training_class_ids(context):
     )
     assert splits.class_names == ["ant", "bee", "cat"]
     assert splits.num_validation == 2
-    assert list(splits.validation_arrays[1]) == [2, 0]
+    # CSV files stream: the labels known before training, and those read, are the training ids.
+    assert list(splits.labels[1]) == [2, 0]
+    assert [int(y) for batch in splits.validation for y in batch[1]] == [2, 0]
     assert splits.num_train == 4
 
 

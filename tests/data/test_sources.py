@@ -29,7 +29,8 @@ def source_error(component, context: SourceContext) -> SourceError:
 
 
 def test_every_source_of_the_spec_is_registered():
-    expected = {"sklearn", "keras", "tfds", "npz", "csv", "images", "text", "synthetic", "python"}
+    expected = {"sklearn", "keras", "tfds", "npz", "csv", "images", "text", "tfrecord"}
+    expected |= {"synthetic", "python"}
     assert set(SOURCES) == expected
 
 
@@ -40,7 +41,7 @@ def test_unknown_source_names_the_closest(context):
     error = source_error({"skleran": "digits"}, context)
     assert error.message == (
         "unknown data source 'skleran' (did you mean 'sklearn' or 'keras'?). "
-        "Expected one of: sklearn, keras, tfds, npz, csv, images, text, synthetic, python"
+        "Expected one of: sklearn, keras, tfds, npz, csv, images, text, tfrecord, synthetic, python"
     )
     assert error.path == ()
 
@@ -261,9 +262,11 @@ def test_npz_that_is_not_npz(context):
 def test_csv_numeric_label_and_default_features(context):
     write_csv(context.base_dir / "data.csv", "a,label,b\n1,0,2.5\n3,1,4\n5,2,6\n")
     data = call_source({"csv": {"path": "data.csv", "label": "label"}}, context)
-    np.testing.assert_array_equal(data.x, [[1, 2.5], [3, 4], [5, 6]])
-    assert data.x.dtype == np.float32
-    assert list(data.y) == [0, 1, 2] and np.issubdtype(data.y.dtype, np.integer)
+    x, y = decoded(data)
+    np.testing.assert_array_equal(x, [[1, 2.5], [3, 4], [5, 6]])
+    assert x.dtype == np.float32
+    assert list(y) == [0, 1, 2] and np.issubdtype(y.dtype, np.integer)
+    assert list(data.stream.labels) == [0, 1, 2]
     assert data.class_names is None
 
 
@@ -271,14 +274,16 @@ def test_csv_text_labels_become_class_ids(context):
     write_csv(context.base_dir / "data.csv", "a,b,kind\n1,2,dog\n3,4,cat\n5,6,dog\n")
     data = call_source({"csv": {"path": "data.csv", "label": "kind", "features": ["b"]}}, context)
     assert data.class_names == ["cat", "dog"]
-    assert list(data.y) == [1, 0, 1] and data.y.dtype == np.int32
-    np.testing.assert_array_equal(data.x, [[2], [4], [6]])
+    x, y = decoded(data)
+    assert list(y) == [1, 0, 1] and y.dtype == np.int32
+    assert list(data.stream.labels) == [1, 0, 1]
+    np.testing.assert_array_equal(x, [[2], [4], [6]])
 
 
 def test_csv_float_label_is_a_regression_target(context):
     write_csv(context.base_dir / "data.csv", "a,price\n1,2.5\n2,3.0\n")
     data = call_source({"csv": {"path": "data.csv", "label": "price"}}, context)
-    assert data.y.dtype == np.float32
+    assert decoded(data)[1].dtype == np.float32
 
 
 def test_csv_missing_column(context):
@@ -335,7 +340,7 @@ def write_images(root: Path, sizes: dict[str, list[tuple[int, int]]]) -> None:
 def decoded(data: SourceData) -> tuple[np.ndarray, np.ndarray]:
     """Every example of a streamed source, decoded, in the source's order."""
     split = FileSplit(data.stream, np.arange(len(data.stream.files)))
-    x, y = split.files_dataset().batch(split.count).get_single_element()
+    x, y = split.files_dataset().batch(split.num_examples).get_single_element()
     return x.numpy(), y.numpy()
 
 
@@ -377,8 +382,9 @@ def test_text(context):
         for number, text in enumerate(texts):
             (context.base_dir / "reviews" / class_name / f"{number}.txt").write_text(text)
     data = call_source({"text": "reviews"}, context)
-    assert list(data.x) == ["bad", "good", "great"]
-    assert list(data.y) == [0, 1, 1]
+    x, y = decoded(data)
+    assert list(x) == [b"bad", b"good", b"great"]
+    assert list(y) == [0, 1, 1]
     assert data.class_names == ["neg", "pos"]
 
 
