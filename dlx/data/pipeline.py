@@ -92,6 +92,9 @@ class Splits:
     """For a streamed source: the labels of the train, validation and test splits, in their
     order, known without decoding (class folders, a CSV scan); `None` for a split not asked
     for, or when the source does not know them (TFRecord)."""
+    file_counts: tuple[int | None, int | None, int | None] | None = None
+    """For a streamed source: how many files the train, validation and test splits read (`None`
+    for a split of data in memory, or not asked for)."""
     cache: str | None = None
     """For a streamed source: the cache chosen (`memory`, `none`, or a disk cache's prefix)."""
     sharding: Sharding | None = None
@@ -179,7 +182,8 @@ class _Part:
 def check_sources(data: Data, context: SourceContext) -> list[SourceError]:
     """What can be found wrong with a data section's sources without reading their data.
 
-    Each source (`data.source`, and `data.validation.source` when given) is checked by
+    Each source (`data.source`, and the explicit `data.validation` and `data.test` sources
+    when given) is checked by
     `check_source`: its name, its arguments, and its source's own cheap check (files and
     folders exist, a CSV header names the columns, a dataset name is known).
 
@@ -188,8 +192,7 @@ def check_sources(data: Data, context: SourceContext) -> list[SourceError]:
         (`("data", "source", "sklearn")`); none when all are fine.
     """
     components = [(data.source, ("data", "source"))]
-    if data.validation is not None:
-        components.append((data.validation.source, ("data", "validation", "source")))
+    components += [(component, keys) for _, component, keys in data.explicit_sources()]
     errors = []
     for component, keys in components:
         try:
@@ -248,18 +251,19 @@ def make_splits(
             (`("data", "source", "csv", "label")`, `("data", "window", "size")`).
     """
     source = _read(data.source, context, ("data", "source"))
-    validation = None
-    if data.validation is not None:
-        validation = _read(data.validation.source, context, ("data", "validation", "source"))
-        if source.class_names and validation.class_names:
-            _relabel(validation, source.class_names)
+    explicit: dict[str, SourceData] = {}
+    for name, component, keys in data.explicit_sources():
+        explicit[name] = _read(component, context, keys)
+        if source.class_names and explicit[name].class_names:
+            _relabel(explicit[name], source.class_names, keys)
+    validation, given_test = explicit.get("validation"), explicit.get("test")
     if data.window is not None:
-        for read in (source, validation):
+        for read in (source, validation, given_test):
             _check_series(read)
             _load_rows(read)
     digest = hashlib.sha256()
     count = _digest_source(digest, source)
-    validation_count = 0 if validation is None else _digest_source(digest, validation)
+    counts = {name: _digest_source(digest, read) for name, read in explicit.items()}
 
     num_test = _fraction_of(count, data.test_split)
     num_validation = _fraction_of(count, data.validation_split)
@@ -272,7 +276,7 @@ def make_splits(
         ).at("data")
 
     fingerprint = digest.hexdigest()
-    streams = [read.stream for read in (source, validation) if read and read.stream]
+    streams = [read.stream for read in (source, *explicit.values()) if read.stream]
     cache = choose_cache(data.cache, streams, context.base_dir, fingerprint) if streams else None
     if workers > 1 and cache not in (None, "memory", "none"):
         cache = f"{cache}-{worker}of{workers}"  # workers on one machine: a disk cache each
@@ -298,15 +302,9 @@ def make_splits(
             source, data.window, count, num_validation, num_test
         )
     if validation is not None:
-        split_validation = (
-            _streamed_part(
-                _stream_split(validation).files_dataset(), cache, "validation", validation_count
-            )
-            if validation.stream is not None
-            else _part(validation, None, 0, validation_count)
-            if data.window is None
-            else _windowed(validation, data.window, 0, validation_count, "validation")
-        )
+        split_validation = _explicit_part(validation, data, cache, "validation", counts)
+    if given_test is not None:
+        test = _explicit_part(given_test, data, cache, "test", counts)
 
     shuffle_seed = context.seed if data.shuffle else None
     has_validation, has_test = split_validation.count > 0, test.count > 0
@@ -329,16 +327,22 @@ def make_splits(
         cache=cache,
     )
     if train_stream is not None:
-        labels = [files[0].labels, None, files[2].labels if has_test else None]
-        if has_validation:
-            labels[1] = (
-                files[1].labels
-                if validation is None
-                else _stream_split(validation).labels
-                if validation.stream is not None
-                else validation.y
-            )
-        splits.labels = tuple(labels)
+        labels, file_counts = [files[0].labels, None, None], [files[0].count, None, None]
+        for index, name in ((1, "validation"), (2, "test")):
+            if (has_validation, has_test)[index - 1]:
+                given = explicit.get(name)
+                labels[index] = (
+                    files[index].labels
+                    if given is None
+                    else _stream_split(given).labels
+                    if given.stream is not None
+                    else given.y
+                )
+                if given is None or given.stream is not None:
+                    file_counts[index] = (
+                        files[index] if given is None else _stream_split(given)
+                    ).count
+        splits.labels, splits.file_counts = tuple(labels), tuple(file_counts)
     # Before any epoch is read: a worker that reads only its own files caches only those.
     if workers > 1 and splits.shard(workers, worker, replicas).policy == "file":
         return splits
@@ -420,8 +424,9 @@ def _read(component: Any, context: SourceContext, keys: tuple[str, ...]) -> Sour
     return data
 
 
-def _relabel(validation: SourceData, class_names: list[str]) -> None:
-    """Give a validation source's labels the training source's class ids, by class name.
+def _relabel(validation: SourceData, class_names: list[str], keys: tuple[str, ...]) -> None:
+    """Give an explicit validation or test source's labels the training source's class ids,
+    by class name (`keys`: where the source is written in the spec).
 
     Two folders or files seldom hold exactly the same classes; a validation folder without one
     of the training classes would otherwise number its classes differently.
@@ -431,9 +436,9 @@ def _relabel(validation: SourceData, class_names: list[str]) -> None:
     unknown = sorted(set(validation.class_names) - set(class_names))
     if unknown:
         raise SourceError(
-            f"the validation data has classes the training data lacks: {', '.join(unknown)}. "
+            f"the {keys[1]} data has classes the training data lacks: {', '.join(unknown)}. "
             f"Training classes: {', '.join(class_names)}"
-        ).at("data", "validation", "source")
+        ).at(*keys)
     ids = np.array([class_names.index(name) for name in validation.class_names], dtype=np.int32)
     if validation.stream is not None:
         stream = validation.stream
@@ -472,6 +477,18 @@ def _part(source: SourceData, order: np.ndarray | None, start: int, stop: int) -
         return _Part(_with_cardinality(dataset, count), None, count)
     arrays = _take(source, slice(start, stop) if order is None else np.sort(order[start:stop]))
     return _Part(_from_arrays(arrays), arrays, count)
+
+
+def _explicit_part(
+    source: SourceData, data: Data, cache: str | None, name: str, counts: dict[str, int]
+) -> _Part:
+    """An explicit validation or test source's split: the source's examples, whole."""
+    count = counts[name]
+    if source.stream is not None:
+        return _streamed_part(_stream_split(source).files_dataset(), cache, name, count)
+    if data.window is None:
+        return _part(source, None, 0, count)
+    return _windowed(source, data.window, 0, count, name)
 
 
 def _stream_split(source: SourceData) -> Any:

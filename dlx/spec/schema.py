@@ -13,7 +13,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     WithJsonSchema,
     model_validator,
 )
@@ -92,7 +94,18 @@ class Strict(BaseModel):
 
 
 class ValidationSource(Strict):
-    source: Source = Field(description="Where the validation data comes from (a data source).")
+    source: Source = Field(description="Where the split's data comes from (a data source).")
+
+
+def _split_form(value: Any) -> str:
+    return "wrapped" if isinstance(value, dict) and "source" in value else "source"
+
+
+ExplicitSplit = Annotated[
+    Annotated[ValidationSource, Tag("wrapped")] | Annotated[Source, Tag("source")],
+    Discriminator(_split_form),
+]
+"""An explicit validation or test split: `{source: component}`, or the source component itself."""
 
 
 class Window(Strict):
@@ -116,8 +129,13 @@ class Data(Strict):
     validation_split: float = Field(
         0.0, ge=0.0, lt=1.0, description="Fraction held out for validation."
     )
-    validation: ValidationSource | None = Field(None, description="An explicit validation source.")
+    validation: ExplicitSplit | None = Field(
+        None, description="An explicit validation source: {source: ...} or the source itself."
+    )
     test_split: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction held out for the test.")
+    test: ExplicitSplit | None = Field(
+        None, description="An explicit test source: {source: ...} or the source itself."
+    )
     shuffle: bool = Field(True, description="Shuffle the training data each epoch (seeded).")
     window: Window | None = Field(
         None,
@@ -136,10 +154,25 @@ class Data(Strict):
         "(in memory when its files take under 256 MB), memory, none, or {disk: path}.",
     )
 
+    def explicit_sources(self) -> list[tuple[str, Any, tuple[str, ...]]]:
+        """The explicit validation and test sources: each split's name, its source component,
+        and the spec keys it is written at (`("data", "test", "source")`, or `("data", "test")`
+        for a source written directly)."""
+        found = []
+        for name in ("validation", "test"):
+            value = getattr(self, name)
+            if isinstance(value, ValidationSource):
+                found.append((name, value.source, ("data", name, "source")))
+            elif value is not None:
+                found.append((name, value, ("data", name)))
+        return found
+
     @model_validator(mode="after")
     def _one_validation(self) -> Data:
         if self.validation is not None and self.validation_split:
             raise ValueError("give either validation_split or validation, not both")
+        if self.test is not None and self.test_split:
+            raise ValueError("give either test_split or test, not both")
         if self.validation_split + self.test_split >= 1.0:
             raise ValueError("validation_split + test_split must leave some training data")
         return self

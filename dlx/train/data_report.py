@@ -97,7 +97,7 @@ def data_report(loaded: LoadedSpec, workers: int = 1) -> DataReport:
     model = task.build(spec.runtime.jit_compile)
     task.prepare(model, splits)
 
-    files = _split_files(loaded, splits)
+    files = _split_files(splits)
     classes = None if splits.class_names is None else len(splits.class_names)
     reports = [
         SplitReport(name, files[name], count, classes, _fields(next(iter(dataset))))
@@ -135,14 +135,9 @@ def data_report(loaded: LoadedSpec, workers: int = 1) -> DataReport:
     )
 
 
-def _split_files(loaded: LoadedSpec, splits: Any) -> dict[str, int | None]:
-    """The files of each split of a streamed source (one class id each); `None` for data in
-    memory, and for an explicit validation source (which may be either)."""
-    if splits.stream is None:
-        return {"train": None, "validation": None, "test": None}
-    counted = [None if labels is None else len(labels) for labels in splits.labels]
-    if loaded.spec.data.validation is not None:
-        counted[1] = None
+def _split_files(splits: Any) -> dict[str, int | None]:
+    """The files each split reads; `None` for a split of data in memory."""
+    counted = splits.file_counts or (None, None, None)
     return dict(zip(("train", "validation", "test"), counted, strict=True))
 
 

@@ -157,6 +157,40 @@ def test_explicit_validation_source_with_an_unknown_class(context):
     assert caught.value.path == ("data", "validation", "source")
 
 
+def test_explicit_test_source_written_directly(context):
+    write(context.base_dir / "train.csv", "a,kind\n1,ant\n2,bee\n3,cat\n4,bee\n")
+    write(context.base_dir / "valid.csv", "a,kind\n5,cat\n")
+    write(context.base_dir / "test.csv", "a,kind\n7,bee\n8,ant\n9,bee\n")
+    splits = splits_of(
+        context,
+        source={"csv": {"path": "train.csv", "label": "kind"}},
+        validation={"csv": {"path": "valid.csv", "label": "kind"}},
+        test={"csv": {"path": "test.csv", "label": "kind"}},
+    )
+    assert (splits.num_train, splits.num_validation, splits.num_test) == (4, 1, 3)
+    assert list(splits.labels[2]) == [1, 0, 1]
+    assert [float(x) for batch in splits.test for x in batch[0][:, 0]] == [7.0, 8.0, 9.0]
+    assert splits.file_counts == (1, 1, 1)
+
+
+def test_explicit_test_source_with_an_unknown_class_is_located_where_written(context):
+    write(context.base_dir / "train.csv", "a,kind\n1,ant\n2,bee\n")
+    write(context.base_dir / "test.csv", "a,kind\n5,cat\n")
+    with pytest.raises(SourceError) as caught:
+        splits_of(
+            context,
+            source={"csv": {"path": "train.csv", "label": "kind"}},
+            test={"csv": {"path": "test.csv", "label": "kind"}},
+        )
+    assert caught.value.message.startswith("the test data has classes the training data lacks")
+    assert caught.value.path == ("data", "test")
+
+
+def test_a_split_is_given_once():
+    with pytest.raises(ValueError, match="give either test_split or test, not both"):
+        Data(source={"sklearn": "iris"}, test_split=0.2, test={"sklearn": "wine"})
+
+
 def test_source_errors_carry_their_spec_path(context):
     write(context.base_dir / "train.csv", "a,label\n1,0\n")
     with pytest.raises(SourceError) as caught:
