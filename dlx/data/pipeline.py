@@ -8,9 +8,12 @@ parts, each cut into windows.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +27,15 @@ from dlx.data.sources import (
     call_source,
     check_source,
 )
-from dlx.data.stream import TrainStream, cached, choose_cache, digest_stream, split_files
+from dlx.data.stream import (
+    FileSplit,
+    TrainStream,
+    cached,
+    choose_cache,
+    describe_unreadable,
+    digest_stream,
+    split_files,
+)
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -58,7 +69,8 @@ class Splits:
         num_test: the number of test examples (0 without a test split).
         fingerprint: the sha256 (hex) of the data read: every array's dtype, shape and bytes,
             and the class names. The same data always gives the same fingerprint, whatever the
-            seed and the split fractions.
+            seed and the split fractions. A streamed source's files are fingerprinted as
+            `data.fingerprint` says: by their paths, sizes and times, or by their bytes.
     """
 
     train: tf.data.Dataset
@@ -84,6 +96,17 @@ class Splits:
     for a split not asked for), known without decoding a file."""
     cache: str | None = None
     """For a streamed source: the cache chosen (`memory`, `none`, or a disk cache's prefix)."""
+    files: list[FileSplit] = field(default_factory=list, repr=False)
+    """For a streamed source: the files of every split read, to say which could not be."""
+
+    def skipped(self) -> list[str]:
+        """The files left out so far because they could not be decoded (`on_error: skip`)."""
+        return sorted({path for part in self.files for path in part.skipped()})
+
+    def unreadable(self, error: BaseException) -> str | None:
+        """The file an error of reading the data names and why it cannot be read, in a line;
+        `None` when the error is not about a file that could not be decoded."""
+        return describe_unreadable(error, [part.stream for part in self.files])
 
     @property
     def steps_per_epoch(self) -> int:
@@ -195,6 +218,7 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
             does not fit the data; `path` holds the spec keys of the fault
             (`("data", "source", "csv", "label")`, `("data", "window", "size")`).
     """
+    context = dataclasses.replace(context, on_error=data.on_error)
     source = _read(data.source, context, ("data", "source"))
     validation = None
     if data.validation is not None:
@@ -205,8 +229,9 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
         for read in (source, validation):
             _check_series(read)
     digest = hashlib.sha256()
-    count = _digest_source(digest, source)
-    validation_count = 0 if validation is None else _digest_source(digest, validation)
+    content = data.fingerprint == "content"
+    count = _digest_source(digest, source, content)
+    validation_count = 0 if validation is None else _digest_source(digest, validation, content)
 
     num_test = _fraction_of(count, data.test_split)
     num_validation = _fraction_of(count, data.validation_split)
@@ -221,38 +246,48 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
     fingerprint = digest.hexdigest()
     streams = [read.stream for read in (source, validation) if read and read.stream]
     cache = choose_cache(data.cache, streams, context.base_dir, fingerprint) if streams else None
-    train_stream = None
-    if source.stream is not None:
-        files = split_files(source.stream, data.validation_split, data.test_split, context.seed)
-        train_stream = TrainStream(
-            files[0], context.seed if data.shuffle else None, data.shuffle_buffer, cache
-        )
-        train, split_validation, test = (
-            _Part(None, None, files[0].count),
-            *(
-                _streamed_part(part.files_dataset(), cache, name, part.count)
-                for part, name in ((files[1], "validation"), (files[2], "test"))
-            ),
-        )
-    elif data.window is None:
-        train, split_validation, test = _shuffled_parts(
-            source, count, num_validation, num_test, context.seed
-        )
-    else:
-        train, split_validation, test = _series_parts(
-            source, data.window, count, num_validation, num_test
-        )
-    if validation is not None:
-        split_validation = (
-            _streamed_part(
-                _stream_split(validation).files_dataset(), cache, "validation", validation_count
+    train_stream, files = None, []
+    with _naming_unreadable(streams):
+        if source.stream is not None:
+            files = list(
+                split_files(
+                    source.stream,
+                    data.validation_split,
+                    data.test_split,
+                    context.seed,
+                    data.on_error,
+                )
             )
-            if validation.stream is not None
-            else _part(validation, None, 0, validation_count)
-            if data.window is None
-            else _windowed(validation, data.window, 0, validation_count, "validation")
-        )
-
+            train_stream = TrainStream(
+                files[0], context.seed if data.shuffle else None, data.shuffle_buffer, cache
+            )
+            train = _Part(None, None, files[0].count)
+            split_validation = _streamed_part(files[1], cache, "validation")
+            test = _streamed_part(files[2], cache, "test")
+        elif data.window is None:
+            train, split_validation, test = _shuffled_parts(
+                source, count, num_validation, num_test, context.seed
+            )
+        else:
+            train, split_validation, test = _series_parts(
+                source, data.window, count, num_validation, num_test
+            )
+        if validation is not None:
+            if validation.stream is not None:
+                files[1:2] = [
+                    FileSplit(
+                        validation.stream,
+                        np.arange(len(validation.stream.files)),
+                        data.on_error,
+                    )
+                ]
+                split_validation = _streamed_part(files[1], cache, "validation")
+            elif data.window is None:
+                split_validation = _part(validation, None, 0, validation_count)
+            else:
+                split_validation = _windowed(
+                    validation, data.window, 0, validation_count, "validation"
+                )
     shuffle_seed = context.seed if data.shuffle else None
     has_validation, has_test = split_validation.count > 0, test.count > 0
     splits = Splits(
@@ -272,20 +307,37 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
         examples=train.dataset,
         stream=train_stream,
         cache=cache,
+        files=files,
     )
     if train_stream is not None:
         labels = [files[0].labels, None, files[2].labels if has_test else None]
         if has_validation:
             labels[1] = (
                 files[1].labels
-                if validation is None
-                else validation.stream.labels
-                if validation.stream is not None
+                if validation is None or validation.stream is not None
                 else validation.y
             )
         splits.labels = tuple(labels)
-    splits.train = splits.epochs(0, 1)
+    with _naming_unreadable(streams):
+        splits.train = splits.epochs(0, 1)
     return splits
+
+
+@contextlib.contextmanager
+def _naming_unreadable(streams: list[Any]) -> Iterator[None]:
+    """Turn the error of a file found unreadable while the data is read (a cache filled before
+    training) into a `SourceError` that names the file."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        message = describe_unreadable(error, streams)
+        if message is None:
+            raise
+        raise SourceError(
+            f"{message}. Fix or remove the file, or leave such files out with `data.on_error: skip`"
+        ).at("data") from None
 
 
 def _shuffled_parts(
@@ -392,18 +444,18 @@ def _part(source: SourceData, order: np.ndarray | None, start: int, stop: int) -
     return _Part(_from_arrays(arrays), arrays, count)
 
 
-def _stream_split(source: SourceData) -> Any:
-    """All the files of a streamed source, in its order (an explicit validation source)."""
-    from dlx.data.stream import FileSplit
+def _streamed_part(files: FileSplit, cache: str, name: str) -> _Part:
+    """A validation or test split of streamed files: decoded in order, cached as chosen.
 
-    return FileSplit(source.stream, np.arange(len(source.stream.files)))
-
-
-def _streamed_part(dataset: tf.data.Dataset, cache: str, name: str, count: int) -> _Part:
-    """A validation or test split of streamed files: decoded in order, cached as chosen."""
-    if count == 0:
+    With `on_error: skip` the split may hold fewer examples than files: its length is left
+    unknown rather than asserted.
+    """
+    if files.count == 0:
         return _Part(None, None, 0)
-    return _Part(_with_cardinality(cached(dataset, cache, name), count), None, count)
+    dataset = cached(files.files_dataset(), cache, name)
+    if files.on_error != "skip":
+        dataset = _with_cardinality(dataset, files.count)
+    return _Part(dataset, None, files.count)
 
 
 def _windowed(source: SourceData, window: Window, start: int, stop: int, split: str) -> _Part:
@@ -495,12 +547,13 @@ def _distributable(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
-def _digest_source(digest: Any, source: SourceData) -> int:
-    """Add a source's data to a sha256 digest, and count its examples."""
+def _digest_source(digest: Any, source: SourceData, content: bool) -> int:
+    """Add a source's data to a sha256 digest, and count its examples; a streamed source's
+    files by their bytes with `content`, else by their sizes and times (`digest_stream`)."""
     for name in source.class_names or []:
         _digest_text(digest, name)
     if source.stream is not None:
-        return digest_stream(digest, source.stream)
+        return digest_stream(digest, source.stream, content)
     if source.dataset is not None:
         return _digest_dataset(digest, source.dataset)
     arrays = source.named_arrays()

@@ -4,11 +4,18 @@ A source that streams gives a list of files and a function that decodes one (a
 `FileStream`). Its splits are drawn by a seeded hash of each file's relative path, and each
 epoch's order (the file order, then the shuffle buffer's seed) is drawn from `(seed, epoch)`
 alone, so a resumed run reads exactly what an uninterrupted one reads.
+
+A file that cannot be decoded is never silent: with `data.on_error: fail` reading it raises
+an error that names it (`describe_unreadable`), with `skip` its example is left out and the
+file noted (`FileSplit.skipped`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dlx.data.sources import FileStream, SourceError
+from dlx.errors import relative_path
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -26,13 +34,34 @@ size is unknown, its files on disk) take less than this."""
 
 _HASH_SCALE = 2.0**64
 
+_UNREADABLE = "dlx: unreadable file"
+"""Marks the error that a file which could not be decoded raises, before the file's path."""
+
+_CHUNK_BYTES = 2**20
+
 
 @dataclass
 class FileSplit:
-    """Some of a stream's files: one split's, in the source's order."""
+    """Some of a stream's files: one split's, in the source's order.
+
+    Attributes:
+        stream: the files' source.
+        indices: the split's files, as positions in `stream.files`.
+        on_error: `fail` (a file that cannot be decoded raises an error naming it) or `skip`
+            (its example is left out, and the file noted in `skipped`).
+    """
 
     stream: FileStream
     indices: np.ndarray
+    on_error: str = "fail"
+    _unreadable: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.on_error == "skip":
+            import tensorflow as tf
+
+            # Which of the split's files were found unreadable: filled while tf.data reads.
+            self._unreadable = tf.Variable(tf.zeros([self.count], tf.bool), trainable=False)
 
     @property
     def count(self) -> int:
@@ -46,25 +75,103 @@ class FileSplit:
     def labels(self) -> np.ndarray:
         return self.stream.labels[self.indices]
 
+    def skipped(self) -> list[str]:
+        """The files left out so far because they could not be decoded (`on_error: skip`)."""
+        if self._unreadable is None:
+            return []
+        paths = self.paths
+        return [paths[i] for i in np.flatnonzero(self._unreadable.numpy())]
+
     def files_dataset(self, order: Any = None) -> tf.data.Dataset:
-        """The decoded examples, in the split's order or along `order` (a tensor of positions)."""
+        """The decoded examples, in the split's order or along `order` (a tensor of positions).
+
+        Files are decoded in parallel, in order; an example whose decoding raised is dropped
+        (`ignore_errors`), and a running check finds the gap it left: it raises an error that
+        names the file (`on_error: fail`) or notes the file as skipped (`skip`). This costs a
+        few scalar operations per example, where `tf.py_function` would hold the GIL.
+        """
         import tensorflow as tf
 
         paths = tf.constant(self.paths, tf.string)
         labels = tf.constant(self.labels, tf.int32)
-        positions = (
-            tf.data.Dataset.range(self.count)
-            if order is None
-            else tf.data.Dataset.from_tensor_slices(order)
+        count = self.count
+        positions = tf.range(count, dtype=tf.int64) if order is None else order
+        decode, unreadable, skip = self.stream.decode, self._unreadable, self.on_error == "skip"
+        decoded = (
+            tf.data.Dataset.from_tensor_slices(positions)
+            .enumerate()
+            .map(
+                lambda k, i: (k, decode(tf.gather(paths, i), tf.gather(labels, i))),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
+            .ignore_errors()
         )
-        return positions.map(
-            lambda i: self.stream.decode(tf.gather(paths, i), tf.gather(labels, i)),
-            num_parallel_calls=tf.data.AUTOTUNE,
+        # A last element past the end finds the files missing at the end too.
+        end = tf.nest.map_structure(
+            lambda spec: tf.zeros(
+                [d or 0 for d in spec.shape] if spec.shape.rank is not None else [], spec.dtype
+            ),
+            decoded.element_spec[1],
         )
+        decoded = decoded.concatenate(
+            tf.data.Dataset.from_tensors((tf.constant(count, tf.int64), end))
+        )
+
+        def check(expected: tf.Tensor, element: Any) -> tuple[tf.Tensor, Any]:
+            k, _ = element
+            missing = tf.gather(positions, tf.range(expected, k))
+            if skip:
+                marked = tf.tensor_scatter_nd_update(
+                    unreadable.read_value(),
+                    missing[:, tf.newaxis],
+                    tf.ones_like(missing, tf.bool),
+                )
+                done = unreadable.assign(marked, read_value=False)
+            else:
+                first = tf.gather(paths, tf.gather(positions, tf.minimum(expected, count - 1)))
+                done = tf.debugging.Assert(tf.equal(k, expected), [_UNREADABLE, first, "."])
+            with tf.control_dependencies([done]):
+                return k + 1, tf.nest.map_structure(tf.identity, element)
+
+        return (
+            decoded.scan(tf.constant(0, tf.int64), check)
+            .filter(lambda k, _: k < count)
+            .map(lambda _, example: example)
+        )
+
+
+def describe_unreadable(error: BaseException, streams: list[FileStream]) -> str | None:
+    """What an error raised by reading an unreadable file says, in a line: the file and why
+    it cannot be decoded (TensorFlow's message, from decoding it again); `None` for an error
+    of another kind."""
+    import tensorflow as tf
+
+    found = re.search(rf"{_UNREADABLE}\]\s*\[(.*?)\]\s*\[\.\]", str(error), re.DOTALL)
+    if found is None:
+        return None
+    path = found.group(1)
+    reason = "it cannot be read now either"
+    for stream in streams:
+        if any(str(file) == path for file in stream.files):
+            try:
+                stream.decode(tf.constant(path), tf.constant(0, tf.int32))
+            except (tf.errors.OpError, ValueError) as decoding:
+                reason = getattr(decoding, "message", str(decoding)).strip().split("\n")[0]
+                # Eager ops wrap the message: `{{function_node ...}} MESSAGE [Op:Name] name:`.
+                reason = re.sub(r"^\{\{.*?\}\}\s*|\s*\[Op:.*$", "", reason)
+            else:
+                reason = "it reads now (was it being written?)"
+            break
+    return f"could not read {relative_path(Path(path))}: {reason}"
 
 
 def split_files(
-    stream: FileStream, validation_split: float, test_split: float, seed: int
+    stream: FileStream,
+    validation_split: float,
+    test_split: float,
+    seed: int,
+    on_error: str = "fail",
 ) -> tuple[FileSplit, FileSplit, FileSplit]:
     """The train, validation and test files of a stream, by a seeded hash of each file's path.
 
@@ -72,7 +179,8 @@ def split_files(
     `h < test_split + validation_split`, else to training, where `h` is the sha256 of the seed
     and the file's path relative to the source's folder, read as a number in [0, 1). The same
     seed gives the same splits on any machine, and a file added later leaves the others where
-    they were; the splits' sizes are the fractions asked for only on average.
+    they were; the splits' sizes are the fractions asked for only on average. `on_error` is
+    each split's (see `FileSplit`).
 
     Raises:
         SourceError: a split asked for (or training) gets no file.
@@ -96,7 +204,7 @@ def split_files(
                 f"by a hash of their paths (validation_split={validation_split}, "
                 f"test_split={test_split}); give more files or larger fractions"
             ).at("data")
-    return (FileSplit(stream, train), FileSplit(stream, validation), FileSplit(stream, test))
+    return tuple(FileSplit(stream, part, on_error) for part in (train, validation, test))
 
 
 def _unit_hash(seed: int, relative: str) -> float:
@@ -104,15 +212,27 @@ def _unit_hash(seed: int, relative: str) -> float:
     return int.from_bytes(digest[:8], "big") / _HASH_SCALE
 
 
-def digest_stream(digest: Any, stream: FileStream) -> int:
-    """Add a stream's files to a sha256 digest (relative path, size, modification time and
-    label of each, in sorted order; the contents are not read), and count its examples."""
+def digest_stream(digest: Any, stream: FileStream, content: bool = False) -> int:
+    """Add a stream's files to a sha256 digest, and count its examples.
+
+    Each file's relative path and label, in sorted order, then its size and modification time
+    (`data.fingerprint: files`: nothing is read), or with `content` its bytes, read in chunks
+    (`data.fingerprint: content`: every file is read once, which takes as long as a pass over
+    the files on disk).
+    """
     for relative, file, label in sorted(
         (file.relative_to(stream.root).as_posix(), file, int(label))
         for file, label in zip(stream.files, stream.labels, strict=True)
     ):
-        status = file.stat()
-        digest.update(f"{relative}\0{status.st_size}\0{status.st_mtime_ns}\0{label}\0".encode())
+        digest.update(f"{relative}\0{label}\0".encode())
+        if not content:
+            status = file.stat()
+            digest.update(f"{status.st_size}\0{status.st_mtime_ns}\0".encode())
+            continue
+        with file.open("rb") as bytes_:
+            while chunk := bytes_.read(_CHUNK_BYTES):
+                digest.update(chunk)
+        digest.update(b"\0")
     return len(stream.files)
 
 
@@ -140,16 +260,52 @@ def choose_cache(cache: Any, streams: list[FileStream], base_dir: Path, fingerpr
 
 
 def cached(dataset: tf.data.Dataset, cache: str, name: str) -> tf.data.Dataset:
-    """A split's decoded examples, cached as chosen (`choose_cache`); a disk cache is filled
-    now, whole, so that a run stopped midway never leaves a partial one."""
+    """A split's decoded examples, cached as chosen (`choose_cache`).
+
+    A disk cache is filled now, whole, under a name of this process's own, then renamed to its
+    place: a fill that is killed leaves only its own files (and tf.data's `.lockfile`) behind,
+    removed by the next fill, and two runs that fill the same cache at once each fill their own
+    and rename the same examples into place. A cache in place is read as it is.
+    """
     if cache == "none":
         return dataset
     if cache == "memory":
         return dataset.cache()
-    filled = dataset.cache(f"{cache}-{name}")
-    for _ in filled:
-        pass
-    return filled
+    prefix = f"{cache}-{name}"
+    if not Path(f"{prefix}.index").exists():
+        _fill_disk_cache(dataset, prefix)
+    return dataset.cache(prefix)
+
+
+def _fill_disk_cache(dataset: tf.data.Dataset, prefix: str) -> None:
+    """Fill a disk cache under `prefix.fill-PID`, then rename its files to `prefix`.
+
+    The fill holds an exclusive `flock` on `prefix.fill-PID.lock` while it runs: the files of
+    a fill whose lock can be taken are a killed fill's (tf.data's `.lockfile` among them,
+    which would stop any later fill), and are removed first.
+    """
+    folder, stem = Path(prefix).parent, Path(prefix).name
+    for lock in folder.glob(f"{stem}.fill-*.lock"):
+        with lock.open("a") as held:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # another process is filling it
+            name = lock.name.removesuffix(".lock")
+            # tf.data's own files: `NAME_0.lockfile`, `NAME_0.data-*.tempstate*`, ...
+            for leftover in [*folder.glob(f"{name}.*"), *folder.glob(f"{name}_*")]:
+                leftover.unlink(missing_ok=True)
+    filling = f"{prefix}.fill-{os.getpid()}"
+    with open(f"{filling}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for _ in dataset.cache(filling):
+            pass
+        # The data files first: a cache is complete once its `.index` is in place.
+        name = Path(filling).name
+        for data in sorted(folder.glob(f"{name}.data-*")):
+            os.replace(data, f"{prefix}{data.name[len(name) :]}")
+        os.replace(f"{filling}.index", f"{prefix}.index")
+        Path(f"{filling}.lock").unlink()
 
 
 @dataclass
@@ -177,6 +333,10 @@ class TrainStream:
         examples are decoded once and gathered along the same permutation, so the order is the
         same as read from the files. A disk cache is read in its own (the source's) order: only
         the shuffle buffer orders its epochs.
+
+        With `on_error: skip`, an epoch that left examples out is filled up to its length with
+        its own first examples, read again: every epoch has the same number of steps, and a
+        resumed run still reads what an uninterrupted one reads.
         """
         import tensorflow as tf
 
@@ -188,13 +348,15 @@ class TrainStream:
         if self.cache not in ("memory", "none"):
             disk = cached(self.files.files_dataset(), self.cache, "train")
         examples, files, buffer = self._examples, self.files, self.buffer
+        skip = files.on_error == "skip"
+        readable = count if examples is None else int(tf.nest.flatten(examples)[0].shape[0])
 
         def epoch(number: tf.Tensor) -> tf.data.Dataset:
             key = None if seed is None else tf.stack([tf.constant(seed, tf.int64), number])
             if disk is not None:
                 stream = disk
             else:
-                order = tf.range(count, dtype=tf.int64)
+                order = tf.range(count if examples is None else readable, dtype=tf.int64)
                 if key is not None:
                     order = tf.random.experimental.stateless_shuffle(order, seed=key)
                 if examples is None:
@@ -203,6 +365,8 @@ class TrainStream:
                     stream = tf.data.Dataset.from_tensor_slices(order).map(
                         lambda i: tf.nest.map_structure(lambda t: tf.gather(t, i), examples)
                     )
+            if skip:
+                stream = stream.repeat().take(count)
             if key is None:
                 return stream.batch(batch_size)
             shuffle_seed = tf.random.stateless_uniform(
