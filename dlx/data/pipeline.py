@@ -104,8 +104,8 @@ class Splits:
         return sorted({path for part in self.files for path in part.skipped()})
 
     def unreadable(self, error: BaseException) -> str | None:
-        """The file an error of reading the data names and why it cannot be read, in a line;
-        `None` when the error is not about a file that could not be decoded."""
+        """The file an error of reading the data names, why it cannot be read and what to do,
+        in a line; `None` when the error is not about a file that could not be decoded."""
         return describe_unreadable(error, [part.stream for part in self.files])
 
     @property
@@ -335,9 +335,7 @@ def _naming_unreadable(streams: list[Any]) -> Iterator[None]:
         message = describe_unreadable(error, streams)
         if message is None:
             raise
-        raise SourceError(
-            f"{message}. Fix or remove the file, or leave such files out with `data.on_error: skip`"
-        ).at("data") from None
+        raise SourceError(message).at("data") from None
 
 
 def _shuffled_parts(

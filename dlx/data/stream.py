@@ -142,9 +142,9 @@ class FileSplit:
 
 
 def describe_unreadable(error: BaseException, streams: list[FileStream]) -> str | None:
-    """What an error raised by reading an unreadable file says, in a line: the file and why
-    it cannot be decoded (TensorFlow's message, from decoding it again); `None` for an error
-    of another kind."""
+    """What an error raised by reading an unreadable file says, in a line: the file, why it
+    cannot be decoded (TensorFlow's message, from decoding it again) and what to do; `None`
+    for an error of another kind."""
     import tensorflow as tf
 
     found = re.search(rf"{_UNREADABLE}\]\s*\[(.*?)\]\s*\[\.\]", str(error), re.DOTALL)
@@ -163,7 +163,10 @@ def describe_unreadable(error: BaseException, streams: list[FileStream]) -> str 
             else:
                 reason = "it reads now (was it being written?)"
             break
-    return f"could not read {relative_path(Path(path))}: {reason}"
+    return (
+        f"could not read {relative_path(Path(path))}: {reason.rstrip('.')}. Fix or remove the "
+        "file, or leave such files out with `data.on_error: skip`"
+    )
 
 
 def split_files(

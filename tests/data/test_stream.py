@@ -218,7 +218,9 @@ def test_a_broken_file_found_while_reading_is_named(pets, monkeypatch):
     assert message.startswith(
         f"could not read {Path('pets', 'dog', '5.png')}: Unknown image file format. One of "
     )
-    assert message.endswith("required.")
+    assert message.endswith(
+        "required. Fix or remove the file, or leave such files out with `data.on_error: skip`"
+    )
     assert splits.unreadable(ValueError("another error")) is None
 
 
