@@ -1,5 +1,9 @@
 """Streamed sources: splits by file, each epoch's order from (seed, epoch), the cache."""
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +11,7 @@ import pytest
 from PIL import Image
 
 from dlx.data import SourceContext, SourceError, make_splits
-from dlx.data.stream import AUTO_CACHE_BYTES, choose_cache
+from dlx.data.stream import AUTO_CACHE_BYTES, cached, choose_cache
 from dlx.errors import SpecError
 from dlx.spec import load_spec_text
 from dlx.spec.schema import Data
@@ -275,3 +279,70 @@ def test_content_fingerprint_reads_the_bytes(pets):
     assert splits_of(pets, cache="none", fingerprint="content").fingerprint == by_content
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
     assert splits_of(pets, cache="none", fingerprint="content").fingerprint != by_content
+
+
+FILL = """
+import sys, time
+import tensorflow as tf
+from dlx.data.stream import cached
+
+def slowly(value):
+    time.sleep(float(sys.argv[2]))
+    return value
+
+examples = tf.data.Dataset.range(40).map(
+    lambda v: tf.py_function(slowly, [v], tf.int64), num_parallel_calls=1
+)
+print(sum(int(v) for v in cached(examples, sys.argv[1], "train")), flush=True)
+"""
+
+
+def fill(prefix: Path, delay: float) -> subprocess.Popen:
+    """Start a process that fills the disk cache `prefix` with 0..39, one per `delay` seconds."""
+    return subprocess.Popen(
+        [sys.executable, "-c", FILL, str(prefix), str(delay)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_disk_cache_fill_killed_midway_is_harmless(tmp_path):
+    prefix = tmp_path / "cache" / "examples"
+    prefix.parent.mkdir()
+    killed = fill(prefix, 0.5)
+    deadline = time.monotonic() + 120
+    while not list(prefix.parent.glob("*.lockfile")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list(prefix.parent.glob("*.lockfile")), "the fill never started"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=30)
+    assert not Path(f"{prefix}-train.index").exists()
+
+    import tensorflow as tf
+
+    examples = cached(tf.data.Dataset.range(40), str(prefix), "train")
+    assert [int(v) for v in examples] == list(range(40))
+    assert sorted(path.name for path in prefix.parent.iterdir()) == [
+        "examples-train.data-00000-of-00001",
+        "examples-train.index",
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_two_processes_fill_one_disk_cache_at_once(tmp_path):
+    prefix = tmp_path / "examples"
+    jobs = [fill(prefix, 0.05) for _ in range(2)]
+    for job in jobs:
+        output, _ = job.communicate(timeout=240)
+        assert job.returncode == 0 and output.strip() == str(sum(range(40)))
+
+    import tensorflow as tf
+
+    # A cache in place is read, not filled again: the dataset given is not read at all.
+    examples = cached(tf.data.Dataset.range(0), str(prefix), "train")
+    assert [int(v) for v in examples] == list(range(40))
+    assert not list(tmp_path.glob("*.fill-*"))
