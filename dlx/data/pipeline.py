@@ -247,47 +247,40 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
     streams = [read.stream for read in (source, validation) if read and read.stream]
     cache = choose_cache(data.cache, streams, context.base_dir, fingerprint) if streams else None
     train_stream, files = None, []
-    with _naming_unreadable(streams):
-        if source.stream is not None:
-            files = list(
-                split_files(
-                    source.stream,
-                    data.validation_split,
-                    data.test_split,
-                    context.seed,
-                    data.on_error,
-                )
+    if source.stream is not None:
+        files = list(
+            split_files(
+                source.stream, data.validation_split, data.test_split, context.seed, data.on_error
             )
-            train_stream = TrainStream(
-                files[0], context.seed if data.shuffle else None, data.shuffle_buffer, cache
-            )
-            train = _Part(None, None, files[0].count)
-            split_validation = _streamed_part(files[1], cache, "validation")
-            test = _streamed_part(files[2], cache, "test")
-        elif data.window is None:
-            train, split_validation, test = _shuffled_parts(
-                source, count, num_validation, num_test, context.seed
-            )
-        else:
-            train, split_validation, test = _series_parts(
-                source, data.window, count, num_validation, num_test
-            )
-        if validation is not None:
-            if validation.stream is not None:
-                files[1:2] = [
-                    FileSplit(
-                        validation.stream,
-                        np.arange(len(validation.stream.files)),
-                        data.on_error,
-                    )
-                ]
-                split_validation = _streamed_part(files[1], cache, "validation")
-            elif data.window is None:
-                split_validation = _part(validation, None, 0, validation_count)
-            else:
-                split_validation = _windowed(
-                    validation, data.window, 0, validation_count, "validation"
-                )
+        )
+        train_stream = TrainStream(
+            files[0], context.seed if data.shuffle else None, data.shuffle_buffer, cache
+        )
+        train, split_validation, test = (
+            _Part(None, None, files[0].count),
+            _streamed_part(files[1], cache, "validation"),
+            _streamed_part(files[2], cache, "test"),
+        )
+    elif data.window is None:
+        train, split_validation, test = _shuffled_parts(
+            source, count, num_validation, num_test, context.seed
+        )
+    else:
+        train, split_validation, test = _series_parts(
+            source, data.window, count, num_validation, num_test
+        )
+    if validation is not None:
+        if validation.stream is not None:
+            validation_files = _stream_split(validation, data.on_error)
+            files[1:2] = [validation_files]  # in place of the source's (empty) validation split
+        split_validation = (
+            _streamed_part(validation_files, cache, "validation")
+            if validation.stream is not None
+            else _part(validation, None, 0, validation_count)
+            if data.window is None
+            else _windowed(validation, data.window, 0, validation_count, "validation")
+        )
+
     shuffle_seed = context.seed if data.shuffle else None
     has_validation, has_test = split_validation.count > 0, test.count > 0
     splits = Splits(
@@ -442,6 +435,11 @@ def _part(source: SourceData, order: np.ndarray | None, start: int, stop: int) -
     return _Part(_from_arrays(arrays), arrays, count)
 
 
+def _stream_split(source: SourceData, on_error: str) -> FileSplit:
+    """All the files of a streamed source, in its order (an explicit validation source)."""
+    return FileSplit(source.stream, np.arange(len(source.stream.files)), on_error)
+
+
 def _streamed_part(files: FileSplit, cache: str, name: str) -> _Part:
     """A validation or test split of streamed files: decoded in order, cached as chosen.
 
@@ -450,7 +448,8 @@ def _streamed_part(files: FileSplit, cache: str, name: str) -> _Part:
     """
     if files.count == 0:
         return _Part(None, None, 0)
-    dataset = cached(files.files_dataset(), cache, name)
+    with _naming_unreadable([files.stream]):
+        dataset = cached(files.files_dataset(), cache, name)
     if files.on_error != "skip":
         dataset = _with_cardinality(dataset, files.count)
     return _Part(dataset, None, files.count)

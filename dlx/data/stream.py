@@ -147,11 +147,11 @@ def describe_unreadable(error: BaseException, streams: list[FileStream]) -> str 
     for an error of another kind."""
     import tensorflow as tf
 
-    found = re.search(rf"{_UNREADABLE}\]\s*\[(.*?)\]\s*\[\.\]", str(error), re.DOTALL)
+    found = re.search(rf"{_UNREADABLE}\]\s*\[(.*)\]\s*\[\.\]", str(error), re.DOTALL)
     if found is None:
         return None
     path = found.group(1)
-    reason = "it cannot be read now either"
+    reason = "TensorFlow could not decode it"
     for stream in streams:
         if any(str(file) == path for file in stream.files):
             try:
