@@ -303,6 +303,8 @@ class Reproduction:
     tolerance: float
     placement: tuple[str, str] = ("", "")
     """How the original and the reproduction ran (`strategy, N replicas, N workers`)."""
+    data_changed: str | None = None
+    """When the data's fingerprint differs from the original run's: what changed, in words."""
 
     @property
     def mismatches(self) -> list[str]:
@@ -359,7 +361,7 @@ def reproduce(
         ),
         _placement(result.strategy, result.replicas, result.workers),
     )
-    done = Reproduction(run_id, result, rows, tolerance, placement)
+    done = Reproduction(run_id, result, rows, tolerance, placement, _data_changed(tags, result))
     mismatches = done.mismatches
     if not mismatches:
         return done
@@ -376,6 +378,23 @@ def reproduce(
             "like with like)"
         )
     raise ExpectationError(message, result=done, failures=mismatches)
+
+
+def _data_changed(tags: dict[str, str], result: Any) -> str | None:
+    """Whether the data read now is not the data the original run read, in words."""
+    from dlx.track.tags import DATA_FINGERPRINT, DATA_FINGERPRINT_KIND
+
+    before, after = tags.get(DATA_FINGERPRINT), result.data_fingerprint
+    if before is None or before == after:
+        return None
+    text = f"the data changed since the run: fingerprint {before[:16]} != {after[:16]}"
+    if tags.get(DATA_FINGERPRINT_KIND) == "files":
+        text += (
+            " (data.fingerprint: files compares the files' paths, sizes and modification "
+            "times: files copied or checked out again count as changed even with the same "
+            "bytes; data.fingerprint: content compares their bytes)"
+        )
+    return text
 
 
 def _placement(strategy: str, replicas: int, workers: int) -> str:

@@ -14,6 +14,8 @@ from typing import Any
 
 import typer
 
+from dlx.errors import relative_path
+
 
 def stderr(text: str) -> None:
     """Print to stderr as written: no markup, no highlighting, no wrapping."""
@@ -58,6 +60,11 @@ def training(result: Any) -> None:
         typer.echo(f"  data streamed from its files, cache: {result.data_cache}")
     if result.sharding is not None:
         typer.echo(f"  training data {result.sharding}")
+    if result.skipped:
+        typer.echo(
+            f"  skipped {len(result.skipped)} unreadable examples "
+            f"(first: {relative_path(Path(result.skipped[0]))})"
+        )
     for name, value in sorted(result.metrics.items()):
         typer.echo(f"  {name:<28} {value:.6g}")
     typer.echo(result.ui_hint)
@@ -189,6 +196,8 @@ def reproduction(done: Any) -> None:
     highlight = {(i, 3) for i, row in enumerate(rows) if row[0] in mismatches}
     header = ["metric", done.original_run_id[:8], done.result.run_id[:8], "delta"]
     _table("original vs reproduction", header, rows, highlight, style="bold red")
+    if done.data_changed:
+        typer.echo(f"note: {done.data_changed}", err=True)
 
 
 def scores(scores: Any, output: Path | None) -> None:

@@ -8,9 +8,12 @@ parts, each cut into windows.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +28,13 @@ from dlx.data.sources import (
     check_source,
 )
 from dlx.data.stream import (
+    FileSplit,
     Sharding,
     TrainStream,
     cached,
     choose_cache,
     choose_sharding,
+    describe_unreadable,
     digest_stream,
     split_files,
 )
@@ -67,7 +72,8 @@ class Splits:
         num_test: the number of test examples (0 without a test split).
         fingerprint: the sha256 (hex) of the data read: every array's dtype, shape and bytes,
             and the class names. The same data always gives the same fingerprint, whatever the
-            seed and the split fractions.
+            seed and the split fractions. A streamed source's files are fingerprinted as
+            `data.fingerprint` says: by their paths, sizes and times, or by their bytes.
     """
 
     train: tf.data.Dataset
@@ -99,6 +105,17 @@ class Splits:
     """For a streamed source: the cache chosen (`memory`, `none`, or a disk cache's prefix)."""
     sharding: Sharding | None = None
     """How the workers of a job share the training split (`shard`); `None`: one worker."""
+    files: list[FileSplit] = field(default_factory=list, repr=False)
+    """For a streamed source: the files of every split read, to say which could not be."""
+
+    def skipped(self) -> list[str]:
+        """The files left out so far because they could not be decoded (`on_error: skip`)."""
+        return sorted({path for part in self.files for path in part.skipped()})
+
+    def unreadable(self, error: BaseException) -> str | None:
+        """The file an error of reading the data names, why it cannot be read and what to do,
+        in a line; `None` when the error is not about a file that could not be decoded."""
+        return describe_unreadable(error, [part.stream for part in self.files])
 
     @property
     def steps_per_epoch(self) -> int:
@@ -250,6 +267,7 @@ def make_splits(
             does not fit the data; `path` holds the spec keys of the fault
             (`("data", "source", "csv", "label")`, `("data", "window", "size")`).
     """
+    context = dataclasses.replace(context, on_error=data.on_error)
     source = _read(data.source, context, ("data", "source"))
     explicit: dict[str, SourceData] = {}
     for name, component, keys in data.explicit_sources():
@@ -262,8 +280,9 @@ def make_splits(
             _check_series(read)
             _load_rows(read)
     digest = hashlib.sha256()
-    count = _digest_source(digest, source)
-    counts = {name: _digest_source(digest, read) for name, read in explicit.items()}
+    content = data.fingerprint == "content"
+    count = _digest_source(digest, source, content)
+    counts = {name: _digest_source(digest, read, content) for name, read in explicit.items()}
 
     num_test = _fraction_of(count, data.test_split)
     num_validation = _fraction_of(count, data.validation_split)
@@ -280,18 +299,20 @@ def make_splits(
     cache = choose_cache(data.cache, streams, context.base_dir, fingerprint) if streams else None
     if workers > 1 and cache not in (None, "memory", "none"):
         cache = f"{cache}-{worker}of{workers}"  # workers on one machine: a disk cache each
-    train_stream = None
+    train_stream, files = None, []
     if source.stream is not None:
-        files = split_files(source.stream, data.validation_split, data.test_split, context.seed)
+        files = list(
+            split_files(
+                source.stream, data.validation_split, data.test_split, context.seed, data.on_error
+            )
+        )
         train_stream = TrainStream(
             files[0], context.seed if data.shuffle else None, data.shuffle_buffer, cache
         )
         train, split_validation, test = (
             _Part(None, None, files[0].num_examples),
-            *(
-                _streamed_part(part.files_dataset(), cache, name, part.num_examples)
-                for part, name in ((files[1], "validation"), (files[2], "test"))
-            ),
+            _streamed_part(files[1], cache, "validation"),
+            _streamed_part(files[2], cache, "test"),
         )
     elif data.window is None:
         train, split_validation, test = _shuffled_parts(
@@ -301,10 +322,16 @@ def make_splits(
         train, split_validation, test = _series_parts(
             source, data.window, count, num_validation, num_test
         )
-    if validation is not None:
-        split_validation = _explicit_part(validation, data, cache, "validation", counts)
-    if given_test is not None:
-        test = _explicit_part(given_test, data, cache, "test", counts)
+    explicit_files: dict[str, FileSplit] = {}
+    for name, given in explicit.items():
+        part = _explicit_part(given, data, cache, name, counts[name])
+        if isinstance(part, FileSplit):
+            explicit_files[name] = part
+            part = _streamed_part(part, cache, name)
+        if name == "validation":
+            split_validation = part
+        else:
+            test = part
 
     shuffle_seed = context.seed if data.shuffle else None
     has_validation, has_test = split_validation.count > 0, test.count > 0
@@ -325,29 +352,38 @@ def make_splits(
         examples=train.dataset,
         stream=train_stream,
         cache=cache,
+        files=[*files, *explicit_files.values()],
     )
     if train_stream is not None:
         labels, file_counts = [files[0].labels, None, None], [files[0].count, None, None]
         for index, name in ((1, "validation"), (2, "test")):
             if (has_validation, has_test)[index - 1]:
                 given = explicit.get(name)
-                labels[index] = (
-                    files[index].labels
-                    if given is None
-                    else _stream_split(given).labels
-                    if given.stream is not None
-                    else given.y
-                )
-                if given is None or given.stream is not None:
-                    file_counts[index] = (
-                        files[index] if given is None else _stream_split(given)
-                    ).count
+                read = files[index] if given is None else explicit_files.get(name)
+                labels[index] = given.y if read is None else read.labels
+                file_counts[index] = None if read is None else read.count
         splits.labels, splits.file_counts = tuple(labels), tuple(file_counts)
     # Before any epoch is read: a worker that reads only its own files caches only those.
     if workers > 1 and splits.shard(workers, worker, replicas).policy == "file":
         return splits
-    splits.train = splits.epochs(0, 1)
+    with _naming_unreadable(streams):
+        splits.train = splits.epochs(0, 1)
     return splits
+
+
+@contextlib.contextmanager
+def _naming_unreadable(streams: list[Any]) -> Iterator[None]:
+    """Turn the error of a file found unreadable while the data is read (a cache filled before
+    training) into a `SourceError` that names the file."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
+        message = describe_unreadable(error, streams)
+        if message is None:
+            raise
+        raise SourceError(message).at("data") from None
 
 
 def _shuffled_parts(
@@ -405,7 +441,12 @@ def _load_rows(source: SourceData | None) -> None:
     if source is None or source.stream is None:
         return
     stream = source.stream
-    x, y = _stream_split(source).files_dataset().batch(stream.num_examples).get_single_element()
+    x, y = (
+        _stream_split(source, "fail")
+        .files_dataset()
+        .batch(stream.num_examples)
+        .get_single_element()
+    )
     source.x, source.y, source.stream = x.numpy(), y.numpy(), None
 
 
@@ -480,29 +521,35 @@ def _part(source: SourceData, order: np.ndarray | None, start: int, stop: int) -
 
 
 def _explicit_part(
-    source: SourceData, data: Data, cache: str | None, name: str, counts: dict[str, int]
-) -> _Part:
-    """An explicit validation or test source's split: the source's examples, whole."""
-    count = counts[name]
+    source: SourceData, data: Data, cache: str | None, name: str, count: int
+) -> _Part | FileSplit:
+    """An explicit validation or test source's split: the source's examples, whole; the files
+    of a streamed source (read through `_streamed_part`)."""
     if source.stream is not None:
-        return _streamed_part(_stream_split(source).files_dataset(), cache, name, count)
+        return _stream_split(source, data.on_error)
     if data.window is None:
         return _part(source, None, 0, count)
     return _windowed(source, data.window, 0, count, name)
 
 
-def _stream_split(source: SourceData) -> Any:
+def _stream_split(source: SourceData, on_error: str) -> FileSplit:
     """All the files of a streamed source, in its order (an explicit validation source)."""
-    from dlx.data.stream import FileSplit
-
-    return FileSplit(source.stream, np.arange(len(source.stream.files)))
+    return FileSplit(source.stream, np.arange(len(source.stream.files)), on_error=on_error)
 
 
-def _streamed_part(dataset: tf.data.Dataset, cache: str, name: str, count: int) -> _Part:
-    """A validation or test split of streamed files: decoded in order, cached as chosen."""
-    if count == 0:
+def _streamed_part(files: FileSplit, cache: str, name: str) -> _Part:
+    """A validation or test split of streamed files: decoded in order, cached as chosen.
+
+    With `on_error: skip` the split may hold fewer examples than files: its length is left
+    unknown rather than asserted.
+    """
+    if files.count == 0:
         return _Part(None, None, 0)
-    return _Part(_with_cardinality(cached(dataset, cache, name), count), None, count)
+    with _naming_unreadable([files.stream]):
+        dataset = cached(files.files_dataset(), cache, name)
+    if files.on_error != "skip":
+        dataset = _with_cardinality(dataset, files.num_examples)
+    return _Part(dataset, None, files.num_examples)
 
 
 def _windowed(source: SourceData, window: Window, start: int, stop: int, split: str) -> _Part:
@@ -596,12 +643,13 @@ def _distributable(dataset: tf.data.Dataset, by_file: bool = False) -> tf.data.D
     return dataset.with_options(options)
 
 
-def _digest_source(digest: Any, source: SourceData) -> int:
-    """Add a source's data to a sha256 digest, and count its examples."""
+def _digest_source(digest: Any, source: SourceData, content: bool) -> int:
+    """Add a source's data to a sha256 digest, and count its examples; a streamed source's
+    files by their bytes with `content`, else by their sizes and times (`digest_stream`)."""
     for name in source.class_names or []:
         _digest_text(digest, name)
     if source.stream is not None:
-        return digest_stream(digest, source.stream)
+        return digest_stream(digest, source.stream, content)
     if source.dataset is not None:
         return _digest_dataset(digest, source.dataset)
     arrays = source.named_arrays()

@@ -93,10 +93,13 @@ class SourceContext:
     Attributes:
         base_dir: the directory of the spec file; relative paths in a spec are relative to it.
         seed: the spec's seed, for sources that make random data.
+        on_error: `data.on_error`: what a source that streams does with a file it finds it
+            cannot decode when it reads a few first (`fail`: raise; `skip`: leave it out).
     """
 
     base_dir: Path
     seed: int = 0
+    on_error: str = "fail"
 
 
 @dataclass
@@ -1054,7 +1057,7 @@ def from_images(
         image.set_shape((*size, channels))
         return image, label
 
-    _probe_images(files[:PROBED_FILES], color_mode)
+    _probe_images(files[:PROBED_FILES], color_mode, context.on_error)
     root = _resolve(context, directory, "directory", directory=True)
     return SourceData(
         stream=FileStream(
@@ -1069,20 +1072,26 @@ def from_images(
     )
 
 
-def _probe_images(files: list[Path], color_mode: str) -> None:
+def _probe_images(files: list[Path], color_mode: str, on_error: str) -> None:
     """Read a few images whole, so that a folder of broken files fails before training starts,
-    naming the file (a file found broken while training fails the run)."""
+    naming the file (a file found broken while training fails the run). With `on_error: skip`
+    only a folder whose first images are all broken fails."""
     import keras
 
+    broken = []
     for file in files:
         # Pillow reads pixels lazily: a truncated file fails in `img_to_array`, not `load_img`.
         # A broken file is an OSError, or for some formats a SyntaxError or ValueError.
         try:
             keras.utils.img_to_array(keras.utils.load_img(file, color_mode=color_mode))
         except (OSError, ValueError, SyntaxError) as error:
-            raise SourceError(
-                f"could not read image {relative_path(file)}: {error}", "directory"
-            ) from None
+            broken.append(f"could not read image {relative_path(file)}: {error}")
+            if on_error == "fail":
+                raise SourceError(broken[0], "directory") from None
+    if files and len(broken) == len(files):
+        raise SourceError(
+            f"none of the first {len(files)} images could be read ({broken[0]})", "directory"
+        )
 
 
 def _check_text(context: SourceContext, directory: str) -> tuple[list[str], list[Path], np.ndarray]:

@@ -5,12 +5,19 @@ per file (images, texts), or many (TFRecord, CSV). Its splits are drawn by a see
 file's relative path when it has many files, else by example position (`split_files`), and each
 epoch's order (the file order, then the shuffle buffer's seed) is drawn from `(seed, epoch)`
 alone, so a resumed run reads exactly what an uninterrupted one reads.
+
+A file that cannot be decoded is never silent: with `data.on_error: fail` reading it raises
+an error that names it (`describe_unreadable`), with `skip` its example is left out and the
+file noted (`FileSplit.skipped`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dlx.data.sources import FileStream, SourceError
+from dlx.errors import relative_path
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -39,6 +47,11 @@ _HASH_SCALE = 2.0**64
 # float error (0.07 * 100 == 7.000000000000001) from adding an example.
 _ROUNDING_TOLERANCE = 1e-9
 
+_UNREADABLE = "dlx: unreadable file"
+"""Marks the error that a file which could not be decoded raises, before the file's path."""
+
+_CHUNK_BYTES = 2**20
+
 
 @dataclass
 class FileSplit:
@@ -49,11 +62,22 @@ class FileSplit:
         indices: the positions (in `stream.files`) of the files the split reads.
         keep: for a split by example position, whether each example of the stream (counted
             along its files) belongs to the split; `None`: every example of its files does.
+        on_error: `fail` (a file that cannot be decoded raises an error naming it) or `skip`
+            (its example is left out, and the file noted in `skipped`).
     """
 
     stream: FileStream
     indices: np.ndarray
     keep: np.ndarray | None = None
+    on_error: str = "fail"
+    _unreadable: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.on_error == "skip":
+            import tensorflow as tf
+
+            # Which of the split's files were found unreadable: filled while tf.data reads.
+            self._unreadable = tf.Variable(tf.zeros([self.count], tf.bool), trainable=False)
 
     @property
     def count(self) -> int:
@@ -92,39 +116,102 @@ class FileSplit:
         )
         return positions if self.keep is None or not kept else positions[self.keep[positions]]
 
+    def skipped(self) -> list[str]:
+        """The files left out so far because they could not be decoded (`on_error: skip`)."""
+        if self._unreadable is None:
+            return []
+        paths = self.paths
+        return [paths[i] for i in np.flatnonzero(self._unreadable.numpy())]
+
     def files_dataset(self, order: Any = None) -> tf.data.Dataset:
         """The decoded examples, in the split's order or along `order` (a tensor of positions
         in the split's files).
 
-        One example per file: files are decoded in parallel, in order. Many: in the split's
-        order the files are read one after the other (their examples parsed in parallel by
-        the source); along `order`, `INTERLEAVED_FILES` at once, an example of each in turn
-        (deterministic, read in parallel).
+        One example per file: files are decoded in parallel, in order; an example whose
+        decoding raised is dropped (`ignore_errors`), and a running check finds the gap it
+        left: it raises an error that names the file (`on_error: fail`) or notes the file as
+        skipped (`skip`). This costs a few scalar operations per example, where
+        `tf.py_function` would hold the GIL.
+
+        Many: in the split's order the files are read one after the other (their examples
+        parsed in parallel by the source); along `order`, `INTERLEAVED_FILES` at once, an
+        example of each in turn (deterministic, read in parallel). A record that cannot be
+        read raises TensorFlow's error, which `describe_unreadable` turns into the file's name
+        (`on_error: fail`), or is dropped (`skip`; not counted: a file's records are not).
         """
         import tensorflow as tf
 
         paths = tf.constant(self.paths, tf.string)
+        if self.stream.read is not None:
+            return self._records_dataset(paths, order)
+        labels = tf.constant(self.labels, tf.int32)
+        count = self.count
+        positions = tf.range(count, dtype=tf.int64) if order is None else order
+        decode, unreadable, skip = self.stream.decode, self._unreadable, self.on_error == "skip"
+        decoded = (
+            tf.data.Dataset.from_tensor_slices(positions)
+            .enumerate()
+            .map(
+                lambda k, i: (k, decode(tf.gather(paths, i), tf.gather(labels, i))),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
+            .ignore_errors()
+        )
+        # A last element past the end finds the files missing at the end too.
+        end = tf.nest.map_structure(
+            lambda spec: tf.zeros(
+                [d or 0 for d in spec.shape] if spec.shape.rank is not None else [], spec.dtype
+            ),
+            decoded.element_spec[1],
+        )
+        decoded = decoded.concatenate(
+            tf.data.Dataset.from_tensors((tf.constant(count, tf.int64), end))
+        )
+
+        def check(expected: tf.Tensor, element: Any) -> tuple[tf.Tensor, Any]:
+            k, _ = element
+            missing = tf.gather(positions, tf.range(expected, k))
+            if skip:
+                marked = tf.tensor_scatter_nd_update(
+                    unreadable.read_value(),
+                    missing[:, tf.newaxis],
+                    tf.ones_like(missing, tf.bool),
+                )
+                done = unreadable.assign(marked, read_value=False)
+            else:
+                first = tf.gather(paths, tf.gather(positions, tf.minimum(expected, count - 1)))
+                done = tf.debugging.Assert(tf.equal(k, expected), [_UNREADABLE, first, "."])
+            with tf.control_dependencies([done]):
+                return k + 1, tf.nest.map_structure(tf.identity, element)
+
+        return (
+            decoded.scan(tf.constant(0, tf.int64), check)
+            .filter(lambda k, _: k < count)
+            .map(lambda _, example: example)
+        )
+
+    def _records_dataset(self, paths: Any, order: Any) -> tf.data.Dataset:
+        """The examples of files of many examples (see `files_dataset`)."""
+        import tensorflow as tf
+
         positions = (
             tf.data.Dataset.range(self.count)
             if order is None
             else tf.data.Dataset.from_tensor_slices(order)
         )
-        if self.stream.read is None:
-            labels = tf.constant(self.labels, tf.int32)
-            return positions.map(
-                lambda i: self.stream.decode(tf.gather(paths, i), tf.gather(labels, i)),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
         offsets = tf.constant(self.stream.offsets[self.indices], tf.int64)
         keep = None if self.keep is None else tf.constant(self.keep)
-        read = self.stream.read
+        read, skip = self.stream.read, self.on_error == "skip"
 
         def examples(i: tf.Tensor) -> tf.data.Dataset:
             dataset = read(tf.gather(paths, i))
-            if keep is None:
-                return dataset
-            numbered = dataset.enumerate(tf.gather(offsets, i))
-            return numbered.filter(lambda n, _: tf.gather(keep, n)).map(lambda _, example: example)
+            if keep is not None:
+                numbered = dataset.enumerate(tf.gather(offsets, i))
+                dataset = numbered.filter(lambda n, _: tf.gather(keep, n)).map(
+                    lambda _, example: example
+                )
+            return dataset.ignore_errors() if skip else dataset
 
         return positions.interleave(
             examples,
@@ -134,8 +221,65 @@ class FileSplit:
         )
 
 
+def describe_unreadable(error: BaseException, streams: list[FileStream]) -> str | None:
+    """What an error raised by reading an unreadable file says, in a line: the file, why it
+    cannot be decoded (TensorFlow's message, from decoding it again) and what to do; `None`
+    for an error of another kind."""
+    import tensorflow as tf
+
+    found = re.search(rf"{_UNREADABLE}\]\s*\[(.*)\]\s*\[\.\]", str(error), re.DOTALL)
+    if found is None:
+        return _describe_unreadable_records(error, streams)
+    path = found.group(1)
+    reason = "TensorFlow could not decode it"
+    for stream in streams:
+        if any(str(file) == path for file in stream.files):
+            try:
+                stream.decode(tf.constant(path), tf.constant(0, tf.int32))
+            except (tf.errors.OpError, ValueError) as decoding:
+                reason = getattr(decoding, "message", str(decoding)).strip().split("\n")[0]
+                # Eager ops wrap the message: `{{function_node ...}} MESSAGE [Op:Name] name:`.
+                reason = re.sub(r"^\{\{.*?\}\}\s*|\s*\[Op:.*$", "", reason)
+            else:
+                reason = "it reads now (was it being written?)"
+            break
+    return (
+        f"could not read {relative_path(Path(path))}: {reason.rstrip('.')}. Fix or remove the "
+        "file, or leave such files out with `data.on_error: skip`"
+    )
+
+
+def _describe_unreadable_records(error: BaseException, streams: list[FileStream]) -> str | None:
+    """For an error raised while reading files of many examples (a damaged TFRecord file, a
+    record that does not parse): the first file that raises it when the files are read again,
+    one by one, in a line; `None` when the error is of another kind or no file raises it."""
+    import tensorflow as tf
+
+    if not isinstance(error, tf.errors.DataLossError | tf.errors.InvalidArgumentError):
+        return None
+    for stream in streams:
+        if stream.read is None:
+            continue
+        for file in stream.files:
+            try:
+                for _ in stream.read(tf.constant(str(file))):
+                    pass
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as reading:
+                reason = getattr(reading, "message", str(reading)).strip().split("\n")[0]
+                reason = re.sub(r"^\{\{.*?\}\}\s*|\s*\[Op:.*$", "", reason)
+                return (
+                    f"could not read {relative_path(file)}: {reason.rstrip('.')}. Fix or remove "
+                    "the file, or leave such records out with `data.on_error: skip`"
+                )
+    return None
+
+
 def split_files(
-    stream: FileStream, validation_split: float, test_split: float, seed: int
+    stream: FileStream,
+    validation_split: float,
+    test_split: float,
+    seed: int,
+    on_error: str = "fail",
 ) -> tuple[FileSplit, FileSplit, FileSplit]:
     """The train, validation and test examples of a stream: by file, or by example position.
 
@@ -152,7 +296,7 @@ def split_files(
     file) drawn by `numpy.random.default_rng(seed)` gives its first `ceil(test_split * n)`
     examples to test, the next `ceil(validation_split * n)` to validation, and the rest to
     training; each split keeps the source's order. A single CSV file keeps the splits it had
-    when CSV files were read into memory.
+    when CSV files were read into memory. `on_error` is each split's (see `FileSplit`).
 
     Raises:
         SourceError: a split asked for (or training) gets no example.
@@ -171,7 +315,7 @@ def split_files(
     )
     many_files = len(stream.files) >= MIN_FILES_TO_SPLIT_BY_FILE and every_split_has_files
     if stream.counts is not None and not many_files:
-        return _split_examples(stream, validation_split, test_split, seed)
+        return _split_examples(stream, validation_split, test_split, seed, on_error)
     for name, indices, fraction in (
         ("training", train, 1.0),
         ("validation", validation, validation_split),
@@ -183,11 +327,11 @@ def split_files(
                 f"by a hash of their paths (validation_split={validation_split}, "
                 f"test_split={test_split}); give more files or larger fractions"
             ).at("data")
-    return (FileSplit(stream, train), FileSplit(stream, validation), FileSplit(stream, test))
+    return tuple(FileSplit(stream, part, on_error=on_error) for part in (train, validation, test))
 
 
 def _split_examples(
-    stream: FileStream, validation_split: float, test_split: float, seed: int
+    stream: FileStream, validation_split: float, test_split: float, seed: int, on_error: str
 ) -> tuple[FileSplit, FileSplit, FileSplit]:
     """The splits of a stream by example position (see `split_files`)."""
     count = stream.num_examples
@@ -211,7 +355,7 @@ def _split_examples(
     ):
         keep = np.zeros(count, dtype=bool)
         keep[order[start:stop]] = True
-        splits.append(FileSplit(stream, every_file, keep))
+        splits.append(FileSplit(stream, every_file, keep, on_error))
     return splits[0], splits[1], splits[2]
 
 
@@ -220,17 +364,28 @@ def _unit_hash(seed: int, relative: str) -> float:
     return int.from_bytes(digest[:8], "big") / _HASH_SCALE
 
 
-def digest_stream(digest: Any, stream: FileStream) -> int:
-    """Add a stream's files to a sha256 digest (relative path, size, modification time, and
-    label of each file of one example, in sorted order; the contents are not read), and count
-    its examples."""
+def digest_stream(digest: Any, stream: FileStream, content: bool = False) -> int:
+    """Add a stream's files to a sha256 digest, and count its examples.
+
+    Each file's relative path and label (files of one example), in sorted order, then its
+    size and modification time (`data.fingerprint: files`: nothing is read), or with `content`
+    its bytes, read in chunks (`data.fingerprint: content`: every file is read once, which
+    takes as long as a pass over the files on disk).
+    """
     labels = stream.labels if stream.counts is None else [""] * len(stream.files)
     for relative, file, label in sorted(
         (file.relative_to(stream.root).as_posix(), file, str(label))
         for file, label in zip(stream.files, labels, strict=True)
     ):
-        status = file.stat()
-        digest.update(f"{relative}\0{status.st_size}\0{status.st_mtime_ns}\0{label}\0".encode())
+        digest.update(f"{relative}\0{label}\0".encode())
+        if not content:
+            status = file.stat()
+            digest.update(f"{status.st_size}\0{status.st_mtime_ns}\0".encode())
+            continue
+        with file.open("rb") as bytes_:
+            while chunk := bytes_.read(_CHUNK_BYTES):
+                digest.update(chunk)
+        digest.update(b"\0")
     return stream.num_examples
 
 
@@ -258,16 +413,52 @@ def choose_cache(cache: Any, streams: list[FileStream], base_dir: Path, fingerpr
 
 
 def cached(dataset: tf.data.Dataset, cache: str, name: str) -> tf.data.Dataset:
-    """A split's decoded examples, cached as chosen (`choose_cache`); a disk cache is filled
-    now, whole, so that a run stopped midway never leaves a partial one."""
+    """A split's decoded examples, cached as chosen (`choose_cache`).
+
+    A disk cache is filled now, whole, under a name of this process's own, then renamed to its
+    place: a fill that is killed leaves only its own files (and tf.data's `.lockfile`) behind,
+    removed by the next fill, and two runs that fill the same cache at once each fill their own
+    and rename the same examples into place. A cache in place is read as it is.
+    """
     if cache == "none":
         return dataset
     if cache == "memory":
         return dataset.cache()
-    filled = dataset.cache(f"{cache}-{name}")
-    for _ in filled:
-        pass
-    return filled
+    prefix = f"{cache}-{name}"
+    if not Path(f"{prefix}.index").exists():
+        _fill_disk_cache(dataset, prefix)
+    return dataset.cache(prefix)
+
+
+def _fill_disk_cache(dataset: tf.data.Dataset, prefix: str) -> None:
+    """Fill a disk cache under `prefix.fill-PID`, then rename its files to `prefix`.
+
+    The fill holds an exclusive `flock` on `prefix.fill-PID.lock` while it runs: the files of
+    a fill whose lock can be taken are a killed fill's (tf.data's `.lockfile` among them,
+    which would stop any later fill), and are removed first.
+    """
+    folder, stem = Path(prefix).parent, Path(prefix).name
+    for lock in folder.glob(f"{stem}.fill-*.lock"):
+        with lock.open("a") as held:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # another process is filling it
+            name = lock.name.removesuffix(".lock")
+            # tf.data's own files: `NAME_0.lockfile`, `NAME_0.data-*.tempstate*`, ...
+            for leftover in [*folder.glob(f"{name}.*"), *folder.glob(f"{name}_*")]:
+                leftover.unlink(missing_ok=True)
+    filling = f"{prefix}.fill-{os.getpid()}"
+    with open(f"{filling}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for _ in dataset.cache(filling):
+            pass
+        # The data files first: a cache is complete once its `.index` is in place.
+        name = Path(filling).name
+        for data in sorted(folder.glob(f"{name}.data-*")):
+            os.replace(data, f"{prefix}{data.name[len(name) :]}")
+        os.replace(f"{filling}.index", f"{prefix}.index")
+        Path(f"{filling}.lock").unlink()
 
 
 @dataclass(frozen=True)
@@ -328,7 +519,7 @@ def worker_files(files: FileSplit, workers: int, index: int) -> FileSplit:
     """The files worker `index` of `workers` reads: positions `index`, `index + workers`, ...
     of the split's files. The assignment is fixed for the whole run (a worker's cache holds
     only its own files); each epoch orders them afresh."""
-    return FileSplit(files.stream, files.indices[index::workers])
+    return FileSplit(files.stream, files.indices[index::workers], files.keep, files.on_error)
 
 
 @dataclass
@@ -366,6 +557,10 @@ class TrainStream:
         permutation is of the examples). A disk cache is read in its own (the source's) order: only
         the shuffle buffer orders its epochs.
 
+        With `on_error: skip`, an epoch that left examples out is filled up to its length with
+        its own first examples, read again: every epoch has the same number of steps, and a
+        resumed run still reads what an uninterrupted one reads.
+
         Args:
             first: the first epoch.
             end: the epoch after the last.
@@ -387,13 +582,15 @@ class TrainStream:
         if self.cache not in ("memory", "none"):
             disk = cached(self.files.files_dataset(), self.cache, "train")
         examples, files, buffer = self._examples, self.files, self.buffer
+        skip = files.on_error == "skip"
+        readable = count if examples is None else int(tf.nest.flatten(examples)[0].shape[0])
 
         def epoch(number: tf.Tensor) -> tf.data.Dataset:
             key = None if seed is None else tf.stack([tf.constant(seed, tf.int64), number])
             if disk is not None:
                 stream = disk
             else:
-                order = tf.range(count, dtype=tf.int64)
+                order = tf.range(count if examples is None else readable, dtype=tf.int64)
                 if key is not None:
                     order = tf.random.experimental.stateless_shuffle(order, seed=key)
                 if examples is None:
@@ -402,6 +599,8 @@ class TrainStream:
                     stream = tf.data.Dataset.from_tensor_slices(order).map(
                         lambda i: tf.nest.map_structure(lambda t: tf.gather(t, i), examples)
                     )
+            if skip:
+                stream = stream.repeat().take(files.num_examples)
             if key is not None:
                 shuffle_seed = tf.random.stateless_uniform(
                     [], seed=key + 1, minval=None, maxval=None, dtype=tf.int64

@@ -153,6 +153,16 @@ class Data(Strict):
         description="Where a streamed source's decoded examples are kept: auto "
         "(in memory when its files take under 256 MB), memory, none, or {disk: path}.",
     )
+    on_error: Literal["fail", "skip"] = Field(
+        "fail",
+        description="A streamed file that cannot be decoded: fail (the run fails, naming "
+        "it) or skip (its example is left out, and counted).",
+    )
+    fingerprint: Literal["files", "content"] = Field(
+        "files",
+        description="How a streamed source's files are fingerprinted: files (paths, sizes "
+        "and modification times; nothing read) or content (their bytes, all read once).",
+    )
 
     def explicit_sources(self) -> list[tuple[str, Any, tuple[str, ...]]]:
         """The explicit validation and test sources: each split's name, its source component,

@@ -22,6 +22,12 @@ SPEC_HASH = "dlx.spec_hash"
 """SHA-256 of the spec as run (`resolved_spec_text`)."""
 DATA_FINGERPRINT = "dlx.data_fingerprint"
 """A digest of the training data, as the data pipeline computes it."""
+DATA_FINGERPRINT_KIND = "dlx.data_fingerprint_kind"
+"""How a streamed source's files were fingerprinted (`data.fingerprint`): `files` (paths, sizes
+and modification times) or `content` (their bytes)."""
+SKIPPED_EXAMPLES = "dlx.skipped_examples"
+"""With `data.on_error: skip`: how many files could not be decoded and were left out, and the
+first of them: `N (first: PATH)`."""
 DATA_CACHE = "dlx.data_cache"
 """Where a streamed source's decoded examples were kept: `memory`, `none` or a disk cache's
 prefix (`data.cache`, with `auto` resolved)."""

@@ -25,10 +25,12 @@ from dlx.spec import LoadedSpec
 from dlx.track.tags import (
     CHECKPOINTS,
     DATA_CACHE,
+    DATA_FINGERPRINT_KIND,
     FILES_PER_WORKER,
     PROCESS,
     RESUMED,
     SHARD_POLICY,
+    SKIPPED_EXAMPLES,
     WORKERS,
 )
 from dlx.train.expectations import Expectation
@@ -66,6 +68,10 @@ class TrainResult:
     sharding: str | None = None
     """How the workers of a job shared the training split (`Sharding.describe`); `None` for
     one worker."""
+    data_fingerprint: str = ""
+    """The fingerprint of the data read (`Splits.fingerprint`)."""
+    skipped: list[str] = field(default_factory=list)
+    """The files left out because they could not be decoded (`data.on_error: skip`)."""
 
 
 class TrainingFailed(DlxError):
@@ -151,7 +157,13 @@ def train(
         task = task_for(loaded)
         with placement.strategy.scope():
             model = task.build(spec.runtime.jit_compile)
-            task.prepare(model, splits)
+            try:
+                task.prepare(model, splits)
+            except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as exc:
+                # Adapting preprocessing read a file that cannot be decoded: before the run.
+                if (unreadable := splits.unreadable(exc)) is None:
+                    raise
+                raise SpecError([loaded.document.problem(("data",), unreadable)]) from None
         if _has_leaky_relu(model):
             tf.config.optimizer.set_experimental_options({"remapping": False})
         fitting = _Fitting(task, model, splits, placement, live)
@@ -299,6 +311,7 @@ def _train_and_record(
     run.tags.update({WORKERS: str(cluster.workers), PROCESS: this_process()})
     if splits.cache is not None:
         run.tags[DATA_CACHE] = splits.cache
+        run.tags[DATA_FINGERPRINT_KIND] = spec.data.fingerprint
     if splits.sharding is not None:
         run.tags[SHARD_POLICY] = splits.sharding.policy
         if splits.sharding.files_per_worker is not None:
@@ -384,6 +397,9 @@ def _record(
             run.log_text(recorder.history_csv(), "history.csv")
             run.log_figure(learning_curves_figure(recorder.columns()), "learning_curves.png")
             task.log_artifacts(run, local, splits)
+            skipped = splits.skipped()
+            if skipped:
+                run.set_tags({SKIPPED_EXAMPLES: f"{len(skipped)} (first: {skipped[0]})"})
             saved = task.saved_model(local)
             sample = task.sample_inputs(splits)
             if spec.tracking.log_model and sample is not None:
@@ -405,7 +421,7 @@ def _record(
             raise failed from exc
         except Exception as exc:
             failed = TrainingFailed(
-                f"training failed: {_reason(exc, cluster.workers)}\n"
+                f"training failed: {_reason(exc, cluster.workers, splits)}\n"
                 f"The run {run.run_id} is recorded as FAILED with its traceback "
                 f"(traceback.txt); its checkpoints and metrics are kept in {folder}: "
                 f"continue it with `dlx train --resume {run.run_id}`.\n{run.ui_hint()}"
@@ -430,12 +446,19 @@ def _record(
         model=local,
         data_cache=splits.cache,
         sharding=splits.sharding and splits.sharding.describe(),
+        data_fingerprint=splits.fingerprint,
+        skipped=skipped,
     )
 
 
-def _reason(exc: Exception, workers: int) -> str:
-    """Why training failed, in a line; a job's lost worker said plainly."""
+def _reason(exc: Exception, workers: int, splits: Any) -> str:
+    """Why training failed, in a line; a job's lost worker and a file that cannot be decoded
+    said plainly."""
     import tensorflow as tf
+
+    unreadable = splits.unreadable(exc)
+    if unreadable is not None:
+        return unreadable
 
     lost = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError)
     if workers > 1 and isinstance(exc, lost):

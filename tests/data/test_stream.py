@@ -1,5 +1,9 @@
 """Streamed sources: splits by file, each epoch's order from (seed, epoch), the cache."""
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +11,7 @@ import pytest
 from PIL import Image
 
 from dlx.data import SourceContext, SourceError, make_splits
-from dlx.data.stream import AUTO_CACHE_BYTES, choose_cache
+from dlx.data.stream import AUTO_CACHE_BYTES, cached, choose_cache
 from dlx.errors import SpecError
 from dlx.spec import load_spec_text
 from dlx.spec.schema import Data
@@ -199,3 +203,146 @@ def test_epochs_read_under_the_global_seed_the_runner_sets(pets, global_seed):
     assert np.array_equal(
         concatenated(splits.epochs(0, 2))[1], concatenated(splits.epochs(0, 2))[1]
     )
+
+
+def break_file(root: Path, relative: str = "dog/5.png") -> Path:
+    """Make one file unreadable; `dog/5.png` is the 46th file, past the probed first ones."""
+    path = root / relative
+    path.write_bytes(b"not an image")
+    return path
+
+
+def test_a_broken_file_found_while_reading_is_named(pets, monkeypatch):
+    monkeypatch.chdir(pets.base_dir)
+    break_file(pets.base_dir / "pets")
+    splits = splits_of(pets, cache="none")
+    with pytest.raises(Exception) as raised:
+        batches(splits.epochs(0, 1))
+    message = splits.unreadable(raised.value)
+    assert message.startswith(
+        f"could not read {Path('pets', 'dog', '5.png')}: Unknown image file format. One of "
+    )
+    assert message.endswith(
+        "required. Fix or remove the file, or leave such files out with `data.on_error: skip`"
+    )
+    assert splits.unreadable(ValueError("another error")) is None
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_a_broken_file_found_filling_a_cache_is_a_source_error(pets, monkeypatch, cache):
+    monkeypatch.chdir(pets.base_dir)
+    break_file(pets.base_dir / "pets")
+    with pytest.raises(SourceError) as raised:
+        splits_of(pets, cache={"disk": "cache/pets"} if cache == "disk" else cache)
+    assert raised.value.message.startswith(
+        f"could not read {Path('pets', 'dog', '5.png')}: Unknown image file format"
+    )
+    assert raised.value.message.endswith("or leave such files out with `data.on_error: skip`")
+    assert raised.value.path == ("data",)
+
+
+@pytest.mark.parametrize("cache", ["none", "memory", "disk"])
+def test_skip_leaves_broken_files_out_and_keeps_the_epochs_length(pets, cache):
+    broken = [break_file(pets.base_dir / "pets", name) for name in ("dog/5.png", "dog/19.png")]
+    chosen = {"disk": "cache/pets"} if cache == "disk" else cache
+    splits = splits_of(pets, cache=chosen, on_error="skip", validation_split=0.2)
+    whole = batches(splits.epochs(0, 2))
+    assert len(whole) == 2 * splits.steps_per_epoch
+    assert sum(len(y) for _, y in whole) == 2 * splits.num_train
+    concatenated(splits.validation)
+    assert splits.skipped() == sorted(str(path) for path in broken)
+    # A resumed run reads the same second epoch.
+    resumed = batches(splits.epochs(1, 2))
+    for ours, theirs in zip(whole[splits.steps_per_epoch :], resumed, strict=True):
+        assert np.array_equal(ours[0], theirs[0])
+
+
+def test_skip_probes_past_broken_first_files_but_not_a_folder_of_them(pets):
+    root = pets.base_dir / "pets"
+    break_file(root, "bird/0.png")
+    splits = splits_of(pets, on_error="skip", cache="none")
+    assert splits.num_train == 60
+    for name in ("bird", "cat"):  # the first 32 files and more
+        for number in range(20):
+            break_file(root, f"{name}/{number}.png")
+    with pytest.raises(SourceError, match="none of the first 32 images could be read"):
+        splits_of(pets, on_error="skip")
+
+
+def test_content_fingerprint_reads_the_bytes(pets):
+    by_files = splits_of(pets, cache="none").fingerprint
+    by_content = splits_of(pets, cache="none", fingerprint="content").fingerprint
+    assert by_files != by_content
+    image = pets.base_dir / "pets" / "cat" / "3.png"
+    image.write_bytes(image.read_bytes())  # the same bytes, a new modification time
+    assert splits_of(pets, cache="none").fingerprint != by_files
+    assert splits_of(pets, cache="none", fingerprint="content").fingerprint == by_content
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    assert splits_of(pets, cache="none", fingerprint="content").fingerprint != by_content
+
+
+FILL = """
+import sys, time
+import tensorflow as tf
+from dlx.data.stream import cached
+
+def slowly(value):
+    time.sleep(float(sys.argv[2]))
+    return value
+
+examples = tf.data.Dataset.range(40).map(
+    lambda v: tf.py_function(slowly, [v], tf.int64), num_parallel_calls=1
+)
+print(sum(int(v) for v in cached(examples, sys.argv[1], "train")), flush=True)
+"""
+
+
+def fill(prefix: Path, delay: float) -> subprocess.Popen:
+    """Start a process that fills the disk cache `prefix` with 0..39, one per `delay` seconds."""
+    return subprocess.Popen(
+        [sys.executable, "-c", FILL, str(prefix), str(delay)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_disk_cache_fill_killed_midway_is_harmless(tmp_path):
+    prefix = tmp_path / "cache" / "examples"
+    prefix.parent.mkdir()
+    killed = fill(prefix, 0.5)
+    deadline = time.monotonic() + 120
+    while not list(prefix.parent.glob("*.lockfile")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list(prefix.parent.glob("*.lockfile")), "the fill never started"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=30)
+    assert not Path(f"{prefix}-train.index").exists()
+
+    import tensorflow as tf
+
+    examples = cached(tf.data.Dataset.range(40), str(prefix), "train")
+    assert [int(v) for v in examples] == list(range(40))
+    assert sorted(path.name for path in prefix.parent.iterdir()) == [
+        "examples-train.data-00000-of-00001",
+        "examples-train.index",
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_two_processes_fill_one_disk_cache_at_once(tmp_path):
+    prefix = tmp_path / "examples"
+    jobs = [fill(prefix, 0.05) for _ in range(2)]
+    for job in jobs:
+        output, _ = job.communicate(timeout=240)
+        assert job.returncode == 0 and output.strip() == str(sum(range(40)))
+
+    import tensorflow as tf
+
+    # A cache in place is read, not filled again: the dataset given is not read at all.
+    examples = cached(tf.data.Dataset.range(0), str(prefix), "train")
+    assert [int(v) for v in examples] == list(range(40))
+    assert not list(tmp_path.glob("*.fill-*"))

@@ -1,0 +1,92 @@
+"""A streamed file that cannot be decoded: a FAILED run naming it, resumable once it is fixed;
+or, with `data.on_error: skip`, left out and counted. And `dlx reproduce` on changed files."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from dlx.api import _data_changed
+from tests.train.processes import dlx
+from tests.train.test_resume import runs, store, write_images_spec
+
+ADVICE = "Fix or remove the file, or leave such files out with `data.on_error: skip`"
+
+pytestmark = pytest.mark.slow  # the tests here train, but for the last
+
+BROKEN = "shapes/light/50.png"
+"""The 151st of the spec's files: past the ones read before the run starts."""
+
+
+def rescaled_images_spec(folder):
+    """`write_images_spec`'s, with a `rescaling` layer: nothing is read before training."""
+    spec = write_images_spec(folder)
+    spec.write_text(spec.read_text().replace("- normalization", "- rescaling: 0.0039"))
+    return spec
+
+
+def test_a_broken_file_read_to_adapt_refuses_the_spec(tmp_path):
+    spec = write_images_spec(tmp_path)  # `normalization` adapts on the first examples
+    for number in range(100):
+        (tmp_path / "shapes" / "light" / f"{number}.png").write_bytes(b"not an image")
+    refused = dlx("train", str(spec), cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert f"error: data: could not read {Path('shapes', 'light')}" in refused.stderr
+    assert ADVICE in refused.stderr
+    assert not runs(store(tmp_path))
+
+
+def test_a_broken_file_fails_the_run_naming_it_and_the_run_resumes_once_fixed(tmp_path):
+    spec = rescaled_images_spec(tmp_path)
+    good = (tmp_path / BROKEN).read_bytes()
+    (tmp_path / BROKEN).write_bytes(b"not an image")
+    failed = dlx("train", str(spec), "--set", "train.epochs=2", cwd=tmp_path)
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    first = failed.stderr.strip().splitlines()[0]
+    assert first.startswith(
+        f"error: training failed: could not read {BROKEN}: Unknown image file format."
+    ), failed.stderr[-3000:]
+    assert first.endswith(ADVICE)
+    client = store(tmp_path)
+    (run,) = runs(client)
+    assert run.info.status == "FAILED"
+
+    (tmp_path / BROKEN).write_bytes(good)
+    resumed = dlx("train", "--resume", run.info.run_id, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (run,) = runs(client)
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 2
+
+
+def test_skip_leaves_a_broken_file_out_and_says_so(tmp_path):
+    spec = rescaled_images_spec(tmp_path)
+    (tmp_path / BROKEN).write_bytes(b"not an image")
+    done = dlx(
+        "train", str(spec), "--set", "train.epochs=2", "--set", "data.on_error=skip", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"skipped 1 unreadable examples (first: {BROKEN})" in done.stdout
+    (run,) = runs(store(tmp_path))
+    assert run.data.tags["dlx.skipped_examples"] == f"1 (first: {tmp_path / BROKEN})"
+
+
+def test_reproduce_says_when_the_files_changed(tmp_path):
+    spec = rescaled_images_spec(tmp_path)
+    assert dlx("train", str(spec), "--set", "train.epochs=1", cwd=tmp_path).returncode == 0
+    (run,) = runs(store(tmp_path))
+    assert run.data.tags["dlx.data_fingerprint_kind"] == "files"
+    touched = tmp_path / "shapes" / "dark" / "7.png"
+    touched.write_bytes(touched.read_bytes())  # the same bytes, a new modification time
+    again = dlx("reproduce", run.info.run_id, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]  # the same bytes: the same metrics
+    assert "note: the data changed since the run: fingerprint" in again.stderr
+    assert "data.fingerprint: content compares their bytes" in again.stderr
+
+
+def test_a_content_fingerprint_is_not_said_to_change_with_the_same_bytes():
+    tags = {"dlx.data_fingerprint": "a" * 64, "dlx.data_fingerprint_kind": "content"}
+    assert _data_changed(tags, SimpleNamespace(data_fingerprint="a" * 64)) is None
+    assert _data_changed(tags, SimpleNamespace(data_fingerprint="b" * 64)) == (
+        f"the data changed since the run: fingerprint {'a' * 16} != {'b' * 16}"
+    )
