@@ -24,7 +24,7 @@ from dlx.data.sources import (
     call_source,
     check_source,
 )
-from dlx.data.stream import TrainStream, cached, choose_cache, digest_stream, split_files
+from dlx.data.stream import FileSplit, TrainStream, cached, choose_cache, digest_stream, split_files
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -230,7 +230,7 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
         train, split_validation, test = (
             _Part(None, None, files[0].count),
             *(
-                _streamed_part(part.files_dataset(), cache, name, part.count)
+                _streamed_part(part, cache, name, part.count)
                 for part, name in ((files[1], "validation"), (files[2], "test"))
             ),
         )
@@ -244,9 +244,7 @@ def make_splits(data: Data, *, context: SourceContext, batch_size: int) -> Split
         )
     if validation is not None:
         split_validation = (
-            _streamed_part(
-                _stream_split(validation).files_dataset(), cache, "validation", validation_count
-            )
+            _streamed_part(_stream_split(validation), cache, "validation", validation_count)
             if validation.stream is not None
             else _part(validation, None, 0, validation_count)
             if data.window is None
@@ -392,18 +390,17 @@ def _part(source: SourceData, order: np.ndarray | None, start: int, stop: int) -
     return _Part(_from_arrays(arrays), arrays, count)
 
 
-def _stream_split(source: SourceData) -> Any:
+def _stream_split(source: SourceData) -> FileSplit:
     """All the files of a streamed source, in its order (an explicit validation source)."""
-    from dlx.data.stream import FileSplit
-
     return FileSplit(source.stream, np.arange(len(source.stream.files)))
 
 
-def _streamed_part(dataset: tf.data.Dataset, cache: str, name: str, count: int) -> _Part:
+def _streamed_part(files: FileSplit, cache: str, name: str, count: int) -> _Part:
     """A validation or test split of streamed files: decoded in order, cached as chosen."""
     if count == 0:
         return _Part(None, None, 0)
-    return _Part(_with_cardinality(cached(dataset, cache, name), count), None, count)
+    examples = files.finished(cached(files.files_dataset(), cache, name))
+    return _Part(_with_cardinality(examples, count), None, count)
 
 
 def _windowed(source: SourceData, window: Window, start: int, stop: int, split: str) -> _Part:

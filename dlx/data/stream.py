@@ -62,6 +62,16 @@ class FileSplit:
             num_parallel_calls=tf.data.AUTOTUNE,
         )
 
+    def finished(self, examples: tf.data.Dataset) -> tf.data.Dataset:
+        """Decoded examples (`files_dataset`, cached or shuffled) as the model takes them: the
+        stream's `finish` applied."""
+        import tensorflow as tf
+
+        finish = self.stream.finish
+        if finish is None:
+            return examples
+        return examples.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+
 
 def split_files(
     stream: FileStream, validation_split: float, test_split: float, seed: int
@@ -204,7 +214,7 @@ class TrainStream:
                         lambda i: tf.nest.map_structure(lambda t: tf.gather(t, i), examples)
                     )
             if key is None:
-                return stream.batch(batch_size)
+                return files.finished(stream).batch(batch_size)
             shuffle_seed = tf.random.stateless_uniform(
                 [], seed=key + 1, minval=None, maxval=None, dtype=tf.int64
             )
@@ -213,6 +223,6 @@ class TrainStream:
             # the truth of a symbolic tensor. A fixed graph seed in this traced function keeps
             # the pair's first element non-zero; the order still depends on (seed, epoch) alone.
             tf.random.set_seed(1)
-            return stream.shuffle(buffer, seed=shuffle_seed).batch(batch_size)
+            return files.finished(stream.shuffle(buffer, seed=shuffle_seed)).batch(batch_size)
 
         return tf.data.Dataset.range(first, max(end, first + 1)).flat_map(epoch)
