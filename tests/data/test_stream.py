@@ -199,3 +199,17 @@ def test_epochs_read_under_the_global_seed_the_runner_sets(pets, global_seed):
     assert np.array_equal(
         concatenated(splits.epochs(0, 2))[1], concatenated(splits.epochs(0, 2))[1]
     )
+
+
+@pytest.mark.parametrize("cache", ["memory", "none"])
+def test_images_wait_in_the_cache_and_buffer_as_uint8_and_leave_as_float32(pets, cache):
+    import tensorflow as tf
+
+    splits = splits_of(pets, validation_split=0.2, cache=cache)
+    files = splits.stream.files
+
+    assert files.files_dataset().element_spec[0].dtype == tf.uint8
+    assert files.stream.example_bytes == 8 * 8 * 3
+    for dataset in (splits.epochs(0, 1), splits.validation):
+        x, _ = concatenated(dataset)
+        assert x.dtype == np.float32 and x.max() > 1.0
