@@ -103,6 +103,7 @@ def keras_epochs(folder: Path, epochs: int, batch_size: int) -> list[float]:
         validation_data=validation.prefetch(tf.data.AUTOTUNE),
         epochs=epochs,
         verbose=0,
+        shuffle=False,  # the file paths are shuffled by the dataset
         callbacks=[clock],
     )
     return [later - earlier for earlier, later in pairwise(ends)]
