@@ -546,7 +546,7 @@ def _streamed_part(files: FileSplit, cache: str, name: str) -> _Part:
     if files.count == 0:
         return _Part(None, None, 0)
     with _naming_unreadable([files.stream]):
-        dataset = cached(files.files_dataset(), cache, name)
+        dataset = files.finished(cached(files.files_dataset(), cache, name))
     if files.on_error != "skip":
         dataset = _with_cardinality(dataset, files.num_examples)
     return _Part(dataset, None, files.num_examples)

@@ -122,6 +122,10 @@ class FileStream:
             one example per file.
         example_bytes: the size of one decoded example in memory, when it is known; `cache:
             auto` judges by it (else by the files' size on disk).
+        finish: a TensorFlow function from a decoded `(x, y)` example to the one the model
+            takes, applied after the cache and the shuffle buffer, so that they hold the
+            compact form `decode` gives (an image's uint8 pixels, widened here to float32);
+            `None`: the decoded example as it is.
     """
 
     root: Path
@@ -131,6 +135,7 @@ class FileStream:
     read: Callable[[Any], Any] | None = None
     counts: np.ndarray | None = None
     example_bytes: int | None = None
+    finish: Callable[[Any, Any], Any] | None = None
 
     @property
     def num_examples(self) -> int:
@@ -1031,7 +1036,8 @@ def from_images(
     Images are decoded by TensorFlow in parallel and resized with bilinear interpolation as
     Pillow does it (antialiased when shrinking, rounded to whole levels: within one level of
     `keras.utils.load_img(..., interpolation="bilinear")`). Only the list of files is held in
-    memory (see `data.cache`).
+    memory (see `data.cache`); a cache and the shuffle buffer hold the pixels as uint8 (whole
+    levels: the same values in a quarter of the memory), widened to float32 as they leave it.
 
     Args:
         context: the spec's directory, for a relative `directory`.
@@ -1053,9 +1059,14 @@ def from_images(
         # Pillow's bilinear filter, which dlx read images with before they streamed: widened
         # when shrinking (antialias) and rounded to whole levels; within one level of it.
         image = tf.image.resize(image, size, method="bilinear", antialias=True)
-        image = tf.clip_by_value(tf.round(image), 0.0, 255.0)
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
         image.set_shape((*size, channels))
         return image, label
+
+    def finish(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        import tensorflow as tf
+
+        return tf.cast(image, tf.float32), label
 
     _probe_images(files[:PROBED_FILES], color_mode, context.on_error)
     root = _resolve(context, directory, "directory", directory=True)
@@ -1065,7 +1076,8 @@ def from_images(
             files=files,
             labels=labels,
             decode=decode,
-            example_bytes=size[0] * size[1] * channels * 4,
+            example_bytes=size[0] * size[1] * channels,
+            finish=finish,
         ),
         class_names=class_names,
         description=f"{directory}: {len(files)} images in {len(class_names)} classes",

@@ -220,6 +220,16 @@ class FileSplit:
             deterministic=True,
         )
 
+    def finished(self, examples: tf.data.Dataset) -> tf.data.Dataset:
+        """Decoded examples (`files_dataset`, cached or shuffled) as the model takes them: the
+        stream's `finish` applied."""
+        import tensorflow as tf
+
+        finish = self.stream.finish
+        if finish is None:
+            return examples
+        return examples.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+
 
 def describe_unreadable(error: BaseException, streams: list[FileStream]) -> str | None:
     """What an error raised by reading an unreadable file says, in a line: the file, why it
@@ -612,6 +622,7 @@ class TrainStream:
                 # depends on (seed, epoch) alone.
                 tf.random.set_seed(1)
                 stream = stream.shuffle(buffer, seed=shuffle_seed)
+            stream = files.finished(stream)
             if per_epoch is None:
                 return stream.batch(batch_size)
             return stream.repeat().take(per_epoch)

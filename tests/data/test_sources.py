@@ -338,9 +338,9 @@ def write_images(root: Path, sizes: dict[str, list[tuple[int, int]]]) -> None:
 
 
 def decoded(data: SourceData) -> tuple[np.ndarray, np.ndarray]:
-    """Every example of a streamed source, decoded, in the source's order."""
+    """Every example of a streamed source, as the model takes it, in the source's order."""
     split = FileSplit(data.stream, np.arange(len(data.stream.files)))
-    x, y = split.files_dataset().batch(split.num_examples).get_single_element()
+    x, y = split.finished(split.files_dataset()).batch(split.num_examples).get_single_element()
     return x.numpy(), y.numpy()
 
 

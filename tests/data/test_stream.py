@@ -346,3 +346,17 @@ def test_two_processes_fill_one_disk_cache_at_once(tmp_path):
     examples = cached(tf.data.Dataset.range(0), str(prefix), "train")
     assert [int(v) for v in examples] == list(range(40))
     assert not list(tmp_path.glob("*.fill-*"))
+
+
+@pytest.mark.parametrize("cache", ["memory", "none"])
+def test_images_wait_in_the_cache_and_buffer_as_uint8_and_leave_as_float32(pets, cache):
+    import tensorflow as tf
+
+    splits = splits_of(pets, validation_split=0.2, cache=cache)
+    files = splits.stream.files
+
+    assert files.files_dataset().element_spec[0].dtype == tf.uint8
+    assert files.stream.example_bytes == 8 * 8 * 3
+    for dataset in (splits.epochs(0, 1), splits.validation):
+        x, _ = concatenated(dataset)
+        assert x.dtype == np.float32 and x.max() > 1.0

@@ -1,0 +1,42 @@
+"""examples/images: the script makes a folder of digit PNGs offline, and the spec trains on it."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+FOLDER = ROOT / "examples" / "images"
+
+
+def run(*arguments, cwd, timeout=180):
+    done = subprocess.run(
+        [sys.executable, *arguments],
+        cwd=cwd,
+        env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_the_spec_trains_on_a_folder_the_script_makes(tmp_path):
+    shutil.copy(FOLDER / "spec.yaml", tmp_path)
+    out = run(FOLDER / "make_digits_folder.py", tmp_path / "digits", "--limit", "200", cwd=tmp_path)
+
+    assert out.strip() == f"wrote 200 images into {tmp_path / 'digits'}"
+    files = sorted(tmp_path.glob("digits/*/*.png"))
+    assert len(files) == 200
+    assert sorted(p.name for p in (tmp_path / "digits").iterdir()) == [str(d) for d in range(10)]
+    run("-m", "dlx", "train", "spec.yaml", "--set", "train.epochs=1", cwd=tmp_path)
+    runs = json.loads(run("-m", "dlx", "runs", "-f", "json", cwd=tmp_path))
+    (record,) = runs
+    assert record["status"] == "FINISHED"
+    assert {"val_accuracy", "test_accuracy"} <= set(record["metrics"])
