@@ -560,8 +560,10 @@ class TrainStream:
     ) -> tf.data.Dataset:
         """The batches of epochs `first` to `end - 1`, one epoch after the other.
 
-        Epoch `e` reads the files in a permutation drawn from `(seed, e)`, then through a
-        shuffle buffer whose seed is drawn from `(seed, e)` too (stateless). In memory, the
+        Epoch `e` reads the files in a permutation drawn from `(seed, e)`, then, for files of
+        many examples or a disk cache, through a shuffle buffer whose seed is drawn from
+        `(seed, e)` too (stateless): files of one example read along a permutation need no
+        buffer, which would only delay the epoch's start while it fills. In memory, the
         examples are decoded once and gathered along the same permutation, so the order is the
         same as read from the files when each file holds one example (with many, the
         permutation is of the examples). A disk cache is read in its own (the source's) order: only
@@ -611,7 +613,9 @@ class TrainStream:
                     )
             if skip:
                 stream = stream.repeat().take(files.num_examples)
-            if key is not None:
+            # Files of one example read along a permutation are shuffled already: a shuffle
+            # buffer would only hold `buffer` decoded examples and delay each epoch's start.
+            if key is not None and (disk is not None or files.stream.read is not None):
                 shuffle_seed = tf.random.stateless_uniform(
                     [], seed=key + 1, minval=None, maxval=None, dtype=tf.int64
                 )

@@ -145,8 +145,9 @@ class Data(Strict):
     shuffle_buffer: int = Field(
         10000,
         gt=0,
-        description="Examples in the shuffle buffer of a streamed source (its "
-        "file order is shuffled too); in-memory sources are shuffled whole.",
+        description="Examples in the shuffle buffer of a streamed source of many examples "
+        "per file or a disk cache (the file order is shuffled too); in-memory sources and "
+        "files of one example are shuffled whole.",
     )
     cache: Literal["auto", "memory", "none"] | DiskCache = Field(
         "auto",
