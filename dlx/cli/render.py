@@ -54,6 +54,8 @@ def training(result: Any) -> None:
     )
     if result.data_cache is not None:
         typer.echo(f"  data streamed from its files, cache: {result.data_cache}")
+    if result.steps_per_execution:
+        typer.echo(f"  steps per execution: {result.steps_per_execution}")
     for name, value in sorted(result.metrics.items()):
         typer.echo(f"  {name:<28} {value:.6g}")
     typer.echo(result.ui_hint)

@@ -26,6 +26,9 @@ from dlx.track.tags import CHECKPOINTS, DATA_CACHE, PROCESS, RESUMED, WORKERS
 from dlx.train.expectations import Expectation
 from dlx.train.resume import Resume, this_process
 
+STEPS_PER_EXECUTION = "train.steps_per_execution"
+"""The param holding the steps per execution chosen (the number, also when the spec says auto)."""
+
 
 @dataclass
 class TrainResult:
@@ -55,6 +58,8 @@ class TrainResult:
     data_cache: str | None = None
     """Where a streamed source's examples were kept (`data.cache` as chosen); `None` when the
     data is in memory anyway."""
+    steps_per_execution: str = ""
+    """The training steps run per call into TensorFlow, and why (`25 (auto: ...)`)."""
 
 
 class TrainingFailed(DlxError):
@@ -109,6 +114,7 @@ def train(
 
     from dlx.data import SourceContext, SourceError, make_splits
     from dlx.track.store import quiet_mlflow
+    from dlx.train.execution import choose_steps_per_execution
     from dlx.train.kinds import task_for
     from dlx.train.strategy import configure_devices, make_placement
 
@@ -140,7 +146,14 @@ def train(
             task.prepare(model, splits)
         if _has_leaky_relu(model):
             tf.config.optimizer.set_experimental_options({"remapping": False})
-        fitting = _Fitting(task, model, splits, placement, live)
+        execution = choose_steps_per_execution(
+            spec.train.steps_per_execution,
+            model,
+            spec.train.batch_size,
+            splits.steps_per_epoch,
+            task.callbacks,
+        )
+        fitting = _Fitting(task, model, splits, placement, live, execution)
         if not placement.cluster.is_chief:
             return fitting.as_worker(resume)
         return _train_and_record(
@@ -180,6 +193,8 @@ class _Fitting:
     splits: Any
     placement: Any
     live: bool | None
+    execution: Any
+    """The steps per execution chosen (`dlx.train.execution.StepsPerExecution`)."""
 
     def stages(self, checkpoints: Any, recorder: Any = None) -> int:
         """Fit every stage, resuming each from its checkpoint; the number of epochs reached.
@@ -211,6 +226,8 @@ class _Fitting:
             else:
                 callbacks.append(checkpoint)
             train, validation, _ = self.task.datasets(self.splits, start, end)
+            # After the stage's `prepare`, which may recompile (and so reset it to 1).
+            self.model.steps_per_execution = self.execution.steps
             fitted = self.model.fit(
                 train,
                 validation_data=validation,
@@ -282,6 +299,7 @@ def _train_and_record(
     )
     run.tags.update(tags)
     run.tags.update({WORKERS: str(cluster.workers), PROCESS: this_process()})
+    run.params[STEPS_PER_EXECUTION] = str(fitting.execution.steps)
     if splits.cache is not None:
         run.tags[DATA_CACHE] = splits.cache
     if resume is not None:
@@ -410,6 +428,7 @@ def _record(
         workers=cluster.workers,
         model=local,
         data_cache=splits.cache,
+        steps_per_execution=fitting.execution.describe(),
     )
 
 
