@@ -73,7 +73,9 @@ def choose_steps_per_execution(
     """
     if asked != "auto":
         steps = _divisor_at_most(epoch_steps, int(asked))
-        lowered = f"the largest divisor of the epoch's {epoch_steps} steps" if steps != asked else ""
+        lowered = (
+            f"the largest divisor of the epoch's {epoch_steps} steps" if steps != asked else ""
+        )
         return StepsPerExecution(steps, asked, lowered)
     hooked = [type(c).__name__ for c in callbacks if _has_batch_hook(c)]
     if hooked:
