@@ -56,7 +56,12 @@ class StepsPerExecution:
 
 
 def choose_steps_per_execution(
-    asked: int | str, model: Any, batch_size: int, epoch_steps: int, callbacks: list[Any]
+    asked: int | str,
+    model: Any,
+    batch_size: int,
+    epoch_steps: int,
+    callbacks: list[Any],
+    workers: int = 1,
 ) -> StepsPerExecution:
     """The steps per execution of a run.
 
@@ -66,11 +71,16 @@ def choose_steps_per_execution(
         batch_size: the global batch.
         epoch_steps: the steps of one epoch.
         callbacks: the spec's own callbacks (`train.callbacks`).
+        workers: the workers of the job.
 
     Returns:
         The largest divisor of `epoch_steps` not above the number asked for, or, for `auto`,
-        not above the rule's number (1 when a spec callback has a batch hook).
+        not above the rule's number (1 when a spec callback has a batch hook); 1 with several
+        workers, where dlx's patched Keras `fit` (`dlx.train.multi_worker`) is tested with one
+        step per call only.
     """
+    if workers > 1:
+        return StepsPerExecution(1, asked, "several workers")
     if asked != "auto":
         steps = _divisor_at_most(epoch_steps, int(asked))
         lowered = (

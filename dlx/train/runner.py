@@ -152,6 +152,7 @@ def train(
             spec.train.batch_size,
             splits.steps_per_epoch,
             task.callbacks,
+            placement.cluster.workers,
         )
         fitting = _Fitting(task, model, splits, placement, live, execution)
         if not placement.cluster.is_chief:
