@@ -65,6 +65,8 @@ def training(result: Any) -> None:
             f"  skipped {len(result.skipped)} unreadable examples "
             f"(first: {relative_path(Path(result.skipped[0]))})"
         )
+    if result.steps_per_execution:
+        typer.echo(f"  steps per execution: {result.steps_per_execution}")
     for name, value in sorted(result.metrics.items()):
         typer.echo(f"  {name:<28} {value:.6g}")
     typer.echo(result.ui_hint)

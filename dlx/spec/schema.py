@@ -54,6 +54,19 @@ Metric = component("metric")
 GAN_ROLES = ("generator", "discriminator")
 
 
+def _check_steps_per_execution(value: Any) -> Any:
+    if value == "auto" or (type(value) is int and value > 0):
+        return value
+    raise ValueError(f"expected 'auto' or a positive integer. Received: {value!r}")
+
+
+StepsPerExecution = Annotated[
+    Any,
+    AfterValidator(_check_steps_per_execution),
+    WithJsonSchema({"anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1}]}),
+]
+
+
 def _check_optimizer(value: Any) -> Any:
     if isinstance(value, dict) and set(value) == set(GAN_ROLES):
         for role in GAN_ROLES:
@@ -293,6 +306,14 @@ class Train(Strict):
     on_nan: Literal["stop", "continue"] = Field(
         "stop",
         description="When an epoch's loss is NaN or infinite: stop the run (FAILED), or go on.",
+    )
+    steps_per_execution: StepsPerExecution = Field(
+        "auto",
+        description=(
+            "Training steps run in one call into TensorFlow: a positive integer, or auto (as "
+            "many as take a few tens of milliseconds). Always a divisor of the epoch's steps: "
+            "the largest one not above the number asked for."
+        ),
     )
 
 

@@ -36,6 +36,9 @@ from dlx.track.tags import (
 from dlx.train.expectations import Expectation
 from dlx.train.resume import Resume, this_process
 
+STEPS_PER_EXECUTION = "train.steps_per_execution"
+"""The param holding the steps per execution chosen (the number, also when the spec says auto)."""
+
 
 @dataclass
 class TrainResult:
@@ -72,6 +75,8 @@ class TrainResult:
     """The fingerprint of the data read (`Splits.fingerprint`)."""
     skipped: list[str] = field(default_factory=list)
     """The files left out because they could not be decoded (`data.on_error: skip`)."""
+    steps_per_execution: str = ""
+    """The training steps run per call into TensorFlow, and why (`25 (auto: ...)`)."""
 
 
 class TrainingFailed(DlxError):
@@ -126,6 +131,7 @@ def train(
 
     from dlx.data import SourceContext, SourceError, make_splits
     from dlx.track.store import quiet_mlflow
+    from dlx.train.execution import choose_steps_per_execution
     from dlx.train.kinds import task_for
     from dlx.train.strategy import configure_devices, make_placement
 
@@ -166,7 +172,15 @@ def train(
                 raise SpecError([loaded.document.problem(("data",), unreadable)]) from None
         if _has_leaky_relu(model):
             tf.config.optimizer.set_experimental_options({"remapping": False})
-        fitting = _Fitting(task, model, splits, placement, live)
+        execution = choose_steps_per_execution(
+            spec.train.steps_per_execution,
+            model,
+            spec.train.batch_size,
+            splits.steps_per_epoch,
+            task.callbacks,
+            placement.cluster.workers,
+        )
+        fitting = _Fitting(task, model, splits, placement, live, execution)
         if not placement.cluster.is_chief:
             return fitting.as_worker(resume)
         return _train_and_record(
@@ -206,6 +220,8 @@ class _Fitting:
     splits: Any
     placement: Any
     live: bool | None
+    execution: Any
+    """The steps per execution chosen (`dlx.train.execution.StepsPerExecution`)."""
 
     def stages(self, checkpoints: Any, recorder: Any = None) -> int:
         """Fit every stage, resuming each from its checkpoint; the number of epochs reached.
@@ -237,6 +253,8 @@ class _Fitting:
             else:
                 callbacks.append(checkpoint)
             train, validation, _ = self.task.datasets(self.splits, start, end)
+            # After the stage's `prepare`, which may recompile (and so reset it to 1).
+            self.model.steps_per_execution = self.execution.steps
             fitted = self.model.fit(
                 train,
                 validation_data=validation,
@@ -309,6 +327,7 @@ def _train_and_record(
     )
     run.tags.update(tags)
     run.tags.update({WORKERS: str(cluster.workers), PROCESS: this_process()})
+    run.params[STEPS_PER_EXECUTION] = str(fitting.execution.steps)
     if splits.cache is not None:
         run.tags[DATA_CACHE] = splits.cache
         run.tags[DATA_FINGERPRINT_KIND] = spec.data.fingerprint
@@ -448,6 +467,7 @@ def _record(
         sharding=splits.sharding and splits.sharding.describe(),
         data_fingerprint=splits.fingerprint,
         skipped=skipped,
+        steps_per_execution=fitting.execution.describe(),
     )
 
 

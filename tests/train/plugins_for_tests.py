@@ -38,3 +38,19 @@ class InterruptOnce(keras.callbacks.Callback):
 
     def get_config(self):
         return {"epoch": self.epoch, "marker": self.marker}
+
+
+@keras.saving.register_keras_serializable(package="dlx_tests")
+class CountBatches(keras.callbacks.Callback):
+    """Appends the number of each training batch it is told of to `path`, one a line."""
+
+    def __init__(self, path="batches.txt"):
+        super().__init__()
+        self.path = path
+
+    def on_train_batch_end(self, batch, logs=None):
+        with open(self.path, "a") as file:
+            file.write(f"{batch}\n")
+
+    def get_config(self):
+        return {"path": self.path}

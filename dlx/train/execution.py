@@ -1,0 +1,162 @@
+"""How many training steps run in one call into TensorFlow (`train.steps_per_execution`).
+
+Keras's `fit` runs `steps_per_execution` steps in one compiled call (a `tf.while_loop` over the
+iterator) and returns to Python, and to the callbacks' batch hooks, once per call. Each call
+costs about a millisecond on a CPU (the Python loop, the callbacks, the function call), which
+is as much as a whole step of a small model: the small CNN of `bench/vs_keras.py` trains twice
+as fast with 32 steps per call as with one.
+
+`auto` is a rule, not a timing, so that every worker of a job and every rerun of a spec choose
+the same number: enough steps that one call takes about `EXECUTION_SECONDS` by an estimate of
+the step's time from the model (its training FLOPs, plus the sequential time steps of recurrent
+layers), at most `MAX_STEPS`. A spec callback with a batch hook gets every batch: `auto` is then
+1. Whatever is asked, the number is a divisor of the epoch's steps: a call that crossed an
+epoch's end would read the next epoch's first batches into this one (Keras stops a call only
+where the data ends, and dlx's training data runs on across epochs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+EXECUTION_SECONDS = 0.05
+"""What one call should take: long beside its overhead, short enough for a live progress bar
+(about 20 updates a second) and a prompt Ctrl-C."""
+TRAINING_FLOPS_PER_SECOND = 1e11
+"""Float32 training FLOP/s assumed for the estimate: what the 784-1024-1024-10 MLP of
+`bench/vs_keras.py` reaches on two CPU cores (half their measured matmul peak). A faster device
+only makes the calls shorter than `EXECUTION_SECONDS`."""
+RECURRENT_STEP_SECONDS = 2e-4
+"""Time of one time step of a recurrent layer, forward and backward, on a CPU: its steps run
+one after the other, so it is bound by latency, not FLOPs."""
+MAX_STEPS = 100
+"""The most steps in one call."""
+_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
+
+
+@dataclass(frozen=True)
+class StepsPerExecution:
+    """The number of steps per call chosen for a run, and how.
+
+    Attributes:
+        steps: the number, a divisor of the epoch's steps.
+        asked: what the spec asks: `auto` or a number.
+        reason: why `auto` chose it, or why a number asked for was lowered; empty otherwise.
+    """
+
+    steps: int
+    asked: int | str
+    reason: str = ""
+
+    def describe(self) -> str:
+        """`25 (auto: about 0.8 ms a step)`: the choice, said in a line."""
+        said = "auto" if self.asked == "auto" else f"asked {self.asked}"
+        return f"{self.steps} ({said}{': ' + self.reason if self.reason else ''})"
+
+
+def choose_steps_per_execution(
+    asked: int | str,
+    model: Any,
+    batch_size: int,
+    epoch_steps: int,
+    callbacks: list[Any],
+    workers: int = 1,
+) -> StepsPerExecution:
+    """The steps per execution of a run.
+
+    Args:
+        asked: `train.steps_per_execution`: `auto` or a positive number.
+        model: the compiled model (its layers give the estimate).
+        batch_size: the global batch.
+        epoch_steps: the steps of one epoch.
+        callbacks: the spec's own callbacks (`train.callbacks`).
+        workers: the workers of the job.
+
+    Returns:
+        The largest divisor of `epoch_steps` not above the number asked for, or, for `auto`,
+        not above the rule's number (1 when a spec callback has a batch hook); 1 with several
+        workers, where dlx's patched Keras `fit` (`dlx.train.multi_worker`) is tested with one
+        step per call only.
+    """
+    if workers > 1:
+        return StepsPerExecution(1, asked, "several workers")
+    if asked != "auto":
+        steps = _divisor_at_most(epoch_steps, int(asked))
+        lowered = (
+            f"the largest divisor of the epoch's {epoch_steps} steps" if steps != asked else ""
+        )
+        return StepsPerExecution(steps, asked, lowered)
+    hooked = [type(c).__name__ for c in callbacks if _has_batch_hook(c)]
+    if hooked:
+        return StepsPerExecution(1, asked, f"{', '.join(hooked)} reads every batch")
+    seconds = estimated_step_seconds(model, batch_size)
+    wanted = max(1, min(MAX_STEPS, int(EXECUTION_SECONDS / max(seconds, 1e-9))))
+    steps = _divisor_at_most(epoch_steps, wanted)
+    return StepsPerExecution(steps, asked, f"a step estimated at {seconds * 1e3:.2g} ms")
+
+
+def estimated_step_seconds(model: Any, batch_size: int) -> float:
+    """A rough estimate of one training step's time on a CPU, from the model alone.
+
+    Each layer with weights applies them at every position of its input but the last axis
+    (every pixel of a convolution, every time step of a sequence) once per example: two FLOPs
+    per weight and position forward, twice that backward. Embeddings only look rows up, and
+    a recurrent layer adds `RECURRENT_STEP_SECONDS` per time step.
+    """
+    flops, seconds = 0.0, 0.0
+    for layer, positions, recurrent in _weighted_layers(model):
+        flops += 6.0 * layer.count_params() * positions * batch_size
+        if recurrent:
+            seconds += RECURRENT_STEP_SECONDS * positions
+    return seconds + flops / TRAINING_FLOPS_PER_SECOND
+
+
+def _weighted_layers(model: Any) -> list[tuple[Any, int, bool]]:
+    """`(layer, positions, recurrent)` for each layer with weights, inside nested models too."""
+    import keras
+
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found += _weighted_layers(layer)
+            continue
+        if not layer.weights or isinstance(layer, keras.layers.Embedding):
+            continue
+        inner = getattr(layer, "layer", None) or getattr(layer, "forward_layer", None)
+        recurrent = isinstance(layer, keras.layers.RNN) or isinstance(inner, keras.layers.RNN)
+        found.append((layer, _positions(layer), recurrent))
+    return found
+
+
+def _positions(layer: Any) -> int:
+    """How many times per example a layer applies its weights: the product of its input's
+    (or output's, if larger) axes between the batch and the features; 1 when unknown."""
+    positions = 1
+    for attribute in ("input", "output"):
+        try:
+            tensors = getattr(layer, attribute)
+        except (AttributeError, ValueError):  # a layer called more than once, or not at all
+            continue
+        for tensor in tensors if isinstance(tensors, (list, tuple)) else [tensors]:
+            shape = getattr(tensor, "shape", ())
+            inner = [d for d in shape[1:-1] if d is not None]
+            count = 1
+            for dimension in inner:
+                count *= dimension
+            positions = max(positions, count)
+    return positions
+
+
+def _has_batch_hook(callback: Any) -> bool:
+    import keras
+
+    return any(
+        getattr(type(callback), hook, None) is not getattr(keras.callbacks.Callback, hook)
+        for hook in _BATCH_HOOKS
+    )
+
+
+def _divisor_at_most(count: int, limit: int) -> int:
+    """The largest divisor of `count` not above `limit` (at least 1)."""
+    return max(d for d in range(1, max(1, min(count, limit)) + 1) if count % d == 0)
