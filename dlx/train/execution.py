@@ -62,6 +62,7 @@ def choose_steps_per_execution(
     epoch_steps: int,
     callbacks: list[Any],
     workers: int = 1,
+    replicas: int = 1,
 ) -> StepsPerExecution:
     """The steps per execution of a run.
 
@@ -72,15 +73,20 @@ def choose_steps_per_execution(
         epoch_steps: the steps of one epoch.
         callbacks: the spec's own callbacks (`train.callbacks`).
         workers: the workers of the job.
+        replicas: the replicas that train in sync (devices of all the workers).
 
     Returns:
         The largest divisor of `epoch_steps` not above the number asked for, or, for `auto`,
         not above the rule's number (1 when a spec callback has a batch hook); 1 with several
         workers, where dlx's patched Keras `fit` (`dlx.train.multi_worker`) is tested with one
-        step per call only.
+        step per call only, and with several replicas: Keras 3's loop of several steps fails
+        under `MirroredStrategy` on this stack ("You must feed a value for placeholder tensor
+        ... multi_step_on_iterator").
     """
     if workers > 1:
         return StepsPerExecution(1, asked, "several workers")
+    if replicas > 1:
+        return StepsPerExecution(1, asked, "several replicas")
     if asked != "auto":
         steps = _divisor_at_most(epoch_steps, int(asked))
         lowered = (

@@ -179,6 +179,7 @@ def train(
             splits.steps_per_epoch,
             task.callbacks,
             placement.cluster.workers,
+            placement.strategy.num_replicas_in_sync,
         )
         fitting = _Fitting(task, model, splits, placement, live, execution)
         if not placement.cluster.is_chief:

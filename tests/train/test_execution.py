@@ -69,10 +69,14 @@ def test_a_number_asked_for_is_lowered_to_a_divisor_of_the_epoch():
     assert choose_steps_per_execution(500, _small_cnn(), 32, 4, []).steps == 4
 
 
-def test_several_workers_run_one_step_per_call():
+def test_several_workers_or_replicas_run_one_step_per_call():
     for asked in ("auto", 25):
         chosen = choose_steps_per_execution(asked, _small_cnn(), 32, 625, [], workers=2)
         assert chosen.steps == 1
+        chosen = choose_steps_per_execution(asked, _small_cnn(), 32, 625, [], replicas=2)
+        assert chosen.describe().startswith("1 (") and chosen.describe().endswith(
+            "several replicas)"
+        )
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "fast", "2.5", "true"])
