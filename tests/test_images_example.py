@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from mlflow import MlflowClient
 
 from tests.conftest import ROOT
 
@@ -40,3 +41,7 @@ def test_the_spec_trains_on_a_folder_the_script_makes(tmp_path):
     (record,) = runs
     assert record["status"] == "FINISHED"
     assert {"val_accuracy", "test_accuracy"} <= set(record["metrics"])
+    # `cache: auto` chose memory for 200 small images, and the run's params say so.
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (tracked,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert tracked.data.params["data.cache"] == tracked.data.tags["dlx.data_cache"] == "memory"

@@ -331,6 +331,8 @@ def _train_and_record(
     run.params[STEPS_PER_EXECUTION] = str(fitting.execution.steps)
     if splits.cache is not None:
         run.tags[DATA_CACHE] = splits.cache
+        if spec.data.cache == "auto":  # the param says what `auto` chose
+            run.params["data.cache"] = splits.cache
         run.tags[DATA_FINGERPRINT_KIND] = spec.data.fingerprint
     if splits.sharding is not None:
         run.tags[SHARD_POLICY] = splits.sharding.policy
