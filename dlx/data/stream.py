@@ -247,9 +247,7 @@ def describe_unreadable(error: BaseException, streams: list[FileStream]) -> str 
             try:
                 stream.decode(tf.constant(path), tf.constant(0, tf.int32))
             except (tf.errors.OpError, ValueError) as decoding:
-                reason = getattr(decoding, "message", str(decoding)).strip().split("\n")[0]
-                # Eager ops wrap the message: `{{function_node ...}} MESSAGE [Op:Name] name:`.
-                reason = re.sub(r"^\{\{.*?\}\}\s*|\s*\[Op:.*$", "", reason)
+                reason = _first_line(decoding)
             else:
                 reason = "it reads now (was it being written?)"
             break
@@ -275,13 +273,19 @@ def _describe_unreadable_records(error: BaseException, streams: list[FileStream]
                 for _ in stream.read(tf.constant(str(file))):
                     pass
             except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as reading:
-                reason = getattr(reading, "message", str(reading)).strip().split("\n")[0]
-                reason = re.sub(r"^\{\{.*?\}\}\s*|\s*\[Op:.*$", "", reason)
+                reason = _first_line(reading)
                 return (
                     f"could not read {relative_path(file)}: {reason.rstrip('.')}. Fix or remove "
                     "the file, or leave such records out with `data.on_error: skip`"
                 )
     return None
+
+
+def _first_line(error: BaseException) -> str:
+    """A TensorFlow error's own message, in a line."""
+    line = getattr(error, "message", str(error)).strip().split("\n")[0]
+    # Eager ops wrap the message: `{{function_node ...}} MESSAGE [Op:Name] name:`.
+    return re.sub(r"^\{\{.*?\}\}\s*|\s*\[Op:.*$", "", line)
 
 
 def split_files(

@@ -158,6 +158,23 @@ def test_tfrecord_records_that_do_not_match_name_the_file(context):
     )
 
 
+def test_a_damaged_record_found_while_reading_names_its_file(context, monkeypatch):
+    monkeypatch.chdir(context.base_dir)
+    write_shards(context.base_dir / "shards", shards=2, per_shard=3)
+    damaged = context.base_dir / "shards" / "train-001.tfrecord"
+    data = bytearray(damaged.read_bytes())
+    data[-10] ^= 0xFF  # inside the last record: its length is intact, its checksum is not
+    damaged.write_bytes(bytes(data))
+    splits = splits_of(context, tfrecord(), cache="none")
+    with pytest.raises(tf.errors.DataLossError) as raised:
+        [batch for batch in splits.epochs(0, 1)]
+    message = splits.unreadable(raised.value)
+    assert message.startswith(f"could not read {Path('shards', 'train-001.tfrecord')}: ")
+    assert message.endswith(
+        "Fix or remove the file, or leave such records out with `data.on_error: skip`"
+    )
+
+
 def splits_of(context, source, batch_size=4, **data):
     return make_splits(Data(source=source, **data), context=context, batch_size=batch_size)
 
