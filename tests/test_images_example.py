@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from mlflow import MlflowClient
 
 from tests.conftest import ROOT
+from tests.train.test_resume import runs, store
 
 FOLDER = ROOT / "examples" / "images"
 
@@ -37,11 +37,9 @@ def test_the_spec_trains_on_a_folder_the_script_makes(tmp_path):
     assert len(files) == 200
     assert sorted(p.name for p in (tmp_path / "digits").iterdir()) == [str(d) for d in range(10)]
     run("-m", "dlx", "train", "spec.yaml", "--set", "train.epochs=1", cwd=tmp_path)
-    runs = json.loads(run("-m", "dlx", "runs", "-f", "json", cwd=tmp_path))
-    (record,) = runs
+    (record,) = json.loads(run("-m", "dlx", "runs", "-f", "json", cwd=tmp_path))
     assert record["status"] == "FINISHED"
     assert {"val_accuracy", "test_accuracy"} <= set(record["metrics"])
     # `cache: auto` chose memory for 200 small images, and the run's params say so.
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (tracked,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (tracked,) = runs(store(tmp_path))
     assert tracked.data.params["data.cache"] == tracked.data.tags["dlx.data_cache"] == "memory"

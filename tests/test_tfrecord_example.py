@@ -8,10 +8,10 @@ import sys
 
 import pytest
 import yaml
-from mlflow import MlflowClient
 
 from tests.conftest import ROOT
 from tests.train.processes import BOUND_S, dlx
+from tests.train.test_resume import runs, store
 
 EXAMPLE = ROOT / "examples" / "tfrecord"
 
@@ -45,8 +45,7 @@ def test_two_workers_read_half_the_shards_each_into_one_run(shards):
     done = dlx("train", "digits.yaml", "--workers", "2", "--set", "train.epochs=2", cwd=shards)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "training data sharded by file: 16 files per worker (2 workers)" in done.stdout
-    client = MlflowClient(f"sqlite:///{shards / 'mlflow.db'}")
-    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (run,) = runs(store(shards))
     assert run.info.status == "FINISHED"
     tags = run.data.tags
     assert (tags["dlx.workers"], tags["dlx.shard_policy"], tags["dlx.files_per_worker"]) == (

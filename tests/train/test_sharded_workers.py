@@ -1,12 +1,11 @@
 """Two workers on a streamed images folder: each reads its own half of the training files."""
 
 import pytest
-from mlflow import MlflowClient
 
 from dlx.data import SourceContext, make_splits
 from dlx.spec import load_spec
 from tests.train.processes import BOUND_S, dlx
-from tests.train.test_resume import write_images_spec
+from tests.train.test_resume import runs, store, write_images_spec
 
 
 @pytest.mark.slow
@@ -23,8 +22,8 @@ def test_two_workers_shard_a_streamed_folder_by_file_into_one_run(tmp_path):
     ).num_train
     half = str(files // 2) if files % 2 == 0 else f"{files // 2}-{files // 2 + 1}"
     assert f"training data sharded by file: {half} files per worker (2 workers)" in done.stdout
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    client = store(tmp_path)
+    (run,) = runs(client)
     assert run.info.status == "FINISHED"
     tags = run.data.tags
     assert (tags["dlx.workers"], tags["dlx.shard_policy"], tags["dlx.files_per_worker"]) == (
