@@ -67,6 +67,8 @@ def training(result: Any) -> None:
         )
     if result.steps_per_execution:
         typer.echo(f"  steps per execution: {result.steps_per_execution}")
+    if result.jit_compile:
+        typer.echo(f"  XLA: {result.jit_compile}")
     for name, value in sorted(result.metrics.items()):
         typer.echo(f"  {name:<28} {value:.6g}")
     typer.echo(result.ui_hint)

@@ -77,6 +77,7 @@ def data_report(loaded: LoadedSpec, workers: int = 1) -> DataReport:
     import keras
 
     from dlx.data import SourceContext, SourceError, make_splits
+    from dlx.train.execution import choose_jit_compile
     from dlx.train.kinds import task_for
 
     spec = loaded.spec
@@ -96,6 +97,7 @@ def data_report(loaded: LoadedSpec, workers: int = 1) -> DataReport:
     task = task_for(loaded)
     model = task.build(spec.runtime.jit_compile)
     task.prepare(model, splits)
+    model.jit_compile = choose_jit_compile(spec.runtime.jit_compile, model).enabled
 
     files = _split_files(splits)
     classes = None if splits.class_names is None else len(splits.class_names)

@@ -13,6 +13,12 @@ layers), at most `MAX_STEPS`. A spec callback with a batch hook gets every batch
 1. Whatever is asked, the number is a divisor of the epoch's steps: a call that crossed an
 epoch's end would read the next epoch's first batches into this one (Keras stops a call only
 where the data ends, and dlx's training data runs on across epochs).
+
+`runtime.jit_compile: auto` is Keras's own choice (XLA on a GPU or TPU when every layer supports
+it, never on a CPU), except that a model with recurrent layers is compiled with XLA on a CPU
+too: measured on the LSTM of `bench/vs_keras.py`, XLA fuses each time step's small ops and
+trains in 0.6 of the CPU time. A CNN trains slower with XLA on a CPU, so the rule stops there.
+XLA's calls copy the variables in and out, so a call compiled with it should run longer.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ only makes the calls shorter than `EXECUTION_SECONDS`."""
 RECURRENT_STEP_SECONDS = 2e-4
 """Time of one time step of a recurrent layer, forward and backward, on a CPU: its steps run
 one after the other, so it is bound by latency, not FLOPs."""
+XLA_EXECUTION_SECONDS = 0.25
+"""What one call compiled with XLA should take: each call copies the model's variables (and
+the optimizer's) in and out, a few milliseconds for the LSTM of `bench/vs_keras.py`."""
 MAX_STEPS = 100
 """The most steps in one call."""
 _BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
@@ -63,6 +72,7 @@ def choose_steps_per_execution(
     callbacks: list[Any],
     workers: int = 1,
     replicas: int = 1,
+    xla: bool = False,
 ) -> StepsPerExecution:
     """The steps per execution of a run.
 
@@ -74,6 +84,8 @@ def choose_steps_per_execution(
         callbacks: the spec's own callbacks (`train.callbacks`).
         workers: the workers of the job.
         replicas: the replicas that train in sync (devices of all the workers).
+        xla: whether the training step is compiled with XLA (`choose_jit_compile`): its calls
+            aim at `XLA_EXECUTION_SECONDS`.
 
     Returns:
         The largest divisor of `epoch_steps` not above the number asked for, or, for `auto`,
@@ -97,9 +109,64 @@ def choose_steps_per_execution(
     if hooked:
         return StepsPerExecution(1, asked, f"{', '.join(hooked)} reads every batch")
     seconds = estimated_step_seconds(model, batch_size)
-    wanted = max(1, min(MAX_STEPS, int(EXECUTION_SECONDS / max(seconds, 1e-9))))
+    target = XLA_EXECUTION_SECONDS if xla else EXECUTION_SECONDS
+    wanted = max(1, min(MAX_STEPS, int(target / max(seconds, 1e-9))))
     steps = _divisor_at_most(epoch_steps, wanted)
     return StepsPerExecution(steps, asked, f"a step estimated at {seconds * 1e3:.2g} ms")
+
+
+@dataclass(frozen=True)
+class JitCompile:
+    """Whether a run's training step is compiled with XLA (`runtime.jit_compile`), and why.
+
+    Attributes:
+        enabled: XLA or not.
+        asked: what the spec asks: `auto`, true or false.
+        reason: why `auto` chose it; empty for a value asked for.
+    """
+
+    enabled: bool
+    asked: bool | str
+    reason: str = ""
+
+    def describe(self) -> str:
+        """`on (auto: recurrent layers on a CPU)`: the choice, said in a line."""
+        said = "auto" if self.asked == "auto" else "asked"
+        reason = f": {self.reason}" if self.reason else ""
+        return f"{'on' if self.enabled else 'off'} ({said}{reason})"
+
+
+def choose_jit_compile(asked: bool | str, model: Any, replicas: int = 1) -> JitCompile:
+    """Whether the compiled `model` trains with XLA.
+
+    Args:
+        asked: `runtime.jit_compile`: `auto`, true or false.
+        model: the model, compiled with `jit_compile=asked`.
+        replicas: the replicas that train in sync (devices of all the workers).
+
+    Returns:
+        For a value asked for, that value as Keras applied it. For `auto`, Keras's choice,
+        or XLA for a model with recurrent layers that Keras left without it on a CPU, when
+        every layer supports XLA (not with `deterministic: true`, whose op determinism XLA
+        does not promise), the model trains with Keras's own train step, on one replica.
+    """
+    import keras
+    from keras.src.trainers.trainer import model_supports_jit
+
+    chosen = bool(model.jit_compile)
+    if asked != "auto":
+        return JitCompile(chosen, asked)
+    if chosen:
+        return JitCompile(True, asked, "Keras's choice on this device")
+    if not any(recurrent for _, _, recurrent in _weighted_layers(model)):
+        return JitCompile(False, asked, "no recurrent layer on a CPU")
+    if replicas > 1:
+        return JitCompile(False, asked, "several replicas")
+    if type(model).train_step is not keras.Model.train_step:
+        return JitCompile(False, asked, "a training step of its own")
+    if not model_supports_jit(model):
+        return JitCompile(False, asked, "a layer or deterministic ops that XLA does not support")
+    return JitCompile(True, asked, "recurrent layers on a CPU")
 
 
 def estimated_step_seconds(model: Any, batch_size: int) -> float:

@@ -38,6 +38,8 @@ from dlx.train.resume import Resume, this_process
 
 STEPS_PER_EXECUTION = "train.steps_per_execution"
 """The param holding the steps per execution chosen (the number, also when the spec says auto)."""
+JIT_COMPILE = "runtime.jit_compile"
+"""The param holding whether XLA compiled the training step (true or false, also for auto)."""
 
 
 @dataclass
@@ -77,6 +79,8 @@ class TrainResult:
     """The files left out because they could not be decoded (`data.on_error: skip`)."""
     steps_per_execution: str = ""
     """The training steps run per call into TensorFlow, and why (`25 (auto: ...)`)."""
+    jit_compile: str = ""
+    """Whether XLA compiled the training step, and why (`on (auto: ...)`)."""
 
 
 class TrainingFailed(DlxError):
@@ -128,17 +132,23 @@ def train(
     import_tensorflow_quietly()
     import keras
     import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
 
     from dlx.data import SourceContext, SourceError, make_splits
     from dlx.track.store import quiet_mlflow
-    from dlx.train.execution import choose_steps_per_execution
+    from dlx.train.execution import choose_jit_compile, choose_steps_per_execution
     from dlx.train.kinds import task_for
     from dlx.train.strategy import configure_devices, make_placement
 
     quiet_mlflow()
     configure_devices(loaded)
+    # Op determinism is process-wide: each run sets its own, and leaves the process as it was
+    # (`tf.config` exposes only `enable_op_determinism`).
+    determinism = tf_config.is_op_determinism_enabled()
     if spec.runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()
     # Before anything starts TensorFlow's runtime: a multi-worker strategy must configure it.
     placement = make_placement(loaded)
     # Layer names start afresh; clearing resets the precision policy and seeds, so it goes first.
@@ -172,6 +182,8 @@ def train(
                 raise SpecError([loaded.document.problem(("data",), unreadable)]) from None
         if _has_leaky_relu(model):
             tf.config.optimizer.set_experimental_options({"remapping": False})
+        replicas = placement.strategy.num_replicas_in_sync
+        jit = choose_jit_compile(spec.runtime.jit_compile, model, replicas)
         execution = choose_steps_per_execution(
             spec.train.steps_per_execution,
             model,
@@ -179,15 +191,20 @@ def train(
             splits.steps_per_epoch,
             task.callbacks,
             placement.cluster.workers,
-            placement.strategy.num_replicas_in_sync,
+            replicas,
+            xla=jit.enabled,
         )
-        fitting = _Fitting(task, model, splits, placement, live, execution)
+        fitting = _Fitting(task, model, splits, placement, live, execution, jit)
         if not placement.cluster.is_chief:
             return fitting.as_worker(resume)
         return _train_and_record(
             fitting, expectations or [], tracking_uri=tracking_uri, tags=tags or {}, resume=resume
         )
     finally:
+        if determinism:
+            tf.config.experimental.enable_op_determinism()
+        else:
+            tf_config.disable_op_determinism()
         keras.mixed_precision.set_global_policy(policy)
         tf.config.optimizer.set_experimental_options({"remapping": remapping})
 
@@ -223,6 +240,8 @@ class _Fitting:
     live: bool | None
     execution: Any
     """The steps per execution chosen (`dlx.train.execution.StepsPerExecution`)."""
+    jit: Any
+    """Whether XLA compiles the training step (`dlx.train.execution.JitCompile`)."""
 
     def stages(self, checkpoints: Any, recorder: Any = None) -> int:
         """Fit every stage, resuming each from its checkpoint; the number of epochs reached.
@@ -254,8 +273,9 @@ class _Fitting:
             else:
                 callbacks.append(checkpoint)
             train, validation, _ = self.task.datasets(self.splits, start, end)
-            # After the stage's `prepare`, which may recompile (and so reset it to 1).
+            # After the stage's `prepare`, which may recompile (and so reset them).
             self.model.steps_per_execution = self.execution.steps
+            self.model.jit_compile = self.jit.enabled
             fitted = self.model.fit(
                 train,
                 validation_data=validation,
@@ -329,6 +349,7 @@ def _train_and_record(
     run.tags.update(tags)
     run.tags.update({WORKERS: str(cluster.workers), PROCESS: this_process()})
     run.params[STEPS_PER_EXECUTION] = str(fitting.execution.steps)
+    run.params[JIT_COMPILE] = str(fitting.jit.enabled).lower()
     if splits.cache is not None:
         run.tags[DATA_CACHE] = splits.cache
         if spec.data.cache == "auto":  # the param says what `auto` chose
@@ -471,6 +492,7 @@ def _record(
         data_fingerprint=splits.fingerprint,
         skipped=skipped,
         steps_per_execution=fitting.execution.describe(),
+        jit_compile=fitting.jit.describe(),
     )
 
 

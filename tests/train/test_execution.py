@@ -10,7 +10,12 @@ from typer.testing import CliRunner
 
 from dlx import api
 from dlx.cli import app
-from dlx.train.execution import MAX_STEPS, choose_steps_per_execution, estimated_step_seconds
+from dlx.train.execution import (
+    MAX_STEPS,
+    choose_jit_compile,
+    choose_steps_per_execution,
+    estimated_step_seconds,
+)
 from tests.conftest import ROOT
 from tests.train.plugins_for_tests import CountBatches
 
@@ -51,6 +56,38 @@ def test_auto_counts_a_recurrent_layers_time_steps_and_not_an_embeddings_rows():
     lstm, cnn = estimated_step_seconds(_lstm(), 64), estimated_step_seconds(_small_cnn(), 64)
     assert lstm > 100 * cnn  # 80 sequential time steps; the 320,000 embedding weights add nothing
     assert choose_steps_per_execution("auto", _lstm(), 64, 100, []).steps <= 5
+
+
+def test_auto_runs_longer_calls_when_xla_copies_the_variables_in_and_out():
+    plain = choose_steps_per_execution("auto", _lstm(), 64, 100, [])
+    compiled = choose_steps_per_execution("auto", _lstm(), 64, 100, [], xla=True)
+    assert compiled.steps >= 4 * plain.steps
+
+
+def _compiled(model, jit_compile="auto"):
+    model.compile(optimizer="adam", loss="mse", jit_compile=jit_compile)
+    return model
+
+
+def test_auto_compiles_a_recurrent_model_with_xla_on_a_cpu_and_nothing_else():
+    chosen = choose_jit_compile("auto", _compiled(_lstm()))
+    assert chosen.describe() == "on (auto: recurrent layers on a CPU)"
+    assert choose_jit_compile("auto", _compiled(_small_cnn())).describe() == (
+        "off (auto: no recurrent layer on a CPU)"
+    )
+    assert choose_jit_compile(False, _compiled(_lstm(), False)).describe() == "off (asked)"
+    assert choose_jit_compile("auto", _compiled(_lstm()), replicas=2).enabled is False
+
+
+def test_auto_leaves_xla_off_for_a_recurrent_model_with_a_layer_xla_cannot_compile():
+    vectorize = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=4)
+    vectorize.adapt(["a b c", "b c d"])
+    strings = keras.Sequential(
+        [keras.Input((), dtype="string"), vectorize, keras.layers.Embedding(20, 4)]
+        + [keras.layers.LSTM(4), keras.layers.Dense(1)]
+    )
+    chosen = choose_jit_compile("auto", _compiled(strings))
+    assert chosen.describe() == "off (auto: a layer or deterministic ops that XLA does not support)"
 
 
 def test_auto_is_one_when_a_spec_callback_reads_every_batch():
