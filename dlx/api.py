@@ -579,6 +579,36 @@ def export(
     )
 
 
+def serve(
+    reference: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 2,
+    tracking_uri: str | None = None,
+) -> None:
+    """Serve a run's logged model over HTTP until interrupted: MLflow's scoring server
+    (`GET /ping`, `POST /invocations` with JSON `inputs`, `instances` or `dataframe_split`),
+    which answers a request that does not fit the model's signature with HTTP 400.
+
+    Args:
+        reference: the run's id, or a unique prefix of it.
+        host: the address to listen on.
+        port: the port to listen on.
+        workers: server processes, each with the model, for concurrent requests.
+        tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
+
+    Raises:
+        UsageError: no such run, the run logged no model, or the port is taken.
+    """
+    from dlx.track.read import open_store
+    from dlx.train.serve import serve_run
+
+    store = open_store(tracking_uri)
+    (run,) = store.find([reference])
+    serve_run(store.uri, run.info.run_id, host=host, port=port, workers=workers)
+
+
 @dataclass
 class RunListing:
     """An experiment's runs, newest first (`dlx runs`)."""

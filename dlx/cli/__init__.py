@@ -473,6 +473,23 @@ def export(
 
 
 @app.command()
+def serve(
+    run: Annotated[str, typer.Argument(help="The run's id, or a unique prefix of it.")],
+    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535)] = 8080,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Server processes, for concurrent requests.")
+    ] = 2,
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """Serve a run's model over HTTP with MLflow's scoring server: GET /ping, POST
+    /invocations with JSON (inputs, instances or dataframe_split). Ctrl-C stops it."""
+    from dlx import api
+
+    _run(lambda: api.serve(run, host=host, port=port, workers=workers, tracking_uri=tracking_uri))
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the spec language, for editors."""
     from dlx import api
