@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -452,7 +453,27 @@ def _load_saved_model(path: Path, names: list[str]) -> Predict:
 
 
 def _write_onnx(model: Any, path: Path) -> None:
+    """Keras's own ONNX export; where its graph asks for more than the model's inputs (Keras
+    3.15 turns a `normalization` layer's adapted mean and variance into graph inputs), the
+    model's SavedModel converted by tf2onnx instead, its variables frozen into constants."""
+    import onnx
+
     model.export(str(path), format="onnx", verbose=False)
+    wanted = {i.name for i in model.inputs}
+    if {i.name for i in onnx.load(str(path)).graph.input} <= wanted:
+        return
+    import tensorflow as tf
+    from tf2onnx import convert, tf_loader
+
+    with tempfile.TemporaryDirectory(prefix="dlx-export-") as folder:
+        model.export(folder, format="tf_saved_model", verbose=False)
+        graph_def, inputs, outputs = tf_loader.from_saved_model(
+            folder, None, None, signatures=["serving_default"]
+        )
+        with tf.device("/cpu:0"):
+            convert.from_graph_def(
+                graph_def, input_names=inputs, output_names=outputs, output_path=str(path)
+            )
 
 
 def _load_onnx(path: Path, names: list[str]) -> Predict:
@@ -461,7 +482,9 @@ def _load_onnx(path: Path, names: list[str]) -> Predict:
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return lambda inputs: session.run(None, inputs)
+    # tf2onnx names a graph converted from a SavedModel's tensors `<input>:0`.
+    feeds = {i.name: i.name.split(":")[0] for i in session.get_inputs()}
+    return lambda inputs: session.run(None, {k: inputs[v] for k, v in feeds.items()})
 
 
 def _write_litert(
