@@ -9,6 +9,7 @@ import pytest
 
 from dlx import api
 from dlx.errors import UsageError
+from dlx.train.export import RunModels, export_run
 from tests.conftest import ROOT
 from tests.train.processes import dlx
 from tests.train.test_resume import store
@@ -20,18 +21,15 @@ ONE_EPOCH = ["train.epochs=1"]
 
 SOURCES = '''
 import numpy as np
-import tensorflow as tf
 
 
-def two_heads(count=300):
-    """Two named inputs, two named outputs (a class and a size), as a dataset."""
+def two_inputs(count=300):
+    """Two named inputs, one class."""
     rng = np.random.default_rng(0)
     numbers = rng.normal(5.0, 3.0, (count, 8)).astype("float32")
     flags = rng.integers(0, 2, (count, 4)).astype("float32")
     label = (numbers[:, 0] > 5).astype("int64") + (flags[:, 0] > 0).astype("int64")
-    size = numbers.sum(axis=1, keepdims=True) / 8
-    inputs, targets = {"numbers": numbers, "flags": flags}, {"label": label, "size": size}
-    return tf.data.Dataset.from_tensor_slices((inputs, targets))
+    return {"numbers": numbers, "flags": flags}, label
 
 
 def reviews(count=120):
@@ -42,26 +40,23 @@ def reviews(count=120):
     return texts, (picks % 2 == 0).sum(axis=1).clip(0, 1).astype("int64")
 '''
 
-TWO_HEADS = """
+TWO_INPUTS = """
 version: 1
-name: two-heads
+name: two-inputs
 seed: 1
 data:
-  source: {python: {function: "export_sources:two_heads"}}
+  source: {python: {function: "export_sources:two_inputs"}}
   test_split: 0.2
 model:
   layers:
     - input: {shape: [8], name: numbers}
     - input: {shape: [4], name: flags}
     - concatenate: {inputs: [numbers, flags]}
-    - dense: {units: 16, activation: relu, name: trunk}
-    - dense: {units: 3, activation: softmax, inputs: trunk, name: label}
-    - dense: {units: 1, inputs: trunk, name: size}
-  outputs: [label, size]
+    - dense: {units: 16, activation: relu}
+    - dense: {units: 3, activation: softmax, name: label}
 train:
   epochs: 1
-  loss: {label: sparse_categorical_crossentropy, size: mse}
-  metrics: {label: [accuracy]}
+  loss: sparse_categorical_crossentropy
 """
 
 REVIEWS = """
@@ -89,7 +84,7 @@ def folder(tmp_path_factory):
     """A folder with a store holding one run of each kind (one epoch each)."""
     here = tmp_path_factory.mktemp("export")
     (here / "export_sources.py").write_text(SOURCES)
-    (here / "two_heads.yaml").write_text(textwrap.dedent(TWO_HEADS))
+    (here / "two_inputs.yaml").write_text(textwrap.dedent(TWO_INPUTS))
     (here / "reviews.yaml").write_text(textwrap.dedent(REVIEWS))
     return here
 
@@ -170,15 +165,48 @@ def test_normalization_inside_the_model_is_exported_with_it(folder, uri, tmp_pat
     assert all(c.max_abs_diff <= 1e-5 and c.argmax_agreement == 1.0 for c in done.checks)
 
 
-def test_two_inputs_two_outputs_from_a_dataset(folder, uri, tmp_path, monkeypatch):
+def test_two_named_inputs(folder, uri, tmp_path, monkeypatch):
     monkeypatch.chdir(folder)
-    run_id = _train(folder, uri, folder / "two_heads.yaml")
+    run_id = _train(folder, uri, folder / "two_inputs.yaml")
     done = api.export(run_id, output=tmp_path, tracking_uri=uri)
     assert [c.format for c in done.checks] == ["saved_model", "onnx", "litert"]
-    for check in done.checks:
-        assert check.max_abs_diff <= 1e-5
-        assert check.argmax_agreement == 1.0  # of the `label` output; `size` is no class
-        assert check.metric is None or check.metric[0] == "accuracy"
+    assert all(c.max_abs_diff <= 1e-5 and c.argmax_agreement == 1.0 for c in done.checks)
+    assert done.checks[2].metric[0] == "accuracy"
+
+
+def test_two_outputs_keep_their_order_in_every_format(tmp_path):
+    """Several outputs (which dlx's array sources cannot train yet): a model with a class and
+    a size, its outputs compared one by one in each runtime."""
+    import keras
+    import numpy as np
+
+    numbers, flags = keras.Input((8,), name="numbers"), keras.Input((4,), name="flags")
+    trunk = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([numbers, flags]))
+    label = keras.layers.Dense(3, activation="softmax", name="label")(trunk)
+    size = keras.layers.Dense(1, name="size")(trunk)
+    model = keras.Model({"numbers": numbers, "flags": flags}, [label, size])
+    rng = np.random.default_rng(0)
+    x = {"numbers": rng.normal(size=(64, 8)), "flags": rng.normal(size=(64, 4))}
+    x = {k: v.astype("float32") for k, v in x.items()}
+    logged = []
+    run = RunModels("run", {"model": model}, x, None, x, {"label"})
+    done = export_run(
+        run,
+        ["saved_model", "onnx", "litert"],
+        tmp_path,
+        tolerance=1e-5,
+        quantize=None,
+        log=lambda local, path, metrics: logged.append((path, metrics)),
+    )
+    assert all(c.max_abs_diff <= 1e-5 and c.argmax_agreement == 1.0 for c in done.checks)
+    assert logged[0] == (
+        "export/saved_model",
+        {
+            "export_saved_model_max_abs_diff": done.checks[0].max_abs_diff,
+            "export_saved_model_argmax_agreement": 1.0,
+        },
+    )
+    assert logged[-1] == ("export", {})  # summary.json
 
 
 def test_autoencoder_exports_its_model_and_its_encoder(folder, uri, tmp_path):
