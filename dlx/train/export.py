@@ -214,7 +214,9 @@ def export_run(
             raise UsageError(
                 f"the run's {name} takes strings (input {', '.join(strings)}: "
                 f"text_vectorization inside the model); {', '.join(refused)} carry numeric "
-                f"tensors only. Export it as {', '.join(carried)}, or move the text "
+                f"tensors only (the string ops become custom ONNX nodes that ONNX Runtime "
+                "cannot load, and TensorFlow ops that the LiteRT interpreter runs only with "
+                f"the Flex delegate). Export it as {', '.join(carried)}, or move the text "
                 "preprocessing out of the model"
             )
     done = Export(run.run_id, output, tolerance, _count(run.inputs))
