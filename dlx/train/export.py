@@ -42,14 +42,15 @@ class ExportFormat:
     Attributes:
         name: the name `--format` takes, and the folder under the run's `export/` artifacts.
         suffix: the file's suffix (`""`: a folder).
-        write: writes a Keras model to a path, with converter options (`quantize`).
+        write: writes a Keras model to a path, with converter options (`quantize`), and says
+            how (`keras`: Keras's own `model.export`).
         load: loads what `write` wrote into a `Predict` in the format's own runtime.
         carries_strings: whether string inputs (`text_vectorization`) survive the format.
     """
 
     name: str
     suffix: str
-    write: Callable[..., None]
+    write: Callable[..., str]
     load: Callable[[Path, list[str]], Predict]
     carries_strings: bool = False
 
@@ -77,6 +78,8 @@ class Check:
     latency_ms: dict[int, float]
     """Median milliseconds per call, by batch size (1 and 32)."""
     quantize: str | None = None
+    via: str = "keras"
+    """How the file was written: `keras` (`model.export`), or the converter used instead."""
     metric: tuple[str, float] | None = None
     """The quantized or float LiteRT model's own metric on the data (`accuracy` or `mse`)."""
 
@@ -119,6 +122,7 @@ class Export:
                     "model": c.model,
                     "quantize": c.quantize,
                     "file": c.path.name,
+                    "via": c.via,
                     "size_bytes": c.size_bytes,
                     "max_abs_diff": c.max_abs_diff,
                     "argmax_agreement": c.argmax_agreement,
@@ -301,7 +305,7 @@ def _export_one(
         options["quantize"] = quantize
         options["calibration"] = _named(model, run.calibration)
     try:
-        export_format.write(model, path, **options)
+        via = export_format.write(model, path, **options)
         predict = export_format.load(path, list(model.output_names))
         got = [np.asarray(g) for g in predict(named)]
     except UsageError:
@@ -332,6 +336,7 @@ def _export_one(
         _size(path),
         _latency(predict, named),
         quantize,
+        via,
         metric,
     )
 
@@ -438,8 +443,9 @@ def _outputs_by_position(outputs: dict[str, Any], names: list[str]) -> list[np.n
     return [np.asarray(outputs[f"output_{i}"]) for i in range(len(names))]
 
 
-def _write_saved_model(model: Any, path: Path) -> None:
+def _write_saved_model(model: Any, path: Path) -> str:
     model.export(str(path), format="tf_saved_model", verbose=False)
+    return "keras"
 
 
 def _load_saved_model(path: Path, names: list[str]) -> Predict:
@@ -454,7 +460,7 @@ def _load_saved_model(path: Path, names: list[str]) -> Predict:
     return predict
 
 
-def _write_onnx(model: Any, path: Path) -> None:
+def _write_onnx(model: Any, path: Path) -> str:
     """Keras's own ONNX export; where its graph asks for more than the model's inputs (Keras
     3.15 turns a `normalization` layer's adapted mean and variance into graph inputs), the
     model's SavedModel converted by tf2onnx instead, its variables frozen into constants."""
@@ -463,7 +469,7 @@ def _write_onnx(model: Any, path: Path) -> None:
     model.export(str(path), format="onnx", verbose=False)
     wanted = {i.name for i in model.inputs}
     if {i.name for i in onnx.load(str(path)).graph.input} <= wanted:
-        return
+        return "keras"
     import tensorflow as tf
     from tf2onnx import convert, tf_loader
 
@@ -476,6 +482,7 @@ def _write_onnx(model: Any, path: Path) -> None:
             convert.from_graph_def(
                 graph_def, input_names=inputs, output_names=outputs, output_path=str(path)
             )
+    return "tf2onnx on the SavedModel"
 
 
 def _load_onnx(path: Path, names: list[str]) -> Predict:
@@ -491,7 +498,7 @@ def _load_onnx(path: Path, names: list[str]) -> Predict:
 
 def _write_litert(
     model: Any, path: Path, quantize: str | None = None, calibration: Any = None
-) -> None:
+) -> str:
     import tensorflow as tf
 
     options: dict[str, Any] = {}
@@ -508,6 +515,7 @@ def _write_litert(
 
         options["representative_dataset"] = representative
     model.export(str(path), format="litert", verbose=False, **options)
+    return "keras"
 
 
 def _load_litert(path: Path, names: list[str]) -> Predict:

@@ -130,6 +130,7 @@ def test_cli_exports_a_cnn_to_three_formats_within_1e_5_and_int8_with_its_accura
     sizes = {(e["format"], e["quantize"]): e["size_bytes"] for e in summary["exports"]}
     assert sizes[("litert", "int8")] < sizes[("litert", None)] / 2
     assert all(set(e["latency_ms"]) == {"1", "32"} for e in summary["exports"])
+    assert {e["via"] for e in summary["exports"]} == {"keras"}
 
 
 def test_an_export_over_the_tolerance_exits_1_with_the_numbers_and_is_logged(folder, cnn):
@@ -163,6 +164,8 @@ def test_normalization_inside_the_model_is_exported_with_it(folder, uri, tmp_pat
     run_id = _train(folder, uri, SPECS / "iris_mlp.yaml")
     done = api.export(run_id, output=tmp_path, tracking_uri=uri)
     assert all(c.max_abs_diff <= 1e-5 and c.argmax_agreement == 1.0 for c in done.checks)
+    # Keras's own ONNX export leaves the layer's statistics as graph inputs.
+    assert [c.via for c in done.checks] == ["keras", "tf2onnx on the SavedModel", "keras"]
 
 
 def test_two_named_inputs(folder, uri, tmp_path, monkeypatch):
