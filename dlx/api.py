@@ -9,6 +9,8 @@
 - `resume`: continue a run that did not finish.
 - `reproduce`: train a recorded run again and compare its final metrics.
 - `score`: an autoencoder run's reconstruction errors on some data.
+- `export`: a run's model as SavedModel, ONNX and LiteRT, each checked against the Keras model.
+- `serve`: a run's model answering JSON predictions over HTTP.
 - `runs`: list an experiment's runs, newest first.
 - `compare`: put runs side by side.
 
@@ -508,6 +510,103 @@ def score(
         scores.embeddings = Path(embed)
         np.save(scores.embeddings, encoder.predict(inputs, batch_size=batch_size, verbose=0))
     return scores
+
+
+def export(
+    reference: str,
+    formats: list[str] | tuple[str, ...] = ("saved_model", "onnx", "litert"),
+    *,
+    output: str | Path | None = None,
+    tolerance: float = 1e-5,
+    quantize: str | None = None,
+    tracking_uri: str | None = None,
+) -> Any:
+    """Export a run's model to each format, check each against the Keras model in its own
+    runtime, and log the files and the differences to the same run (docs/spec.md section 10).
+
+    The predictions are compared on the run's own data: its test split (else its validation,
+    else its training examples), at most 1,000 examples; a GAN's generator on latent vectors
+    drawn from the spec's seed. An autoencoder's encoder is exported beside its model.
+
+    Args:
+        reference: the run's id, or a unique prefix of it.
+        formats: names of `dlx.train.export.FORMATS`: `saved_model`, `onnx`, `litert`.
+        output: the folder to write to; default: `./export-<run id>`.
+        tolerance: the largest absolute difference allowed between an export's predictions
+            and the Keras model's (not applied to quantized models).
+        quantize: `float16` or `int8`: also a quantized LiteRT model (int8: calibrated on 200
+            training examples), its metric recorded beside the float one.
+        tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
+
+    Returns:
+        A `dlx.train.export.Export`.
+
+    Raises:
+        UsageError: an unknown format, a format that cannot carry the model's inputs, or a run
+            that logged no model.
+        ExportMismatch: an export differs by more than `tolerance` (exit status 1).
+    """
+    from dlx.errors import UsageError
+    from dlx.tensorflow_import import import_tensorflow_quietly
+    from dlx.track.read import open_store
+    from dlx.train.export import (
+        QUANTIZATIONS,
+        default_output,
+        export_run,
+        parse_formats,
+        run_logger,
+        run_models,
+    )
+
+    names = parse_formats(",".join(formats))
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise UsageError(
+            f"--quantize: expected one of {', '.join(QUANTIZATIONS)}. Received: {quantize!r}"
+        )
+    store = open_store(tracking_uri)
+    (run,) = store.find([reference])
+    run_id = run.info.run_id
+    import_tensorflow_quietly()
+    models = run_models(store.uri, run_id, _logged_spec(store, run))
+    folder = Path(output) if output is not None else default_output(run_id)
+    return export_run(
+        models,
+        names,
+        folder,
+        tolerance=tolerance,
+        quantize=quantize,
+        log=run_logger(store.uri, run_id),
+    )
+
+
+def serve(
+    reference: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 2,
+    tracking_uri: str | None = None,
+) -> None:
+    """Serve a run's logged model over HTTP until interrupted: MLflow's scoring server
+    (`GET /ping`, `POST /invocations` with JSON `inputs`, `instances` or `dataframe_split`),
+    which answers a request that does not fit the model's signature with HTTP 400.
+
+    Args:
+        reference: the run's id, or a unique prefix of it.
+        host: the address to listen on.
+        port: the port to listen on.
+        workers: server processes, each with the model, for concurrent requests.
+        tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
+
+    Raises:
+        UsageError: no such run, the run logged no model, or the port is taken.
+    """
+    from dlx.track.read import open_store
+    from dlx.train.serve import serve_run
+
+    store = open_store(tracking_uri)
+    (run,) = store.find([reference])
+    serve_run(store.uri, run.info.run_id, host=host, port=port, workers=workers)
 
 
 @dataclass

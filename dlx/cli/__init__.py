@@ -86,15 +86,16 @@ def _run(call: Callable[[], T], show: Callable[[T], None] | None = None) -> T:
 
     SIGTERM (`timeout`, `docker stop`, Kubernetes) stops the call as Ctrl-C does: a run in
     progress is recorded KILLED, and the exit status is 143. A run that fell short of what was
-    asked of it (`ExpectationError`) is shown all the same, before the error.
+    asked of it (an error with a `result`: `ExpectationError`, an export that differs) is shown
+    all the same, before the error.
     """
-    from dlx.errors import ExpectationError, sigterm_raised
+    from dlx.errors import sigterm_raised
 
     try:
         with sigterm_raised():
             result = call()
     except (Exception, KeyboardInterrupt) as exc:
-        if show is not None and isinstance(exc, ExpectationError):
+        if show is not None and getattr(exc, "result", None) is not None:
             show(exc.result)
         status = _exit_status(exc)
     else:
@@ -418,6 +419,74 @@ def score(
     if output is not None:
         _run(lambda: render.write_errors_csv(output, scores.errors))
     render.scores(scores, output)
+
+
+@app.command()
+def export(
+    run: Annotated[str, typer.Argument(help="The run's id, or a unique prefix of it.")],
+    format: Annotated[
+        str,
+        typer.Option("--format", "-f", help="Comma-separated formats: saved_model, onnx, litert."),
+    ] = "saved_model,onnx,litert",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Folder to write to; default: ./export-<run id>.",
+            show_default=False,
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            "--tolerance", min=0.0, help="Largest absolute difference from the Keras model."
+        ),
+    ] = 1e-5,
+    quantize: Annotated[
+        str | None,
+        typer.Option(
+            "--quantize",
+            metavar="float16|int8",
+            help="Also a quantized LiteRT model (int8: calibrated on training data).",
+            show_default=False,
+        ),
+    ] = None,
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """Export a run's model (SavedModel, ONNX, LiteRT), check each export's predictions
+    against the Keras model in its own runtime, and log them to the run; exit 1 when one
+    differs by more than --tolerance."""
+    from dlx import api
+
+    _run(
+        lambda: api.export(
+            run,
+            format.split(","),
+            output=output,
+            tolerance=tolerance,
+            quantize=quantize,
+            tracking_uri=tracking_uri,
+        ),
+        render.export,
+    )
+
+
+@app.command()
+def serve(
+    run: Annotated[str, typer.Argument(help="The run's id, or a unique prefix of it.")],
+    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535)] = 8080,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Server processes, for concurrent requests.")
+    ] = 2,
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """Serve a run's model over HTTP with MLflow's scoring server: GET /ping, POST
+    /invocations with JSON (inputs, instances or dataframe_split). Ctrl-C stops it."""
+    from dlx import api
+
+    _run(lambda: api.serve(run, host=host, port=port, workers=workers, tracking_uri=tracking_uri))
 
 
 @app.command()

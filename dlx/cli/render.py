@@ -219,6 +219,33 @@ def scores(scores: Any, output: Path | None) -> None:
             typer.echo(f"{label}: {path}")
 
 
+def export(done: Any) -> None:
+    """`api.export`'s `Export`: per exported model, its size, its difference from the Keras
+    model, and its latency at batch 1 and 32 (the Keras model's first)."""
+    rows = [["keras", "", "", "", "", *(f"{done.keras_latency_ms[b]:.3f}" for b in (1, 32))]]
+    failed = {id(check) for check in done.failed}
+    highlight = set()
+    for check in done.checks:
+        if id(check) in failed:
+            highlight.add((len(rows), 3))
+        agreement = check.argmax_agreement
+        rows.append(
+            [
+                check.label,
+                str(relative_path(check.path)),
+                f"{check.size_bytes / 1e6:.3f}",
+                f"{check.max_abs_diff:.3g}",
+                "" if agreement is None else f"{agreement:.4f}",
+                *(f"{check.latency_ms[b]:.3f}" for b in (1, 32)),
+            ]
+        )
+        if check.metric is not None:
+            rows[-1][4] += f" {check.metric[0]}={check.metric[1]:.4f}"
+    header = ["export", "file", "MB", "max abs diff", "argmax agreement", "ms b=1", "ms b=32"]
+    title = f"run {done.run_id}: {done.examples} examples, tolerance {done.tolerance:g}"
+    _table(title, header, rows, highlight, style="bold red")
+
+
 def write_errors_csv(path: Path, errors: Any) -> None:
     """Write reconstruction errors to a CSV file, one row per example: `index,error`."""
     rows = "".join(f"{i},{e:.9g}\n" for i, e in enumerate(errors.tolist()))

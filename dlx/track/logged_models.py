@@ -1,8 +1,10 @@
-"""Loading the Keras models that dlx runs logged (a transfer backbone, `dlx score`)."""
+"""Loading the Keras models that dlx runs logged (a transfer backbone, `dlx score`, `dlx export`,
+`dlx serve`)."""
 
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from dlx.errors import UsageError
@@ -28,6 +30,20 @@ def load_run_model(tracking_uri: str | None, run_id: str) -> Any:
 def load_logged_model(tracking_uri: str, run_id: str, name: str = "model") -> Any:
     """The Keras model a run logged under `name`, read from the store at `tracking_uri`.
 
+    Raises:
+        UsageError: no such run in the store, or the run logged no model of that name.
+    """
+    import mlflow.keras
+
+    with tempfile.TemporaryDirectory() as folder:
+        return mlflow.keras.load_model(
+            str(download_logged_model(tracking_uri, run_id, name, Path(folder)))
+        )
+
+
+def download_logged_model(tracking_uri: str, run_id: str, name: str, folder: Path) -> Path:
+    """Download the MLflow model a run logged under `name` into `folder`; its local path.
+
     The logged model is found among the run's and read from its artifact location: MLflow's own
     `runs:/<run_id>/<name>` resolution would read the process's global tracking URI instead.
 
@@ -35,7 +51,6 @@ def load_logged_model(tracking_uri: str, run_id: str, name: str = "model") -> An
         UsageError: no such run in the store, or the run logged no model of that name.
     """
     import mlflow.artifacts
-    import mlflow.keras
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -54,10 +69,10 @@ def load_logged_model(tracking_uri: str, run_id: str, name: str = "model") -> An
         raise UsageError(
             f"the run {run_id} logged no model '{name}' (was tracking.log_model false?)"
         )
-    with tempfile.TemporaryDirectory() as folder:
-        path = mlflow.artifacts.download_artifacts(
+    return Path(
+        mlflow.artifacts.download_artifacts(
             artifact_uri=matches[0].artifact_location,
-            dst_path=folder,
+            dst_path=str(folder),
             tracking_uri=client.tracking_uri,
         )
-        return mlflow.keras.load_model(path)
+    )
