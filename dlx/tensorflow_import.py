@@ -18,7 +18,12 @@ _done = False
 
 
 @contextlib.contextmanager
-def _stderr_to_file() -> Iterator[None]:
+def native_stderr_silenced() -> Iterator[None]:
+    """Within the block, what TensorFlow's native code (and Python) writes to descriptor 2 goes
+    to a temporary file, shown only when the block raises. `TF_CPP_MIN_LOG_LEVEL=0` keeps it."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as sink:
@@ -43,7 +48,7 @@ def import_tensorflow_quietly() -> None:
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
         import keras  # noqa: F401
     else:
-        with _stderr_to_file():
+        with native_stderr_silenced():
             import keras  # noqa: F401
             import tensorflow as tf
 

@@ -354,6 +354,8 @@ def quiet_mlflow() -> None:
 
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # dlx says what it downloads; MLflow's progress bar would fill the console with its frames.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 # A request to a tracking server that is down fails at once, instead of after MLflow's default

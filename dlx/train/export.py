@@ -14,6 +14,7 @@ import json
 import math
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from dlx.errors import DlxError, ExitStatus, UsageError
+from dlx.tensorflow_import import native_stderr_silenced
 
 PARITY_EXAMPLES = 1000
 """The most examples of the run's data that each export's predictions are compared on."""
@@ -305,9 +307,12 @@ def _export_one(
         options["quantize"] = quantize
         options["calibration"] = _named(model, run.calibration)
     try:
-        via = export_format.write(model, path, **options)
-        predict = export_format.load(path, list(model.output_names))
-        got = [np.asarray(g) for g in predict(named)]
+        # The converters and runtimes print their progress and deprecation notes natively.
+        with native_stderr_silenced(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            via = export_format.write(model, path, **options)
+            predict = export_format.load(path, list(model.output_names))
+            got = [np.asarray(g) for g in predict(named)]
     except UsageError:
         raise
     except Exception as exc:  # a converter's or a runtime's failure, named
