@@ -94,6 +94,7 @@ def train(
     tracking_uri: str | None = None,
     tags: dict[str, str] | None = None,
     resume: Resume | None = None,
+    callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Train a spec and record the run.
 
@@ -108,6 +109,8 @@ def train(
             `$MLFLOW_TRACKING_URI` or `./mlflow.db`).
         tags: more tags for the run (e.g. `dlx.reproduction_of`).
         resume: continue this run from its checkpoints instead of starting a new one.
+        callbacks: more Keras callbacks for `fit`, after the one that records each epoch
+            (a sweep's pruning callback sees the epoch's metrics already recorded).
 
     Raises:
         SpecError: the spec cannot be trained as written (no data, data that does not fit).
@@ -181,7 +184,7 @@ def train(
             placement.cluster.workers,
             placement.strategy.num_replicas_in_sync,
         )
-        fitting = _Fitting(task, model, splits, placement, live, execution)
+        fitting = _Fitting(task, model, splits, placement, live, execution, callbacks or [])
         if not placement.cluster.is_chief:
             return fitting.as_worker(resume)
         return _train_and_record(
@@ -223,6 +226,8 @@ class _Fitting:
     live: bool | None
     execution: Any
     """The steps per execution chosen (`dlx.train.execution.StepsPerExecution`)."""
+    extra_callbacks: list[Any] = field(default_factory=list)
+    """The caller's callbacks (`train(callbacks=...)`), after the recorder."""
 
     def stages(self, checkpoints: Any, recorder: Any = None) -> int:
         """Fit every stage, resuming each from its checkpoint; the number of epochs reached.
@@ -264,6 +269,7 @@ class _Fitting:
                 epochs=end,
                 callbacks=[
                     *callbacks,
+                    *self.extra_callbacks,
                     progress(
                         stage.epochs, self.splits.steps_per_epoch, stage.label, first, self.live
                     ),
