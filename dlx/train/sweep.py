@@ -211,8 +211,10 @@ def path_problems(loaded: LoadedSpec) -> list[Problem]:
         here, walked = data, []
         for part in dotted.split("."):
             key: Any = int(part) if part.lstrip("-").isdigit() else part
-            inside = isinstance(here, list) and isinstance(key, int) and -len(here) <= key < len(here)
-            if inside or (isinstance(here, dict) and key in here):
+            listed = isinstance(here, list) and isinstance(key, int)
+            if (listed and -len(here) <= key < len(here)) or (
+                isinstance(here, dict) and key in here
+            ):
                 here = here[key]
             else:
                 from dlx.errors import did_you_mean
