@@ -695,11 +695,12 @@ def runs(
         UsageError: no store there, or no experiment of that name.
         DlxError: the store is empty or cannot be read.
     """
-    from dlx.track.read import RunSummary, open_store
+    from dlx.track.read import RunSummary, nested, open_store
 
     store = open_store(tracking_uri)
     found = store.experiment(experiment)
-    return RunListing(found.name, [RunSummary.of(run) for run in store.runs(found, limit=limit)])
+    listed = nested(store.runs(found, limit=limit))
+    return RunListing(found.name, [RunSummary.of(run) for run in listed])
 
 
 def compare(
@@ -716,9 +717,14 @@ def compare(
 ) -> Comparison:
     """Put runs side by side: the params that differ, final metrics, the best of each.
 
+    A sweep's parent run alone stands for its trials: they are compared, sorted by the sweep's
+    metric (unless `sort` says otherwise), with the swept values as the params that differ; a
+    pruned trial's status is PRUNED.
+
     Args:
         references: run ids (or unique prefixes), or spec files (`.yaml`, `.yml`), which stand
-            for their experiment in their store; default: the runs of the experiment.
+            for their experiment in their store; a sweep's parent run id, for its trials;
+            default: the runs of the experiment.
         experiment: the experiment's name; default: a spec's, else the one with the newest run.
         filter: an MLflow filter on the experiment's runs, e.g. `"params.train.epochs = '5'"`.
         sort: sort by this final metric, best first, and find the epoch it was best at.
@@ -740,7 +746,8 @@ def compare(
     """
     from dlx.errors import DlxError
     from dlx.track import compare as comparing
-    from dlx.track.read import open_store
+    from dlx.track.read import Experiment, open_store
+    from dlx.track.tags import PARENT_RUN, SWEEP, SWEEP_METRIC
 
     uri, name, ids = tracking_uri, experiment, []
     for reference in references:
@@ -752,6 +759,11 @@ def compare(
             ids.append(reference)
     store = open_store(uri, filter=filter)
     found = store.find(ids) if ids else store.runs(store.experiment(name), filter=filter)
+    if len(found) == 1 and SWEEP in found[0].data.tags:
+        parent = found[0]
+        sort = sort or parent.data.tags.get(SWEEP_METRIC)
+        siblings = store.runs(Experiment(str(parent.info.experiment_id), ""), filter=filter)
+        found = [r for r in siblings if r.data.tags.get(PARENT_RUN) == parent.info.run_id]
     if not found:
         raise DlxError("no runs to compare")
     result = comparing.compare(store, found, metrics=metrics, all_params=all_params, sort=sort)

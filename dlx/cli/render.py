@@ -193,10 +193,11 @@ def run_listing(listing: Any, format: str) -> None:
         return
     keys = sorted({k for r in records for k in r.metrics}, key=_metric_order)
     header = ["run", "name", "status", "start", "duration", *keys]
+    listed = {r.run_id for r in records}
     rows = [
         [
             r.run_id[:8],
-            r.run_name or "",
+            ("  " if r.parent_run_id in listed else "") + (r.run_name or ""),
             r.status,
             r.start_time,
             _duration(r.duration_s),

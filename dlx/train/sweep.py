@@ -385,9 +385,14 @@ def work(
         Interrupted: Ctrl-C or SIGTERM; the trial in progress is told FAILED and marked
             interrupted (a `--resume` reruns it), its run recorded KILLED.
     """
+    import logging
+
     if config.threads:
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(config.threads))
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "2")
+    # Each trial builds new functions of a new model: TensorFlow's warning that functions are
+    # traced again says nothing about a sweep.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     loaded = trial_spec(config.spec, config.overrides, {})
     sweep = _sweep_of(config)
     study = _study(config, sweep, create=False)
