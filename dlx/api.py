@@ -355,6 +355,8 @@ def sweep(
 
     if resume is not None and join is not None:
         raise UsageError("give --resume SWEEP or --join SWEEP, not both")
+    if retry_failed and resume is None:
+        raise UsageError("--retry-failed reruns the failed trials of a sweep: give --resume SWEEP")
     validated = validate(path, overrides, check_data=True)
     loaded = validated.loaded
     if loaded.spec.sweep is None:

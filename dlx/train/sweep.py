@@ -329,14 +329,31 @@ def shown_storage(storage: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", storage)
 
 
+def _storage(url: str) -> Any:
+    """Optuna's storage at `url` (PostgreSQL through whichever driver is installed; SQLite
+    waiting up to a minute for a lock, as several processes share it)."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dlx.track.store import mlflow_uri
+
+    options = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {}
+    try:
+        return optuna.storages.RDBStorage(mlflow_uri(url), engine_kwargs=options)
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DlxError(f"cannot open the Optuna storage {shown_storage(url)}: {reason}") from None
+
+
 def _study(config: SweepConfig, sweep: Sweep, *, create: bool) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = SAMPLERS[sweep.method](sweep, config.seed)
+    storage = _storage(config.storage)
     if create:
         return optuna.create_study(
-            storage=config.storage,
+            storage=storage,
             study_name=config.parent_run_id,
             direction="maximize" if goal(sweep) == "max" else "minimize",
             sampler=sampler,
@@ -345,7 +362,7 @@ def _study(config: SweepConfig, sweep: Sweep, *, create: bool) -> Any:
     try:
         return optuna.load_study(
             study_name=config.parent_run_id,
-            storage=config.storage,
+            storage=storage,
             sampler=sampler,
             pruner=_pruner(sweep),
         )
