@@ -98,8 +98,16 @@ def _decoded(param: SweepParam, value: Any) -> Any:
 def _grid(sweep: Sweep, seed: int) -> Any:
     import optuna
 
+    class Grid(optuna.samplers.GridSampler):
+        """Optuna's grid, which does not stop the study once every point is drawn: the
+        sweep stops at its number of trials, and `study.stop` works only inside
+        `study.optimize`, which a sweep does not use (it asks and tells)."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
     space = {path: grid_values(param) for path, param in sweep.params.items()}
-    return optuna.samplers.GridSampler(space, seed=seed)
+    return Grid(space, seed=seed)
 
 
 def _random(sweep: Sweep, seed: int) -> Any:
@@ -152,11 +160,11 @@ _PRUNER_CLASSES = {
 }
 
 
-def split_pruner(prune: Any) -> tuple[str, dict[str, Any]]:
+def split_pruner(prune: Any) -> tuple[str, list[Any], dict[str, Any]]:
+    """A pruner's name, positional arguments (none are taken) and keyword arguments."""
     from dlx.spec import split_component
 
-    name, arguments = split_component(prune, "pruner")
-    return name, dict(arguments or {})
+    return split_component(prune, "pruner")
 
 
 def pruner_problems(loaded: LoadedSpec) -> list[Problem]:
@@ -166,7 +174,7 @@ def pruner_problems(loaded: LoadedSpec) -> list[Problem]:
         return []
     from dlx.errors import did_you_mean
 
-    name, arguments = split_pruner(sweep.prune)
+    name, positional, arguments = split_pruner(sweep.prune)
     where = ("sweep", "prune")
     if name not in PRUNER_ARGUMENTS:
         message = (
@@ -175,6 +183,9 @@ def pruner_problems(loaded: LoadedSpec) -> list[Problem]:
         )
         return [loaded.document.problem(where, message)]
     allowed = PRUNER_ARGUMENTS[name]
+    if positional:
+        message = f"expected arguments by name ({', '.join(allowed)}). Received: {positional}"
+        return [loaded.document.problem((*where, name), message)]
     return [
         loaded.document.problem(
             (*where, name, key),
@@ -191,7 +202,7 @@ def _pruner(sweep: Sweep) -> Any:
 
     if sweep.prune is None:
         return optuna.pruners.NopPruner()
-    name, arguments = split_pruner(sweep.prune)
+    name, _, arguments = split_pruner(sweep.prune)
     renamed = {PRUNER_ARGUMENTS[name][key]: value for key, value in arguments.items()}
     if name == "median":
         renamed.setdefault("n_startup_trials", 1)
@@ -460,35 +471,11 @@ def _run_trial(
     config: SweepConfig, base: LoadedSpec, sweep: Sweep, study: Any, trial: Any, live: bool | None
 ) -> TrialRow:
     """Train a trial's runs (one per repeat), then tell the study its result."""
-    from dlx.train.pruning import PruneTrial
-
     started = time.perf_counter()
     values = {dotted: _suggest(trial, dotted, p) for dotted, p in sweep.params.items()}
-    tags = {PARENT_RUN: config.parent_run_id, TRIAL: str(trial.number)}
-    scores: list[float] = []
-    run_ids: list[str] = []
-    row = TrialRow(trial.number, "COMPLETE", None, dict(trial.params), run_ids, 0.0)
+    row = TrialRow(trial.number, "COMPLETE", None, dict(trial.params), [], 0.0)
     try:
-        for repeat in range(sweep.repeats):
-            if sweep.repeats > 1:
-                values["seed"] = base.spec.seed + repeat
-                tags[REPEAT] = str(repeat)
-            pruning = PruneTrial(trial, sweep.metric) if repeat == 0 else None
-            result = _train_trial(config, trial, values, tags, pruning, live)
-            run_ids.append(result.run_id)
-            trial.set_user_attr(RUN_IDS, run_ids)
-            if pruning is not None and pruning.pruned_after is not None:
-                _set_tag(config, result.run_id, PRUNED, str(pruning.pruned_after))
-                row.state, row.note = "PRUNED", f"pruned after epoch {pruning.pruned_after}"
-                row.value = result.metrics.get(sweep.metric)
-                study.tell(trial, state=_state("PRUNED"))
-                return _done(row, started)
-            if sweep.metric not in result.metrics:
-                known = ", ".join(sorted(result.metrics))
-                raise DlxError(
-                    f"sweep.metric: the run has no metric '{sweep.metric}'. It has: {known}"
-                )
-            scores.append(float(result.metrics[sweep.metric]))
+        scores = _train_repeats(config, base, sweep, trial, values, row, live)
     except KeyboardInterrupt:
         trial.set_user_attr(INTERRUPTED, True)
         study.tell(trial, state=_state("FAIL"))
@@ -498,21 +485,55 @@ def _run_trial(
         if isinstance(exc, SpecError):
             message = exc.render().splitlines()[0]
         trial.set_user_attr(ERROR, message)
-        study.tell(trial, state=_state("FAIL"))
         row.state, row.note = "FAILED", message
-        return _done(row, started)
-    mean = sum(scores) / len(scores)
-    if len(scores) > 1:
-        spread = math.sqrt(sum((s - mean) ** 2 for s in scores) / (len(scores) - 1))
-        trial.set_user_attr(f"{sweep.metric}_std", spread)
-        for run_id in run_ids:
-            _log_metrics(
-                config, run_id, {f"{sweep.metric}_mean": mean, f"{sweep.metric}_std": spread}
-            )
-        row.note = f"{len(scores)} seeds, std {spread:.4g}"
-    study.tell(trial, mean)
-    row.value = mean
+    if row.state == "COMPLETE":
+        row.value = sum(scores) / len(scores)
+        if len(scores) > 1:
+            spread = math.sqrt(sum((s - row.value) ** 2 for s in scores) / (len(scores) - 1))
+            trial.set_user_attr(f"{sweep.metric}_std", spread)
+            spread_metrics = {f"{sweep.metric}_mean": row.value, f"{sweep.metric}_std": spread}
+            for run_id in row.run_ids:
+                _log_metrics(config, run_id, spread_metrics)
+            row.note = f"{len(scores)} seeds, std {spread:.4g}"
+        study.tell(trial, row.value)
+    else:
+        study.tell(trial, state=_state("PRUNED" if row.state == "PRUNED" else "FAIL"))
     return _done(row, started)
+
+
+def _train_repeats(
+    config: SweepConfig,
+    base: LoadedSpec,
+    sweep: Sweep,
+    trial: Any,
+    values: dict[str, Any],
+    row: TrialRow,
+    live: bool | None,
+) -> list[float]:
+    """Train a trial's runs, one per seed; each one's metric (none when the first is pruned,
+    with `row.state` PRUNED)."""
+    from dlx.train.pruning import PruneTrial
+
+    tags = {PARENT_RUN: config.parent_run_id, TRIAL: str(trial.number)}
+    scores = []
+    for repeat in range(sweep.repeats):
+        if sweep.repeats > 1:
+            values["seed"] = base.spec.seed + repeat
+            tags[REPEAT] = str(repeat)
+        pruning = PruneTrial(trial, sweep.metric) if repeat == 0 else None
+        result = _train_trial(config, trial, values, tags, pruning, live)
+        row.run_ids.append(result.run_id)
+        trial.set_user_attr(RUN_IDS, row.run_ids)
+        if pruning is not None and pruning.pruned_after is not None:
+            _set_tag(config, result.run_id, PRUNED, str(pruning.pruned_after))
+            row.state, row.note = "PRUNED", f"pruned after epoch {pruning.pruned_after}"
+            row.value = result.metrics.get(sweep.metric)
+            return []
+        if sweep.metric not in result.metrics:
+            known = ", ".join(sorted(result.metrics))
+            raise DlxError(f"sweep.metric: the run has no metric '{sweep.metric}'. It has: {known}")
+        scores.append(float(result.metrics[sweep.metric]))
+    return scores
 
 
 def _done(row: TrialRow, started: float) -> TrialRow:
