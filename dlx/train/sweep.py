@@ -481,11 +481,19 @@ def _run_trial(
         study.tell(trial, state=_state("FAIL"))
         raise
     except Exception as exc:  # a failed trial is recorded (its run FAILED), the sweep goes on
+        from dlx.train.runner import TrainingFailed
+
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if isinstance(exc, SpecError):
             message = exc.render().splitlines()[0]
         trial.set_user_attr(ERROR, message)
         row.state, row.note = "FAILED", message
+        if isinstance(exc, TrainingFailed):  # its run is recorded FAILED
+            found = _trial_runs(config, trial.number)
+            row.run_ids += [run_id for run_id in found if run_id not in row.run_ids]
+        else:  # it failed before its run was opened
+            row.run_ids.append(_failed_run(config, base, trial, values, exc))
+        trial.set_user_attr(RUN_IDS, row.run_ids)
     if row.state == "COMPLETE":
         row.value = sum(scores) / len(scores)
         if len(scores) > 1:
@@ -534,6 +542,32 @@ def _train_repeats(
             raise DlxError(f"sweep.metric: the run has no metric '{sweep.metric}'. It has: {known}")
         scores.append(float(result.metrics[sweep.metric]))
     return scores
+
+
+def _failed_run(
+    config: SweepConfig, base: LoadedSpec, trial: Any, values: dict[str, Any], exc: Exception
+) -> str:
+    """A FAILED child run for a trial that failed before its run was opened (its data does
+    not fit its model at these values, say): the trial's values and the error's traceback."""
+    import traceback
+
+    from dlx.track import TrackedRun
+
+    run = TrackedRun(
+        base.spec.tracking.experiment or base.name,
+        run_name=base.name,
+        tracking_uri=config.tracking_uri,
+        tags={PARENT_RUN: config.parent_run_id, TRIAL: str(trial.number)},
+        params={dotted: str(value) for dotted, value in values.items()},
+    )
+    run.start()
+    try:
+        text = exc.render() + "\n\n" if isinstance(exc, SpecError) else ""
+        text += "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        run.log_text(text, "traceback.txt")
+    finally:
+        run.end("FAILED")
+    return run.run_id or ""
 
 
 def _done(row: TrialRow, started: float) -> TrialRow:
@@ -886,9 +920,13 @@ def _record_summary(config: SweepConfig, sweep: Sweep, study: Any, result: Sweep
 def _importances(study: Any) -> dict[str, float]:
     """fANOVA importances of the params over the finished trials; empty when there are too
     few trials or values to say (fewer than two, or a single value each)."""
+    import warnings
+
     import optuna
 
     try:
-        return dict(optuna.importance.get_param_importances(study))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "too few trials": the figure says it as it is
+            return dict(optuna.importance.get_param_importances(study))
     except (ValueError, RuntimeError):
         return {}

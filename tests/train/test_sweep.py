@@ -190,19 +190,16 @@ def test_two_jobs_run_the_trials_in_two_processes(tmp_path):
 
 
 def test_a_trial_that_raises_is_a_failed_child_run_and_retry_failed_reruns_only_it(tmp_path):
-    # categorical_crossentropy wants one-hot labels: that trial fails in fit, after validation.
+    # A checkpoint callback that cannot write: that trial raises in fit, after validation.
+    unwritable = [{"model_checkpoint": {"filepath": "/proc/dlx-none/model.keras"}}]
     spec = write_spec(
         tmp_path,
         {
             "metric": "val_accuracy",
             "method": "grid",
-            "params": {
-                "train.loss": {
-                    "choice": ["sparse_categorical_crossentropy", "categorical_crossentropy"]
-                }
-            },
+            "params": {"train.callbacks": {"choice": [[], unwritable]}},
         },
-        train={**TINY["train"], "epochs": 1},
+        train={**TINY["train"], "epochs": 1, "callbacks": []},
     )
     done = dlx("sweep", str(spec), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]  # the sweep goes on
@@ -210,7 +207,7 @@ def test_a_trial_that_raises_is_a_failed_child_run_and_retry_failed_reruns_only_
     by_status = {c.info.status: c for c in children}
     assert sorted(by_status) == ["FAILED", "FINISHED"]
     failed = by_status["FAILED"]
-    assert failed.data.params["train.loss"] == "categorical_crossentropy"
+    assert "model_checkpoint" in failed.data.params["train.callbacks"]
     client = store(tmp_path)
     assert "traceback.txt" in {a.path for a in client.list_artifacts(failed.info.run_id)}
     assert "FAILED" in done.stdout
@@ -219,8 +216,12 @@ def test_a_trial_that_raises_is_a_failed_child_run_and_retry_failed_reruns_only_
     assert again.returncode == 0, again.stderr[-3000:]
     _, children = parent_and_children(tmp_path)
     assert len(children) == 3  # only the failed trial ran again, with the same values
-    losses = sorted(c.data.params["train.loss"] for c in children)
-    assert losses == ["categorical_crossentropy"] * 2 + ["sparse_categorical_crossentropy"]
+    statuses = sorted(c.info.status for c in children)
+    assert statuses == ["FAILED", "FAILED", "FINISHED"]  # it fails again, as it must
+    rerun = [
+        c for c in children if c.info.run_id != failed.info.run_id and c.info.status == "FAILED"
+    ]
+    assert rerun[0].data.params["train.callbacks"] == failed.data.params["train.callbacks"]
     trials = study(tmp_path, parent.info.run_id).trials
     assert len(counted(trials)) == 2
     assert trials[-1].user_attrs["retry_of"] == int(failed.data.tags["dlx.sweep.trial"])
