@@ -316,7 +316,7 @@ def sweep(
     on_start: Callable[[str, str, int], None] | None = None,
     on_trial: Callable[[Any], None] | None = None,
 ) -> Any:
-    """Run a spec's `sweep:` section (docs/spec.md, "Sweeps"): an Optuna study, recorded as
+    """Run a spec's `sweep:` section (docs/spec.md section 10): an Optuna study, recorded as
     one MLflow parent run with a complete dlx run per trial as its child.
 
     The spec, with its sweep, is validated completely first (`validate`), at every choice
@@ -360,7 +360,7 @@ def sweep(
     validated = validate(path, overrides, check_data=True)
     loaded = validated.loaded
     if loaded.spec.sweep is None:
-        raise loaded.error((), "the spec has no sweep: section to run (docs/spec.md, Sweeps)")
+        raise loaded.error((), "the spec has no sweep: section to run (docs/spec.md section 10)")
     if jobs is None:
         jobs = max(1, len(sweeping.visible_gpus()))
     return sweeping.run_sweep(

@@ -348,7 +348,7 @@ class Tracking(Strict):
 
 
 class SweepParam(Strict):
-    """Section 9: the values one swept path takes: exactly one of `choice`, `uniform`,
+    """Section 10: the values one swept path takes: exactly one of `choice`, `uniform`,
     `log_uniform` or `int` (with an optional `step`)."""
 
     choice: list[Any] | None = Field(None, min_length=1, description="The values to choose from.")
@@ -412,7 +412,7 @@ SWEEP_KINDS = ("choice", "uniform", "log_uniform", "int")
 
 
 class Sweep(Strict):
-    """Section 9: a hyperparameter search over the spec's own values (`dlx sweep`)."""
+    """Section 10: a hyperparameter search over the spec's own values (`dlx sweep`)."""
 
     metric: str = Field(description="The final metric to optimize, e.g. val_accuracy.")
     goal: Literal["max", "min"] | None = Field(

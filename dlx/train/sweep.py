@@ -1,4 +1,4 @@
-"""Sweeps (`dlx sweep`, docs/spec.md section "Sweeps"): a spec's `sweep:` section run as an
+"""Sweeps (`dlx sweep`, docs/spec.md section 10): a spec's `sweep:` section run as an
 Optuna study, one MLflow parent run with a child run per trial.
 
 Optuna is the engine and its storage the only state: the study is named by the parent run's
