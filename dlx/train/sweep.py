@@ -816,6 +816,8 @@ def _work_in_processes(config: SweepConfig, jobs: int) -> None:
         env = dict(os.environ)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+            if jobs > len(gpus):  # jobs share a GPU: each takes the memory it needs, not all
+                env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
         mine = SweepConfig(**{**asdict(config), "seed": config.seed + index, "threads": threads})
         workers.append(
             subprocess.Popen([sys.executable, "-m", "dlx", "sweep-worker", mine.to_json()], env=env)
