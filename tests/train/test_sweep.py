@@ -228,6 +228,31 @@ def test_a_trial_that_raises_is_a_failed_child_run_and_retry_failed_reruns_only_
     assert trials[-1].user_attrs["retry_of"] == int(failed.data.tags["dlx.sweep.trial"])
 
 
+def test_repeats_train_each_configuration_with_several_seeds_and_score_their_mean(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        {
+            "metric": "val_accuracy",
+            "method": "grid",
+            "params": {LEARNING_RATE: {"choice": [0.01, 0.02]}},
+            "repeats": 2,
+        },
+        train={**TINY["train"], "epochs": 1},
+    )
+    done = dlx("sweep", str(spec), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (parent,), children = parent_and_children(tmp_path)
+    assert len(children) == 4
+    for trial in study(tmp_path, parent.info.run_id).trials:
+        runs_of = [c for c in children if c.data.tags["dlx.sweep.trial"] == str(trial.number)]
+        assert sorted(c.data.params["seed"] for c in runs_of) == ["3", "4"]
+        scores = [c.data.metrics["val_accuracy"] for c in runs_of]
+        assert trial.value == pytest.approx(sum(scores) / 2)
+        assert runs_of[0].data.metrics["val_accuracy_std"] == pytest.approx(
+            trial.user_attrs["val_accuracy_std"]
+        )
+
+
 @pytest.mark.timeout(3 * BOUND_S)
 def test_kill_9_then_resume_ends_with_exactly_the_trials_asked(tmp_path):
     spec = write_spec(

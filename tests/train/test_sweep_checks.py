@@ -98,3 +98,9 @@ def test_dlx_sweep_and_dlx_validate_exit_2_before_any_run(tmp_path):
     validated = runner.invoke(app, ["validate", str(path)])
     assert validated.exit_code == 2
     assert f"checked.yaml:{PARAM_LINE}:5" in validated.output
+
+
+@pytest.mark.parametrize("name", ["digits_sweep.yaml", "pruning.yaml"])
+def test_the_sweep_examples_validate_with_their_sweeps(name):
+    validated = api.validate(Path(__file__).parents[2] / "examples" / "sweep" / name)
+    assert validated.loaded.spec.sweep is not None
