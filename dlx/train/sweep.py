@@ -424,6 +424,8 @@ def work(
     loaded = trial_spec(config.spec, config.overrides, {})
     sweep = _sweep_of(config)
     study = _study(config, sweep, create=False)
+    # Seeded by the trials already there too: a resumed or joining process draws anew.
+    study.sampler = SAMPLERS[sweep.method](sweep, config.seed + len(study.trials))
     while True:
         trials = study.get_trials(deepcopy=False)
         waiting = any(t.state.name == "WAITING" for t in trials)
@@ -439,6 +441,24 @@ def work(
         row = _run_trial(config, loaded, sweep, study, trial, live)
         if on_trial is not None:
             on_trial(row)
+
+
+def wait_for_others(config: SweepConfig, every: float = 2.0) -> None:
+    """Wait until no trial of the sweep runs in another process that is still there (on this
+    machine, by its pid; on another, until it ends: a machine lost for good is found by
+    `--resume` there, or its trial told failed)."""
+    study = _study(config, _sweep_of(config), create=False)
+    while any(t.state.name == "RUNNING" and not _gone(t) for t in study.get_trials(deepcopy=False)):
+        time.sleep(every)
+
+
+def _gone(trial: Any) -> bool:
+    """Whether a RUNNING trial's process is known to be gone (one that had not yet said which
+    it is, an instant after asking, counts as gone)."""
+    from dlx.train.resume import gone
+
+    process = trial.user_attrs.get(PROCESS, "")
+    return not process or gone(process)
 
 
 def _state(name: str) -> Any:
@@ -698,6 +718,8 @@ def run_sweep(
             work(config, live=live, on_trial=on_trial)
         else:
             _work_in_processes(config, jobs)
+        if owner:  # the summary counts the trials that joined processes are finishing
+            wait_for_others(config)
         result = _summary(config, sweep, study)
         if owner or result.best is not None:
             _record_summary(config, sweep, study, result)
@@ -764,10 +786,6 @@ def _requeue(config: SweepConfig, study: Any, *, interrupted: bool) -> list[int]
     """Enqueue again the trials to rerun: the interrupted ones (Ctrl-C, or RUNNING while the
     process that ran them on this machine is gone), or the FAILED ones (`--retry-failed`).
     Each new trial carries the old one's number (`retry_of`), which then no longer counts."""
-    import socket
-
-    from dlx.train.resume import _alive
-
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs[RETRY_OF] for t in trials if RETRY_OF in t.user_attrs}
     again = []
@@ -776,11 +794,11 @@ def _requeue(config: SweepConfig, study: Any, *, interrupted: bool) -> list[int]
             continue
         state = trial.state.name
         if interrupted and state == "RUNNING":
-            host, _, pid = trial.user_attrs.get(PROCESS, "").rpartition(":")
-            if host != socket.gethostname() or _alive(int(pid or 0)):
+            if not _gone(trial):
                 continue  # still running, here or on another machine
+            # (Optuna sets a user attribute only through a trial's own process, or its storage.)
             study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
-            study._storage.set_trial_state_values(trial._trial_id, state=_state("FAIL"))
+            study.tell(trial.number, state=_state("FAIL"))
         elif state != "FAIL" or bool(trial.user_attrs.get(INTERRUPTED)) != interrupted:
             continue
         attrs: dict[str, Any] = {RETRY_OF: trial.number}
