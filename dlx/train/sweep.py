@@ -353,7 +353,10 @@ def _storage(url: str) -> Any:
         return optuna.storages.RDBStorage(mlflow_uri(url), engine_kwargs=options)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DlxError(f"cannot open the Optuna storage {shown_storage(url)}: {reason}") from None
+        hint = " (its password is not recorded: give --storage URL)" if "***@" in url else ""
+        raise DlxError(
+            f"cannot open the Optuna storage {shown_storage(url)}: {reason}{hint}"
+        ) from None
 
 
 def _study(config: SweepConfig, sweep: Sweep, *, create: bool) -> Any:
@@ -696,12 +699,13 @@ def run_sweep(
     )
     run = _parent_run(loaded, config, sweep)
     if parent is None:
+        _storage(storage)  # a storage that cannot be used fails here, before any run
         run.start()
         config.parent_run_id = run.run_id
         try:
             _study(config, sweep, create=True)
-        except BaseException as exc:
-            run.__exit__(type(exc), exc, exc.__traceback__)
+        except BaseException:
+            _end_parent(config, "FAILED")
             raise
     elif join is None:
         run.reopen(parent.info.run_id)

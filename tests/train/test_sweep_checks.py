@@ -104,3 +104,29 @@ def test_dlx_sweep_and_dlx_validate_exit_2_before_any_run(tmp_path):
 def test_the_sweep_examples_validate_with_their_sweeps(name):
     validated = api.validate(Path(__file__).parents[2] / "examples" / "sweep" / name)
     assert validated.loaded.spec.sweep is not None
+
+
+def test_a_grid_has_as_many_trials_as_points_and_an_int_step_reaches_its_last_value():
+    from dlx.spec.schema import Sweep
+    from dlx.train.sweep import total_trials
+
+    sweep = Sweep.model_validate(
+        {
+            "metric": "val_loss",
+            "method": "grid",
+            "params": {"a": {"choice": [1, 2, 3]}, "b": {"int": [16, 100], "step": 16}},
+        }
+    )
+    assert total_trials(sweep, None) == 3 * 6  # b: 16, 32, 48, 64, 80, 96
+    assert sweep.params["b"].checked_values() == [16, 96]
+    assert total_trials(sweep, 4) == 4
+
+
+def test_a_storage_password_is_never_shown_or_recorded():
+    from dlx.train.sweep import shown_storage
+
+    assert (
+        shown_storage("postgresql://me:s3cret@db:5432/sweeps")
+        == "postgresql://me:***@db:5432/sweeps"
+    )
+    assert shown_storage("sqlite:////tmp/optuna.db") == "sqlite:////tmp/optuna.db"
