@@ -133,9 +133,10 @@ def _sweep_problems(
             for dotted, param in sweep.params.items()
             if sweeping.grid_values(param) is None
         ]
-    if problems:
-        return problems
+    missing = {problem.key for problem in problems}
     for dotted, param in sweep.params.items():
+        if f"sweep.params.{dotted}" in missing:
+            continue
         for value in param.checked_values():
             where = ("sweep", "params", dotted)
             try:

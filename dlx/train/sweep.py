@@ -216,34 +216,34 @@ def path_problems(loaded: LoadedSpec) -> list[Problem]:
     """Each swept path that is not in the spec (`--set` would create it; a sweep would then
     search a value that nothing reads), at its key in `sweep.params`."""
     sweep = loaded.spec.sweep
-    data = loaded.document.data
     problems = []
     for dotted in sweep.params if sweep else {}:
-        here, walked = data, []
-        for part in dotted.split("."):
-            key: Any = int(part) if part.lstrip("-").isdigit() else part
-            listed = isinstance(here, list) and isinstance(key, int)
-            if (listed and -len(here) <= key < len(here)) or (
-                isinstance(here, dict) and key in here
-            ):
-                here = here[key]
-            else:
-                from dlx.errors import did_you_mean
-
-                shown = ".".join([*walked, part])
-                hint = did_you_mean(part, [str(k) for k in here]) if isinstance(here, dict) else ""
-                what = f"a list of {len(here)}" if isinstance(here, list) else "nothing"
-                problems.append(
-                    loaded.document.problem(
-                        ("sweep", "params", dotted),
-                        f"no such path in the spec: {shown} (at {'.'.join(walked) or 'the top'}: "
-                        f"{what if not isinstance(here, dict) else 'no key ' + repr(part)}){hint}",
-                        key=True,
-                    )
-                )
-                break
-            walked.append(part)
+        missing = _missing_step(loaded.document.data, dotted.split("."))
+        if missing is not None:
+            where = ("sweep", "params", dotted)
+            message = f"no such path in the spec: {missing}"
+            problems.append(loaded.document.problem(where, message, key=True))
     return problems
+
+
+def _missing_step(data: Any, parts: list[str]) -> str | None:
+    """Where a dotted path leaves the spec's data, in words; `None` when it is all there."""
+    from dlx.errors import did_you_mean
+
+    here: Any = data
+    for depth, part in enumerate(parts):
+        at = ".".join(parts[:depth]) or "the spec"
+        if isinstance(here, dict):
+            if part not in here:
+                return f"{at} has no key '{part}'{did_you_mean(part, [str(k) for k in here])}"
+            here = here[part]
+        elif isinstance(here, list):
+            if not (part.isdigit() and int(part) < len(here)):
+                return f"{at} is a list of {len(here)} (items 0 to {len(here) - 1}), no {part}"
+            here = here[int(part)]
+        else:
+            return f"{at} holds {here!r}, not a mapping with '{part}'"
+    return None
 
 
 def trial_spec(
