@@ -380,15 +380,28 @@ def sweep(
     )
 
 
-def sweep_worker(config: str, on_trial: Callable[[Any], None] | None = None) -> None:
+def sweep_worker(on_trial: Callable[[Any], None] | None = None) -> None:
     """One `--jobs` worker of a sweep: work its study until it has its trials.
 
+    Its `dlx.train.sweep.SweepConfig` is the JSON in `$DLX_SWEEP_WORKER`, set by the sweep
+    that started it.
+
     Args:
-        config: the `dlx.train.sweep.SweepConfig`, as JSON.
         on_trial: called with each trial's `TrialRow` as it ends.
+
+    Raises:
+        UsageError: not started by a sweep (no `$DLX_SWEEP_WORKER`).
     """
+    import os
+
+    from dlx.errors import UsageError
     from dlx.train import sweep as sweeping
 
+    config = os.environ.get(sweeping.WORKER_CONFIG)
+    if not config:
+        raise UsageError(
+            f"dlx sweep-worker is started by dlx sweep --jobs (${sweeping.WORKER_CONFIG})"
+        )
     sweeping.work(sweeping.SweepConfig.from_json(config), live=False, on_trial=on_trial)
 
 

@@ -310,11 +310,11 @@ def sweep(
 
 
 @app.command("sweep-worker", hidden=True)
-def sweep_worker(config: Annotated[str, typer.Argument()]) -> None:
+def sweep_worker() -> None:
     """One process of `dlx sweep --jobs J` (internal)."""
     from dlx import api
 
-    _run(lambda: api.sweep_worker(config, on_trial=render.sweep_trial))
+    _run(lambda: api.sweep_worker(on_trial=render.sweep_trial))
 
 
 @app.command()

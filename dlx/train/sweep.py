@@ -58,6 +58,9 @@ SURPLUS = "surplus"
 ERROR = "error"
 RUN_IDS = "run_ids"
 
+WORKER_CONFIG = "DLX_SWEEP_WORKER"
+"""The environment variable holding a `--jobs` worker's `SweepConfig`, as JSON."""
+
 
 # --- what a sweep section means: directions, samplers, pruners -------------------------------
 
@@ -841,9 +844,9 @@ def _work_in_processes(config: SweepConfig, jobs: int) -> None:
             if jobs > len(gpus):  # jobs share a GPU: each takes the memory it needs, not all
                 env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
         mine = SweepConfig(**{**asdict(config), "seed": config.seed + index, "threads": threads})
-        workers.append(
-            subprocess.Popen([sys.executable, "-m", "dlx", "sweep-worker", mine.to_json()], env=env)
-        )
+        # In the environment, not the command line that every user sees (a storage password).
+        env[WORKER_CONFIG] = mine.to_json()
+        workers.append(subprocess.Popen([sys.executable, "-m", "dlx", "sweep-worker"], env=env))
     try:
         codes = [worker.wait() for worker in workers]
     except KeyboardInterrupt:
