@@ -21,6 +21,7 @@ fix; none prints. A finished run that misses an `--expect` gate, or does not rep
 from __future__ import annotations
 
 import functools
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -402,7 +403,15 @@ def sweep_worker(on_trial: Callable[[Any], None] | None = None) -> None:
         raise UsageError(
             f"dlx sweep-worker is started by dlx sweep --jobs (${sweeping.WORKER_CONFIG})"
         )
+    # Ctrl-C on a terminal reaches the worker, and then the sweep passes it on too: the
+    # second must not cut short the recording of the trial's run as KILLED.
+    signal.signal(signal.SIGINT, _interrupt_once)
     sweeping.work(sweeping.SweepConfig.from_json(config), live=False, on_trial=on_trial)
+
+
+def _interrupt_once(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def check_cluster(path: str | Path, overrides: list[str] | tuple[str, ...], workers: int) -> None:
