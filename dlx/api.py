@@ -5,6 +5,7 @@
 - `data`: describe a spec's data, how workers share it, and whether it bounds training.
 - `schema`: the JSON Schema of the spec language.
 - `train`: train a spec and record the run in MLflow.
+- `sweep`: run a spec's `sweep:` section, one parent run with a child run per trial.
 - `check_cluster`: check that a spec can train as a multi-worker job.
 - `resume`: continue a run that did not finish.
 - `reproduce`: train a recorded run again and compare its final metrics.
@@ -22,6 +23,7 @@ fix; none prints. A finished run that misses an `--expect` gate, or does not rep
 from __future__ import annotations
 
 import functools
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +47,11 @@ class Validated:
 
 
 def validate(
-    path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, check_data: bool = True
+    path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    check_data: bool = True,
+    check_sweep: bool = True,
 ) -> Validated:
     """Check a spec completely without reading data: schema, names, arguments, the model,
     and the data section's sources (names, files and folders, CSV headers, Python functions).
@@ -55,10 +61,26 @@ def validate(
         overrides: `dotted.path=value` overrides.
         check_data: whether to check the data section's sources too (`inspect` does not:
             it describes the model, which a missing data file does not change).
+        check_sweep: whether to check the `sweep:` section too: its paths, its pruner, and
+            the spec at each choice and both ends of each range (a model built for each).
 
     Raises:
         SpecError: every problem found, each at its file, line and column.
     """
+    from dlx.errors import SpecError
+
+    loaded = load_spec(path, overrides)
+    built, problems = _check(loaded, check_data)
+    if check_sweep and loaded.spec.sweep is not None:
+        problems += _sweep_problems(path, overrides, loaded)
+    if problems:
+        raise SpecError(problems)
+    return Validated(loaded, built)
+
+
+def _check(loaded: LoadedSpec, check_data: bool) -> tuple[Any, list[Any]]:
+    """Build a loaded spec's model and resolve its training components: the model built (or
+    `None`), and every problem found."""
     from dlx.build.compile import build_compile_args
     from dlx.build.model import build_model
     from dlx.data import SourceContext, check_sources
@@ -66,7 +88,6 @@ def validate(
     from dlx.tensorflow_import import import_tensorflow_quietly
     from dlx.track.logged_models import load_run_model
 
-    loaded = load_spec(path, overrides)
     import_tensorflow_quietly()
     import keras
 
@@ -88,9 +109,54 @@ def validate(
         context = SourceContext(base_dir=loaded.base_dir, seed=loaded.spec.seed)
         for error in check_sources(loaded.spec.data, context):
             problems.append(loaded.document.problem(error.path, error.message))
-    if problems:
-        raise SpecError(problems)
-    return Validated(loaded, built)
+    return built, problems
+
+
+def _sweep_problems(
+    path: str | Path, overrides: list[str] | tuple[str, ...], loaded: LoadedSpec
+) -> list[Any]:
+    """What is wrong with a spec's `sweep:` section: a path that is not in the spec, an
+    unknown pruner, a continuous range in a grid, and any value (each choice, both ends of
+    each range) at which the spec does not validate or its model does not build. Each problem
+    is at the swept path's key in `sweep.params` (or at `sweep.prune`, `sweep.method`)."""
+    from dlx.errors import SpecError
+    from dlx.train import sweep as sweeping
+
+    sweep = loaded.spec.sweep
+    document = loaded.document
+    problems = sweeping.path_problems(loaded) + sweeping.pruner_problems(loaded)
+    if sweep.method == "grid":
+        problems += [
+            document.problem(
+                ("sweep", "params", dotted),
+                f"a grid takes choice or int values; {param.kind} is a continuous range "
+                "(use method: random, tpe or cmaes, or list the values with choice)",
+                key=True,
+            )
+            for dotted, param in sweep.params.items()
+            if sweeping.grid_values(param) is None
+        ]
+    missing = {problem.key for problem in problems}
+    for dotted, param in sweep.params.items():
+        if f"sweep.params.{dotted}" in missing:
+            continue
+        for value in param.checked_values():
+            where = ("sweep", "params", dotted)
+            try:
+                trial = sweeping.trial_spec(path, overrides, {dotted: value})
+                found = _check(trial, check_data=False)[1]
+            except SpecError as exc:
+                found = exc.problems
+            problems += [
+                document.problem(
+                    where,
+                    f"the spec is invalid at {dotted} = {value!r}: "
+                    f"{problem.key + ': ' if problem.key else ''}{problem.message}",
+                    key=True,
+                )
+                for problem in found
+            ]
+    return problems
 
 
 def inspect(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -102,7 +168,7 @@ def inspect(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> di
         models (an autoencoder's encoder and decoder, a GAN's two networks) are listed by their
         path, `encoder/conv2d`.
     """
-    validated = validate(path, overrides, check_data=False)
+    validated = validate(path, overrides, check_data=False, check_sweep=False)
     built = validated.built
     models = [built.generator, built.discriminator] if built.kind == "gan" else [built.model]
     layers: list[dict[str, Any]] = []
@@ -134,7 +200,7 @@ def data(
     """
     from dlx.train.data_report import data_report
 
-    return data_report(validate(path, overrides).loaded, workers)
+    return data_report(validate(path, overrides, check_sweep=False).loaded, workers)
 
 
 def _layers(model: Any, prefix: str) -> list[dict[str, Any]]:
@@ -226,6 +292,128 @@ def train(
     expectations = parse_expectations(list(expect))
     loaded = load_spec(path, overrides)
     return run_training(loaded, expectations, live=live, tracking_uri=tracking_uri)
+
+
+def declares_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> bool:
+    """Whether a spec has a `sweep:` section (which `dlx train` ignores); `False` for a spec
+    that does not load (training says why)."""
+    from dlx.errors import SpecError
+
+    try:
+        return load_spec(path, overrides).spec.sweep is not None
+    except SpecError:
+        return False
+
+
+def sweep(
+    path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    trials: int | None = None,
+    jobs: int | None = 1,
+    storage: str | None = None,
+    resume: str | None = None,
+    join: str | None = None,
+    retry_failed: bool = False,
+    tracking_uri: str | None = None,
+    live: bool | None = None,
+    on_start: Callable[[str, str, int], None] | None = None,
+    on_trial: Callable[[Any], None] | None = None,
+) -> Any:
+    """Run a spec's `sweep:` section (docs/spec.md section 10): an Optuna study, recorded as
+    one MLflow parent run with a complete dlx run per trial as its child.
+
+    The spec, with its sweep, is validated completely first (`validate`), at every choice
+    and both ends of every range.
+
+    Args:
+        path: the spec's YAML file.
+        overrides: `dotted.path=value` overrides, applied to every trial.
+        trials: how many trials in all; default: the section's `trials`.
+        jobs: trials at once, each in its own process; `None`: one per GPU, else 1.
+        storage: the Optuna storage URL; default: `optuna.db` beside an SQLite MLflow
+            store (else in the working folder); with `resume` or `join`: the sweep's own.
+        resume: a sweep's parent run id (or a prefix): continue it; trials interrupted
+            (Ctrl-C, a process killed) are resumed or rerun, the finished ones kept.
+        join: a sweep's parent run id (or a prefix): work its study alongside the process
+            that started it (another machine, sharing `storage` and the MLflow store).
+        retry_failed: rerun the trials that failed, with the same values.
+        tracking_uri: the MLflow store when the spec names none.
+        live: live progress bars for the trials; default: when stdout is a terminal.
+        on_start: called with the parent run id, the storage (password hidden) and the
+            number of trials once the sweep is set up.
+        on_trial: called with each trial's `dlx.train.sweep.TrialRow` as it ends (trials
+            of this process; other jobs report their own).
+
+    Returns:
+        A `dlx.train.sweep.SweepResult`: every counted trial and the best.
+
+    Raises:
+        SpecError: the spec or its sweep is invalid (nothing is run).
+        UsageError: no such sweep to resume or join, or conflicting options.
+        Interrupted: Ctrl-C or SIGTERM: the parent run is KILLED, the trial in progress is
+            resumed by `resume`.
+    """
+    from dlx.errors import UsageError
+    from dlx.train import sweep as sweeping
+
+    if resume is not None and join is not None:
+        raise UsageError("give --resume SWEEP or --join SWEEP, not both")
+    if retry_failed and resume is None:
+        raise UsageError("--retry-failed reruns the failed trials of a sweep: give --resume SWEEP")
+    validated = validate(path, overrides, check_data=True)
+    loaded = validated.loaded
+    if loaded.spec.sweep is None:
+        raise loaded.error((), "the spec has no sweep: section to run (docs/spec.md section 10)")
+    if jobs is None:
+        jobs = max(1, len(sweeping.visible_gpus()))
+    return sweeping.run_sweep(
+        loaded,
+        list(overrides),
+        trials=trials,
+        jobs=jobs,
+        storage=storage,
+        resume=resume,
+        join=join,
+        retry_failed=retry_failed,
+        tracking_uri=tracking_uri,
+        live=live,
+        on_start=on_start,
+        on_trial=on_trial,
+    )
+
+
+def sweep_worker(on_trial: Callable[[Any], None] | None = None) -> None:
+    """One `--jobs` worker of a sweep: work its study until it has its trials.
+
+    Its `dlx.train.sweep.SweepConfig` is the JSON in `$DLX_SWEEP_WORKER`, set by the sweep
+    that started it.
+
+    Args:
+        on_trial: called with each trial's `TrialRow` as it ends.
+
+    Raises:
+        UsageError: not started by a sweep (no `$DLX_SWEEP_WORKER`).
+    """
+    import os
+
+    from dlx.errors import UsageError
+    from dlx.train import sweep as sweeping
+
+    config = os.environ.get(sweeping.WORKER_CONFIG)
+    if not config:
+        raise UsageError(
+            f"dlx sweep-worker is started by dlx sweep --jobs (${sweeping.WORKER_CONFIG})"
+        )
+    # Ctrl-C on a terminal reaches the worker, and then the sweep passes it on too: the
+    # second must not cut short the recording of the trial's run as KILLED.
+    signal.signal(signal.SIGINT, _interrupt_once)
+    sweeping.work(sweeping.SweepConfig.from_json(config), live=False, on_trial=on_trial)
+
+
+def _interrupt_once(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def check_cluster(path: str | Path, overrides: list[str] | tuple[str, ...], workers: int) -> None:
@@ -631,11 +819,12 @@ def runs(
         UsageError: no store there, or no experiment of that name.
         DlxError: the store is empty or cannot be read.
     """
-    from dlx.track.read import RunSummary, open_store
+    from dlx.track.read import RunSummary, nested, open_store
 
     store = open_store(tracking_uri)
     found = store.experiment(experiment)
-    return RunListing(found.name, [RunSummary.of(run) for run in store.runs(found, limit=limit)])
+    listed = nested(store.runs(found, limit=limit))
+    return RunListing(found.name, [RunSummary.of(run) for run in listed])
 
 
 def compare(
@@ -652,9 +841,14 @@ def compare(
 ) -> Comparison:
     """Put runs side by side: the params that differ, final metrics, the best of each.
 
+    A sweep's parent run alone stands for its trials: they are compared, sorted by the sweep's
+    metric (unless `sort` says otherwise), with the swept values as the params that differ; a
+    pruned trial's status is PRUNED.
+
     Args:
         references: run ids (or unique prefixes), or spec files (`.yaml`, `.yml`), which stand
-            for their experiment in their store; default: the runs of the experiment.
+            for their experiment in their store; a sweep's parent run id, for its trials;
+            default: the runs of the experiment.
         experiment: the experiment's name; default: a spec's, else the one with the newest run.
         filter: an MLflow filter on the experiment's runs, e.g. `"params.train.epochs = '5'"`.
         sort: sort by this final metric, best first, and find the epoch it was best at.
@@ -676,7 +870,8 @@ def compare(
     """
     from dlx.errors import DlxError
     from dlx.track import compare as comparing
-    from dlx.track.read import open_store
+    from dlx.track.read import Experiment, open_store
+    from dlx.track.tags import PARENT_RUN, SWEEP, SWEEP_METRIC
 
     uri, name, ids = tracking_uri, experiment, []
     for reference in references:
@@ -688,6 +883,11 @@ def compare(
             ids.append(reference)
     store = open_store(uri, filter=filter)
     found = store.find(ids) if ids else store.runs(store.experiment(name), filter=filter)
+    if len(found) == 1 and SWEEP in found[0].data.tags:
+        parent = found[0]
+        sort = sort or parent.data.tags.get(SWEEP_METRIC)
+        siblings = store.runs(Experiment(str(parent.info.experiment_id), ""), filter=filter)
+        found = [r for r in siblings if r.data.tags.get(PARENT_RUN) == parent.info.run_id]
     if not found:
         raise DlxError("no runs to compare")
     result = comparing.compare(store, found, metrics=metrics, all_params=all_params, sort=sort)

@@ -4,6 +4,14 @@ dlx writes its default MLflow store (`mlflow.db`) to the working directory; runn
 a temporary one keeps the repository clean and the tests independent.
 """
 
+import glob
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,3 +24,49 @@ ROOT = TESTS.parent
 def _in_tmp_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture
+def postgres_uri() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1, in a temporary folder, stopped afterwards."""
+    found = shutil.which("initdb") or next(
+        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))), None
+    )
+    if found is None:
+        pytest.skip("PostgreSQL's initdb is not installed (apt-get install postgresql)")
+    if not any(importlib.util.find_spec(d) for d in ("psycopg", "psycopg2")):
+        pytest.skip("no PostgreSQL driver: pip install 'dlx[postgres]'")
+    as_user: tuple[str, ...] = ()
+    folder = Path(tempfile.mkdtemp(prefix="dlx-postgres-"))
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        import pwd
+
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root, and runuser is not installed to run PostgreSQL")
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root, and there is no postgres user to run PostgreSQL")
+        os.chown(folder, account.pw_uid, account.pw_gid)
+        as_user = ("runuser", "-u", "postgres", "--")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bin_dir, data = Path(found).resolve().parent, folder / "data"
+
+    def postgres(*arguments: str) -> None:
+        subprocess.run([*as_user, *arguments], check=True, capture_output=True, timeout=90)
+
+    try:
+        postgres(f"{bin_dir}/initdb", "-D", str(data), "-U", "postgres", "--auth=trust")
+        options = f"-p {port} -h 127.0.0.1 -k {folder}"
+        log = f"{folder}/log"
+        postgres(f"{bin_dir}/pg_ctl", "-D", str(data), "-o", options, "-l", log, "-w", "start")
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_user, f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(folder, ignore_errors=True)

@@ -217,10 +217,105 @@ def train(
             render.training,
         )
     else:
+        if api.declares_sweep(spec, set_ or []):
+            render.stderr(
+                f"note: {spec} has a sweep: section; dlx train trains the spec as written and "
+                "ignores it (run the sweep with `dlx sweep`)"
+            )
         _run(
             lambda: api.train(spec, set_ or [], expect or [], tracking_uri=tracking_uri),
             render.training,
         )
+
+
+@app.command()
+def sweep(
+    spec: SpecPath,
+    set_: SetOption = None,
+    trials: Annotated[
+        int | None,
+        typer.Option("--trials", min=1, metavar="N", help="Trials in all; default: the spec's."),
+    ] = None,
+    jobs: Annotated[
+        str,
+        typer.Option(
+            "--jobs",
+            metavar="J",
+            help="Trials at once, each in its own process (CPU threads shared among them; "
+            "with GPUs one each); auto: one per GPU, else 1.",
+        ),
+    ] = "1",
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            metavar="URL",
+            help="The Optuna storage (any database URL Optuna takes); default: optuna.db "
+            "beside the MLflow store.",
+            show_default=False,
+        ),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="SWEEP",
+            help="Continue a sweep (its parent run id or a prefix): finished trials kept, "
+            "interrupted ones resumed.",
+            show_default=False,
+        ),
+    ] = None,
+    join: Annotated[
+        str | None,
+        typer.Option(
+            "--join",
+            metavar="SWEEP",
+            help="Work a running sweep's trials too (from another machine: same --storage "
+            "and MLflow store).",
+            show_default=False,
+        ),
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Rerun the failed trials, same values.")
+    ] = False,
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """Run the spec's sweep: section: one MLflow parent run, a child run per trial."""
+    from dlx import api
+    from dlx.errors import UsageError
+
+    def job_count() -> int | None:
+        if jobs == "auto":
+            return None
+        if not jobs.isdigit() or int(jobs) < 1:
+            raise UsageError(f"--jobs: expected a positive integer or auto. Received: {jobs!r}")
+        return int(jobs)
+
+    count = _run(job_count)
+    _run(
+        lambda: api.sweep(
+            spec,
+            set_ or [],
+            trials=trials,
+            jobs=count,
+            storage=storage,
+            resume=resume,
+            join=join,
+            retry_failed=retry_failed,
+            tracking_uri=tracking_uri,
+            on_start=render.sweep_started,
+            on_trial=render.sweep_trial,
+        ),
+        render.sweep_result,
+    )
+
+
+@app.command("sweep-worker", hidden=True)
+def sweep_worker() -> None:
+    """One process of `dlx sweep --jobs J` (internal)."""
+    from dlx import api
+
+    _run(lambda: api.sweep_worker(on_trial=render.sweep_trial))
 
 
 @app.command()

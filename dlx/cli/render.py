@@ -74,6 +74,55 @@ def training(result: Any) -> None:
     typer.echo(result.ui_hint)
 
 
+def sweep_started(parent_run_id: str, storage: str, trials: int) -> None:
+    """A sweep under way: its parent run and its study's storage."""
+    typer.echo(f"sweep {parent_run_id}: {trials} trials, study in {storage}")
+
+
+def sweep_trial(row: Any) -> None:
+    """One trial's end, as a line (one process's trials, as they end)."""
+    value = "" if row.value is None else f" {row.value:.6g}"
+    note = f" ({row.note})" if row.note else ""
+    runs = f" run {row.run_ids[0]}" if row.run_ids else ""
+    params = " ".join(f"{k}={_param(v)}" for k, v in row.params.items())
+    typer.echo(f"trial {row.number} {row.state}{value} in {row.seconds:.1f}s:{runs} {params}{note}")
+
+
+def _param(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def sweep_result(result: Any) -> None:
+    """A `SweepResult`: every trial sorted best first, then the best trial."""
+    done = sorted(
+        result.trials,
+        key=lambda r: (
+            r.value is None,
+            -(r.value or 0.0) if result.goal == "max" else (r.value or 0.0),
+        ),
+    )
+    keys = sorted({k for r in done for k in r.params})
+    header = ["trial", "state", result.metric, *keys, "run"]
+    rows = [
+        [
+            str(r.number),
+            r.state,
+            _cell(r.value),
+            *(_param(r.params[k]) if k in r.params else "" for k in keys),
+            r.run_ids[0][:8] if r.run_ids else "",
+        ]
+        for r in done
+    ]
+    _table(f"sweep {result.parent_run_id}: {len(done)} trials", header, rows)
+    if result.best is not None:
+        typer.echo(
+            f"best: trial {result.best.number}, {result.metric} {result.best.value:.6g} "
+            f"(run {result.best_run_id}); its spec: best.yaml in the sweep's run"
+        )
+    if result.ui_hint:
+        typer.echo(result.ui_hint)
+
+
 def model(summary: dict[str, Any], format: str) -> None:
     """`api.inspect`'s summary: a table of layers and the parameter counts, or JSON."""
     if format == "json":
@@ -146,10 +195,11 @@ def run_listing(listing: Any, format: str) -> None:
         return
     keys = sorted({k for r in records for k in r.metrics}, key=_metric_order)
     header = ["run", "name", "status", "start", "duration", *keys]
+    listed = {r.run_id for r in records}
     rows = [
         [
             r.run_id[:8],
-            r.run_name or "",
+            ("  " if r.parent_run_id in listed else "") + (r.run_name or ""),
             r.status,
             r.start_time,
             _duration(r.duration_s),

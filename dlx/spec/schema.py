@@ -347,6 +347,96 @@ class Tracking(Strict):
     log_model: bool = True
 
 
+class SweepParam(Strict):
+    """Section 10: the values one swept path takes: exactly one of `choice`, `uniform`,
+    `log_uniform` or `int` (with an optional `step`)."""
+
+    choice: list[Any] | None = Field(None, min_length=1, description="The values to choose from.")
+    uniform: list[float] | None = Field(
+        None, min_length=2, max_length=2, description="[low, high]: any number between."
+    )
+    log_uniform: list[float] | None = Field(
+        None, min_length=2, max_length=2, description="[low, high], low > 0: drawn on a log scale."
+    )
+    integer: list[int] | None = Field(
+        None,
+        alias="int",
+        min_length=2,
+        max_length=2,
+        description="[low, high]: an integer between, both in.",
+    )
+    step: float | None = Field(None, gt=0, description="With int or uniform: the values' spacing.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SweepParam:
+        given = [k for k in SWEEP_KINDS if self.values_of(k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"expected exactly one of {', '.join(SWEEP_KINDS)}. "
+                f"Received: {', '.join(given) or 'none'}"
+            )
+        (kind,) = given
+        bounds = self.values_of(kind)
+        if kind != "choice" and not bounds[0] < bounds[1]:
+            raise ValueError(f"{kind}: expected low < high. Received: {bounds}")
+        if kind == "log_uniform" and bounds[0] <= 0:
+            raise ValueError(f"log_uniform: expected low > 0. Received: {bounds[0]}")
+        if self.step is not None and kind not in ("int", "uniform"):
+            raise ValueError(f"step applies to int and uniform, not to {kind}")
+        if kind == "int" and self.step is not None and self.step != round(self.step):
+            raise ValueError(f"int: expected an integer step. Received: {self.step}")
+        return self
+
+    def values_of(self, kind: str) -> list[Any] | None:
+        return getattr(self, "integer" if kind == "int" else kind)
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in SWEEP_KINDS if self.values_of(k) is not None)
+
+    @property
+    def values(self) -> list[Any]:
+        """The choices, or [low, high]."""
+        return list(self.values_of(self.kind) or [])
+
+    def checked_values(self) -> list[Any]:
+        """The values the spec is validated at before a sweep: each choice, or both bounds."""
+        values = self.values
+        if self.kind == "int" and self.step:  # the highest value reachable from low by steps
+            low, high, step = values[0], values[1], round(self.step)
+            return [low, low + (high - low) // step * step]
+        return list(values)
+
+
+SWEEP_KINDS = ("choice", "uniform", "log_uniform", "int")
+
+
+class Sweep(Strict):
+    """Section 10: a hyperparameter search over the spec's own values (`dlx sweep`)."""
+
+    metric: str = Field(description="The final metric to optimize, e.g. val_accuracy.")
+    goal: Literal["max", "min"] | None = Field(
+        None, description="Default: min when the metric's name says loss or error, else max."
+    )
+    method: Literal["grid", "random", "tpe", "cmaes"] = Field(
+        "tpe", description="Optuna's sampler: grid, random, tpe or cmaes."
+    )
+    trials: int | None = Field(
+        None, gt=0, description="How many trials; default: every grid point for grid, else 10."
+    )
+    params: dict[str, SweepParam] = Field(
+        min_length=1, description="Dotted paths (those --set takes) and the values they take."
+    )
+    prune: component("pruner") | None = Field(
+        None,
+        description="Stop poor trials early, fed each epoch's metric: median, hyperband or "
+        "successive_halving, e.g. {median: {warmup_epochs: 2}}.",
+    )
+    repeats: int = Field(
+        1, gt=0, description="Seeds per configuration; the sweep optimizes their mean."
+    )
+
+
 class Spec(Strict):
     """A dlx spec: one experiment, from data to tracking."""
 
@@ -364,6 +454,9 @@ class Spec(Strict):
     train: Train = Field(default_factory=Train)
     runtime: Runtime = Field(default_factory=Runtime)
     tracking: Tracking = Field(default_factory=Tracking)
+    sweep: Sweep | None = Field(
+        None, description="A hyperparameter search, run by `dlx sweep`; `dlx train` ignores it."
+    )
 
 
 def json_schema() -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dlx.track.read import Store, short_id
+from dlx.track.tags import PRUNED
 
 # Metrics whose name says an error or a loss are better low; everything else (accuracy, AUC,
 # precision, ...) better high.
@@ -53,7 +54,7 @@ class Comparison:
             record = {
                 "run_id": run.info.run_id,
                 "run_name": run.info.run_name,
-                "status": run.info.status,
+                "status": "PRUNED" if PRUNED in run.data.tags else run.info.status,
                 "params": {p: run.data.params.get(p) for p in self.params},
                 "metrics": {m: run.data.metrics.get(m) for m in self.metrics},
             }

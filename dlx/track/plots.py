@@ -233,3 +233,81 @@ def _show_image(axes: Any, image: Any, value_range: tuple[float, float]) -> None
         axes.imshow(scaled, interpolation="nearest")
     axes.set_xticks([])
     axes.set_yticks([])
+
+
+def param_importance_figure(importances: Mapping[str, float], metric: str) -> Figure:
+    """A sweep's parameter importances (Optuna's fANOVA), as horizontal bars, largest on top.
+
+    Args:
+        importances: each swept path's importance; they sum to 1.
+        metric: the metric the sweep optimized, for the title.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ordered = sorted(importances.items(), key=lambda item: item[1])
+    figure = Figure(figsize=(7, 1.2 + 0.45 * len(ordered)), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.barh([name for name, _ in ordered], [value for _, value in ordered])
+    axes.set_xlabel(f"importance for {metric}")
+    axes.set_title("parameter importance")
+    axes.grid(axis="x", alpha=0.3)
+    return figure
+
+
+def parallel_coordinates_figure(
+    trials: Sequence[tuple[Mapping[str, Any], float]], params: Sequence[str], metric: str
+) -> Figure:
+    """A sweep's trials as lines across one vertical axis per swept param and one for the
+    metric, coloured by the metric: which values the good trials share.
+
+    Each axis spans its values' range (numbers on a log scale when they span over two
+    decades; other values are placed in order of first appearance, and labelled).
+
+    Args:
+        trials: each finished trial's params and metric value.
+        params: the swept paths, in the order of the axes.
+        metric: the metric's name, the last axis.
+    """
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    axes_names = [*params, metric]
+    columns = [[t[0].get(p) for t in trials] for p in params] + [[t[1] for t in trials]]
+    positions, labels = zip(*(_axis_positions(column) for column in columns), strict=True)
+    figure = Figure(figsize=(2.0 + 1.8 * len(axes_names), 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    values = [t[1] for t in trials]
+    norm = Normalize(min(values), max(values) if max(values) > min(values) else min(values) + 1)
+    for index, value in enumerate(values):
+        ys = [column[index] for column in positions]
+        axes.plot(range(len(axes_names)), ys, color=colormaps["viridis"](norm(value)), alpha=0.8)
+    for x, ticks in enumerate(labels):
+        axes.axvline(x, color="grey", linewidth=0.8)
+        for y, text in ticks:
+            axes.annotate(text, (x, y), xytext=(3, 0), textcoords="offset points", fontsize=7)
+    axes.set_xticks(range(len(axes_names)), axes_names, rotation=15, fontsize=8)
+    axes.set_yticks([])
+    axes.set_ylim(-0.05, 1.05)
+    axes.set_title(f"trials by {metric}")
+    return figure
+
+
+def _axis_positions(column: Sequence[Any]) -> tuple[list[float], list[tuple[float, str]]]:
+    """Values placed on a [0, 1] axis, and the labels of its ends (or of each category)."""
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in column):
+        numbers = [float(v) for v in column]
+        low, high = min(numbers), max(numbers)
+        log = low > 0 and high / low > 100
+        scale = (lambda v: math.log10(v)) if log else (lambda v: v)
+        span = (scale(high) - scale(low)) or 1.0
+        placed = [(scale(v) - scale(low)) / span for v in numbers]
+        return placed, [(0.0, f"{low:.3g}"), (1.0 if high > low else 0.0, f"{high:.3g}")]
+    categories = list(dict.fromkeys(str(v) for v in column))
+    step = 1.0 / max(1, len(categories) - 1)
+    where = {c: i * step for i, c in enumerate(categories)}
+    return [where[str(v)] for v in column], [(where[c], c) for c in categories]

@@ -33,6 +33,7 @@ from dlx.track.store import (
     sqlite_error,
     sqlite_file,
 )
+from dlx.track.tags import PARENT_RUN
 
 MAX_RUNS = 5000
 """The most runs one listing reads; far more than a table can show."""
@@ -85,6 +86,8 @@ class RunSummary:
     """From start to end; None while the run has not ended."""
     metrics: dict[str, float]
     """Its final `val_*` and `test_*` metrics; a run with none: its first six metrics."""
+    parent_run_id: str | None = None
+    """A sweep's trial: the sweep's parent run (MLflow's `mlflow.parentRunId` tag)."""
 
     @classmethod
     def of(cls, run: Any) -> RunSummary:
@@ -102,6 +105,7 @@ class RunSummary:
             start_time=datetime.fromtimestamp(info.start_time / 1000).isoformat(" ", "seconds"),
             duration_s=(end - info.start_time) / 1000 if end else None,
             metrics=metrics,
+            parent_run_id=run.data.tags.get(PARENT_RUN),
         )
 
 
@@ -330,6 +334,23 @@ class MlflowStore(Store):
             except (MlflowException, OSError):
                 raise DlxError(f"the run {run_id} has no spec.yaml: was it made by dlx?") from None
             return Path(path).read_text(encoding="utf-8")
+
+
+def nested(runs: list[Any]) -> list[Any]:
+    """Runs in their order, each sweep's trials (by `mlflow.parentRunId`) right after their
+    parent when it is listed too, in their own order."""
+    listed = {run.info.run_id for run in runs}
+    children: dict[str, list[Any]] = {}
+    for run in runs:
+        parent = run.data.tags.get(PARENT_RUN)
+        if parent in listed:
+            children.setdefault(parent, []).append(run)
+    ordered = []
+    for run in runs:
+        if run.data.tags.get(PARENT_RUN) not in listed:
+            ordered.append(run)
+            ordered.extend(children.get(run.info.run_id, []))
+    return ordered
 
 
 def short_id(run: Any) -> str:

@@ -53,7 +53,7 @@ def resume_point(run: Any, tracking_uri: str) -> Resume:
         if status == "FINISHED":
             raise UsageError(f"the run {run_id} is FINISHED: there is nothing to resume")
         host, _, pid = tags.get(PROCESS, "").rpartition(":")
-        if status == "RUNNING" and host == socket.gethostname() and _alive(int(pid or 0)):
+        if status == "RUNNING" and host == socket.gethostname() and process_alive(int(pid or 0)):
             raise UsageError(f"the run {run_id} is still running (process {pid} on {host})")
     folder = tags.get(CHECKPOINTS)
     if not folder or not Path(folder).is_dir():
@@ -62,7 +62,7 @@ def resume_point(run: Any, tracking_uri: str) -> Resume:
     return Resume(run_id, tracking_uri, Path(folder), int(tags.get(RESUMED, "0")) + 1)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether a process of this machine still runs (a zombie, killed but not reaped, does not)."""
     if pid <= 0 or pid == os.getpid():  # a container started again can reuse the old pid
         return False
@@ -79,4 +79,11 @@ def _alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-__all__ = ["Resume", "resume_point", "this_process"]
+def gone(process: str) -> bool:
+    """Whether the process `host:pid` (a `dlx.process` value) is known to be gone: it ran on
+    this machine and is no longer there. A process of another machine is never known gone."""
+    host, _, pid = process.rpartition(":")
+    return host == socket.gethostname() and not process_alive(int(pid or 0))
+
+
+__all__ = ["Resume", "gone", "process_alive", "resume_point", "this_process"]

@@ -98,6 +98,7 @@ def train(
     tracking_uri: str | None = None,
     tags: dict[str, str] | None = None,
     resume: Resume | None = None,
+    callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Train a spec and record the run.
 
@@ -112,6 +113,8 @@ def train(
             `$MLFLOW_TRACKING_URI` or `./mlflow.db`).
         tags: more tags for the run (e.g. `dlx.reproduction_of`).
         resume: continue this run from its checkpoints instead of starting a new one.
+        callbacks: more Keras callbacks for `fit`, after the one that records each epoch
+            (a sweep's pruning callback sees the epoch's metrics already recorded).
 
     Raises:
         SpecError: the spec cannot be trained as written (no data, data that does not fit).
@@ -194,7 +197,7 @@ def train(
             replicas,
             xla=jit.enabled,
         )
-        fitting = _Fitting(task, model, splits, placement, live, execution, jit)
+        fitting = _Fitting(task, model, splits, placement, live, execution, jit, callbacks or [])
         if not placement.cluster.is_chief:
             return fitting.as_worker(resume)
         return _train_and_record(
@@ -242,6 +245,8 @@ class _Fitting:
     """The steps per execution chosen (`dlx.train.execution.StepsPerExecution`)."""
     jit: Any
     """Whether XLA compiles the training step (`dlx.train.execution.JitCompile`)."""
+    extra_callbacks: list[Any] = field(default_factory=list)
+    """The caller's callbacks (`train(callbacks=...)`), after the recorder."""
 
     def stages(self, checkpoints: Any, recorder: Any = None) -> int:
         """Fit every stage, resuming each from its checkpoint; the number of epochs reached.
@@ -284,6 +289,7 @@ class _Fitting:
                 epochs=end,
                 callbacks=[
                     *callbacks,
+                    *self.extra_callbacks,
                     progress(
                         stage.epochs, self.splits.steps_per_epoch, stage.label, first, self.live
                     ),
