@@ -270,6 +270,7 @@ def open_for_writing(tracking_uri: str) -> MlflowClient:
     Raises:
         StoreError: the store cannot be used, with what to do about it.
     """
+    quiet_mlflow()  # creating a store logs each of its migrations
     check_store(tracking_uri)
     database = sqlite_file(tracking_uri)
     if database is None:
