@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ class KerasServing(PythonModel):
 
         self._call = tf.function(call, input_signature=specs)
 
-    def predict(self, context: Any, model_input: Any, params: dict | None = None) -> Any:
+    def predict(self, context, model_input, params=None):  # MLflow reads hints as a schema.
         """The model's outputs for `model_input`: an array, or a dict of arrays by output name."""
         if isinstance(model_input, dict):
             arrays = [model_input[name] for name in self._names]
@@ -96,15 +97,17 @@ def save_serving_model(logged: Path, folder: Path) -> Path:
 
     requirements = logged / "requirements.txt"
     path = folder / "serving"
-    mlflow.pyfunc.save_model(
-        str(path),
-        python_model=KerasServing(),
-        artifacts={"keras_model": str(logged)},
-        signature=Model.load(str(logged / "MLmodel")).signature,
-        pip_requirements=(
-            requirements.read_text().split() if requirements.is_file() else ["tensorflow"]
-        ),
-    )
+    with warnings.catch_warnings():  # The signature checks requests; no example is needed.
+        warnings.filterwarnings("ignore", message=".*input example was not provided")
+        mlflow.pyfunc.save_model(
+            str(path),
+            python_model=KerasServing(),
+            artifacts={"keras_model": str(logged)},
+            signature=Model.load(str(logged / "MLmodel")).signature,
+            pip_requirements=(
+                requirements.read_text().split() if requirements.is_file() else ["tensorflow"]
+            ),
+        )
     return path
 
 
