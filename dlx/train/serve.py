@@ -38,6 +38,10 @@ class KerasServing(PythonModel):
     an array, or a dict by output name for a model with several outputs.
     """
 
+    # The logged signature checks each request: no schema from `predict`'s type hints, and no
+    # warning at class definition that they are missing.
+    _skip_type_hint_validation = True
+
     def load_context(self, context: Any) -> None:
         import mlflow.keras
         import tensorflow as tf
@@ -56,7 +60,7 @@ class KerasServing(PythonModel):
 
         self._call = tf.function(call, input_signature=specs)
 
-    def predict(self, context, model_input, params=None):  # MLflow reads hints as a schema.
+    def predict(self, context, model_input, params=None):
         """The model's outputs for `model_input`: an array, or a dict of arrays by output name."""
         if isinstance(model_input, dict):
             arrays = [model_input[name] for name in self._names]
@@ -83,6 +87,15 @@ def _as_tensor(array: Any, dtype: Any) -> Any:
     return tf.constant(np.asarray(array, dtype=dtype.as_numpy_dtype))
 
 
+_MODEL_CODE = """\
+import mlflow.models
+
+from dlx.train.serve import KerasServing
+
+mlflow.models.set_model(KerasServing())
+"""
+
+
 def save_serving_model(logged: Path, folder: Path) -> Path:
     """Save `KerasServing` on the logged Keras model at `logged` into `folder/serving`.
 
@@ -97,11 +110,14 @@ def save_serving_model(logged: Path, folder: Path) -> Path:
 
     requirements = logged / "requirements.txt"
     path = folder / "serving"
+    # MLflow's "models from code": a file that names the model, rather than a pickled object.
+    code = folder / "keras_serving.py"
+    code.write_text(_MODEL_CODE)
     with warnings.catch_warnings():  # The signature checks requests; no example is needed.
         warnings.filterwarnings("ignore", message=".*input example was not provided")
         mlflow.pyfunc.save_model(
             str(path),
-            python_model=KerasServing(),
+            python_model=str(code),
             artifacts={"keras_model": str(logged)},
             signature=Model.load(str(logged / "MLmodel")).signature,
             pip_requirements=(
