@@ -108,7 +108,6 @@ def save_serving_model(logged: Path, folder: Path) -> Path:
     import mlflow.pyfunc
     from mlflow.models import Model
 
-    requirements = logged / "requirements.txt"
     path = folder / "serving"
     # MLflow's "models from code": a file that names the model, rather than a pickled object.
     code = folder / "keras_serving.py"
@@ -120,9 +119,7 @@ def save_serving_model(logged: Path, folder: Path) -> Path:
             python_model=str(code),
             artifacts={"keras_model": str(logged)},
             signature=Model.load(str(logged / "MLmodel")).signature,
-            pip_requirements=(
-                requirements.read_text().split() if requirements.is_file() else ["tensorflow"]
-            ),
+            pip_requirements=str(logged / "requirements.txt"),
         )
     return path
 
