@@ -14,7 +14,7 @@ from dlx import api
 from dlx.track.logged_models import load_logged_model
 from tests.conftest import ROOT
 from tests.train.processes import dlx, kill_group, start, wait_for
-from tests.train.test_export import SOURCES, TWO_INPUTS
+from tests.train.test_export import REVIEWS, SOURCES, TWO_INPUTS
 
 pytestmark = pytest.mark.slow
 
@@ -123,3 +123,50 @@ def test_named_inputs_as_in_the_spec(tmp_path, monkeypatch):
         assert status == 400 and "flags" in answer["message"]
     finally:
         kill_group(server)
+
+
+def test_the_served_model_answers_string_inputs_as_model_predict(tmp_path, monkeypatch):
+    import mlflow.pyfunc
+
+    from dlx.track.logged_models import download_logged_model
+    from dlx.train.serve import save_serving_model
+
+    (tmp_path / "export_sources.py").write_text(SOURCES)
+    (tmp_path / "reviews.yaml").write_text(textwrap.dedent(REVIEWS))
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = api.train(tmp_path / "reviews.yaml", tracking_uri=uri).run_id
+    texts = np.array(["good bad fine", "awful great poor poor", "fine"], dtype=object)
+    expected = load_logged_model(uri, run_id).predict(texts, verbose=0)
+    served = mlflow.pyfunc.load_model(
+        str(save_serving_model(download_logged_model(uri, run_id, "model", tmp_path), tmp_path))
+    )
+    got = served.predict(texts)
+    assert got.shape == (3, 2)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_several_outputs_are_answered_by_name(tmp_path):
+    import keras
+    import mlflow.keras
+    import mlflow.pyfunc
+    from mlflow.models import infer_signature
+
+    from dlx.train.serve import save_serving_model
+
+    numbers, flags = keras.Input((8,), name="numbers"), keras.Input((4,), name="flags")
+    trunk = keras.layers.Dense(16)(keras.layers.Concatenate()([numbers, flags]))
+    outputs = [
+        keras.layers.Dense(3, name="label")(trunk),
+        keras.layers.Dense(1, name="size")(trunk),
+    ]
+    model = keras.Model([numbers, flags], outputs)
+    rows = {"numbers": np.ones((3, 8), "float32"), "flags": np.zeros((3, 4), "float32")}
+    label, size = model.predict(rows, verbose=0)
+    signature = infer_signature(rows, [label, size])
+    mlflow.keras.save_model(model, str(tmp_path / "logged"), signature=signature)
+    served = mlflow.pyfunc.load_model(str(save_serving_model(tmp_path / "logged", tmp_path)))
+    got = served.predict(rows)
+    assert sorted(got) == ["label", "size"]
+    np.testing.assert_allclose(got["label"], label, atol=1e-6)
+    np.testing.assert_allclose(got["size"], size, atol=1e-6)
