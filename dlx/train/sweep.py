@@ -57,6 +57,8 @@ INTERRUPTED = "interrupted"
 SURPLUS = "surplus"
 ERROR = "error"
 RUN_IDS = "run_ids"
+WORKER_SEED_STRIDE = 1_000_003
+"""How far apart the samplers' seeds of a sweep's `--jobs` processes are."""
 
 WORKER_CONFIG = "DLX_SWEEP_WORKER"
 """The environment variable holding a `--jobs` worker's `SweepConfig`, as JSON."""
@@ -843,7 +845,10 @@ def _work_in_processes(config: SweepConfig, jobs: int) -> None:
             env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
             if jobs > len(gpus):  # jobs share a GPU: each takes the memory it needs, not all
                 env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-        mine = SweepConfig(**{**asdict(config), "seed": config.seed + index, "threads": threads})
+        # Seeds far apart: each process adds the trials already there when it starts (`work`),
+        # and `seed + index + trials` alone would collide (42 + 1 + 0 == 42 + 0 + 1).
+        seed = config.seed + WORKER_SEED_STRIDE * index
+        mine = SweepConfig(**{**asdict(config), "seed": seed, "threads": threads})
         # In the environment, not the command line that every user sees (a storage password).
         env[WORKER_CONFIG] = mine.to_json()
         workers.append(subprocess.Popen([sys.executable, "-m", "dlx", "sweep-worker"], env=env))
