@@ -23,6 +23,7 @@ fix; none prints. A finished run that misses an `--expect` gate, or does not rep
 from __future__ import annotations
 
 import functools
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -395,8 +396,6 @@ def sweep_worker(on_trial: Callable[[Any], None] | None = None) -> None:
     Raises:
         UsageError: not started by a sweep (no `$DLX_SWEEP_WORKER`).
     """
-    import os
-
     from dlx.errors import UsageError
     from dlx.train import sweep as sweeping
 
@@ -532,13 +531,16 @@ def reproduce(
             `Reproduction`, its `failures` the metrics that differ.
     """
     from dlx.track.read import open_store
-    from dlx.track.tags import REPLICAS, REPRODUCTION_OF, STRATEGY, WORKERS
+    from dlx.track.tags import INTRA_OP_THREADS, REPLICAS, REPRODUCTION_OF, STRATEGY, WORKERS
+    from dlx.train.runner import INTRA_OP_THREADS_VARIABLE
     from dlx.train.runner import train as run_training
 
     store = open_store(tracking_uri)
     (original,) = store.find([reference])
     run_id = original.info.run_id
     loaded = _logged_spec(store, original)
+    if threads := original.data.tags.get(INTRA_OP_THREADS):  # read when TensorFlow starts
+        os.environ.setdefault(INTRA_OP_THREADS_VARIABLE, threads)
     result = run_training(loaded, live=live, tracking_uri=store.uri, tags={REPRODUCTION_OF: run_id})
     names = sorted(set(original.data.metrics) | set(result.metrics))
     rows = [(n, original.data.metrics.get(n), result.metrics.get(n)) for n in names]

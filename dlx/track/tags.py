@@ -45,6 +45,10 @@ REPLICAS = "dlx.replicas"
 """The number of replicas in sync."""
 WORKERS = "dlx.workers"
 """The number of workers of the job (1 unless multi-worker)."""
+INTRA_OP_THREADS = "dlx.intra_op_threads"
+"""TensorFlow's threads per operation when they were limited (`TF_NUM_INTRAOP_THREADS`, as a
+sweep's `--jobs` do): sums split over another number of threads round differently, so
+`dlx reproduce` trains with the same number. Absent: TensorFlow's default (every core)."""
 PROCESS = "dlx.process"
 """The process that runs the run, as `host:pid`: a RUNNING run whose process is gone may be
 resumed."""

@@ -15,6 +15,7 @@ Order matters and is the point of this module:
 from __future__ import annotations
 
 import io
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from dlx.track.tags import (
     DATA_CACHE,
     DATA_FINGERPRINT_KIND,
     FILES_PER_WORKER,
+    INTRA_OP_THREADS,
     PROCESS,
     RESUMED,
     SHARD_POLICY,
@@ -38,6 +40,8 @@ from dlx.train.resume import Resume, this_process
 
 STEPS_PER_EXECUTION = "train.steps_per_execution"
 """The param holding the steps per execution chosen (the number, also when the spec says auto)."""
+INTRA_OP_THREADS_VARIABLE = "TF_NUM_INTRAOP_THREADS"
+"""The environment variable that limits TensorFlow's threads per operation."""
 JIT_COMPILE = "runtime.jit_compile"
 """The param holding whether XLA compiled the training step (true or false, also for auto)."""
 
@@ -354,6 +358,8 @@ def _train_and_record(
     )
     run.tags.update(tags)
     run.tags.update({WORKERS: str(cluster.workers), PROCESS: this_process()})
+    if threads := os.environ.get(INTRA_OP_THREADS_VARIABLE):
+        run.tags[INTRA_OP_THREADS] = threads
     run.params[STEPS_PER_EXECUTION] = str(fitting.execution.steps)
     run.params[JIT_COMPILE] = str(fitting.jit.enabled).lower()
     if splits.cache is not None:
