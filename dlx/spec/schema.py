@@ -316,6 +316,11 @@ class Train(Strict):
         ),
     )
 
+    @property
+    def total_epochs(self) -> int:
+        """The epochs of the whole run: `epochs`, and the fine-tuning stage's."""
+        return self.epochs + (self.fine_tune.epochs if self.fine_tune is not None else 0)
+
 
 class Runtime(Strict):
     """Section 6: where and how the model runs."""

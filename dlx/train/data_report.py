@@ -97,7 +97,10 @@ def data_report(loaded: LoadedSpec, workers: int = 1) -> DataReport:
     task = task_for(loaded)
     model = task.build(spec.runtime.jit_compile)
     task.prepare(model, splits)
-    model.jit_compile = choose_jit_compile(spec.runtime.jit_compile, model).enabled
+    steps = splits.steps_per_epoch * spec.train.total_epochs
+    model.jit_compile = choose_jit_compile(
+        spec.runtime.jit_compile, model, batch_size, steps
+    ).enabled
 
     files = _split_files(splits)
     classes = None if splits.class_names is None else len(splits.class_names)

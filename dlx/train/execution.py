@@ -17,8 +17,10 @@ where the data ends, and dlx's training data runs on across epochs).
 `runtime.jit_compile: auto` is Keras's own choice (XLA on a GPU or TPU when every layer supports
 it, never on a CPU), except that a model with recurrent layers is compiled with XLA on a CPU
 too: measured on the LSTM of `bench/vs_keras.py`, XLA fuses each time step's small ops and
-trains in 0.6 of the CPU time. A CNN trains slower with XLA on a CPU, so the rule stops there.
-XLA's calls copy the variables in and out, so a call compiled with it should run longer.
+trains in 0.6 of the CPU time, once compiled. Compiling costs seconds, so a short training
+(`XLA_MIN_SECONDS` by the step estimate) is left without. A CNN trains slower with XLA on a
+CPU, so the rule stops at recurrent layers. XLA's calls copy the variables in and out, so a
+call compiled with it should run longer.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ only makes the calls shorter than `EXECUTION_SECONDS`."""
 RECURRENT_STEP_SECONDS = 2e-4
 """Time of one time step of a recurrent layer, forward and backward, on a CPU: its steps run
 one after the other, so it is bound by latency, not FLOPs."""
+XLA_MIN_SECONDS = 6.0
+"""The shortest training, by `estimated_step_seconds` over all its steps, that `auto` compiles
+with XLA on a CPU: compiling the training and validation steps of the LSTM of
+`bench/vs_keras.py` took about 4 s more on two cores, and each epoch then took 0.7 of the time,
+so a training whose epochs take about 13 s in all pays it back (the estimate is about 1.5 times
+short of it there)."""
 XLA_EXECUTION_SECONDS = 0.25
 """What one call compiled with XLA should take: each call copies the model's variables (and
 the optimizer's) in and out, a few milliseconds for the LSTM of `bench/vs_keras.py`."""
@@ -136,19 +144,24 @@ class JitCompile:
         return f"{'on' if self.enabled else 'off'} ({said}{reason})"
 
 
-def choose_jit_compile(asked: bool | str, model: Any, replicas: int = 1) -> JitCompile:
+def choose_jit_compile(
+    asked: bool | str, model: Any, batch_size: int, steps: int, replicas: int = 1
+) -> JitCompile:
     """Whether the compiled `model` trains with XLA.
 
     Args:
         asked: `runtime.jit_compile`: `auto`, true or false.
         model: the model, compiled with `jit_compile=asked`.
+        batch_size: the global batch.
+        steps: the training steps of the whole run (every epoch of every stage).
         replicas: the replicas that train in sync (devices of all the workers).
 
     Returns:
         For a value asked for, that value as Keras applied it. For `auto`, Keras's choice,
         or XLA for a model with recurrent layers that Keras left without it on a CPU, when
-        every layer supports XLA (not with `deterministic: true`, whose op determinism XLA
-        does not promise), the model trains with Keras's own train step, on one replica.
+        its training is long enough to pay the compiling back (`XLA_MIN_SECONDS`), every
+        layer supports XLA (not with `deterministic: true`, whose op determinism XLA does
+        not promise), the model trains with Keras's own train step, on one replica.
     """
     import keras
     from keras.src.trainers.trainer import model_supports_jit
@@ -166,6 +179,11 @@ def choose_jit_compile(asked: bool | str, model: Any, replicas: int = 1) -> JitC
         return JitCompile(False, asked, "a training step of its own")
     if not model_supports_jit(model):
         return JitCompile(False, asked, "a layer or deterministic ops that XLA does not support")
+    seconds = estimated_step_seconds(model, batch_size) * steps
+    if seconds < XLA_MIN_SECONDS:
+        return JitCompile(
+            False, asked, f"a training of about {seconds:.2g} s: too short to pay compiling back"
+        )
     return JitCompile(True, asked, "recurrent layers on a CPU")
 
 

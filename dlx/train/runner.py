@@ -190,7 +190,13 @@ def train(
         if _has_leaky_relu(model):
             tf.config.optimizer.set_experimental_options({"remapping": False})
         replicas = placement.strategy.num_replicas_in_sync
-        jit = choose_jit_compile(spec.runtime.jit_compile, model, replicas)
+        jit = choose_jit_compile(
+            spec.runtime.jit_compile,
+            model,
+            spec.train.batch_size,
+            splits.steps_per_epoch * spec.train.total_epochs,
+            replicas,
+        )
         execution = choose_steps_per_execution(
             spec.train.steps_per_execution,
             model,

@@ -69,14 +69,18 @@ def _compiled(model, jit_compile="auto"):
     return model
 
 
-def test_auto_compiles_a_recurrent_model_with_xla_on_a_cpu_and_nothing_else():
-    chosen = choose_jit_compile("auto", _compiled(_lstm()))
+def test_auto_compiles_a_long_enough_recurrent_training_with_xla_on_a_cpu_and_nothing_else():
+    chosen = choose_jit_compile("auto", _compiled(_lstm()), 64, 400)  # 4 epochs of 100 steps
     assert chosen.describe() == "on (auto: recurrent layers on a CPU)"
-    assert choose_jit_compile("auto", _compiled(_small_cnn())).describe() == (
+    short = choose_jit_compile("auto", _compiled(_lstm()), 64, 100)  # one epoch: about 2 s
+    assert short.describe() == (
+        "off (auto: a training of about 1.9 s: too short to pay compiling back)"
+    )
+    assert choose_jit_compile("auto", _compiled(_small_cnn()), 32, 10**6).describe() == (
         "off (auto: no recurrent layer on a CPU)"
     )
-    assert choose_jit_compile(False, _compiled(_lstm(), False)).describe() == "off (asked)"
-    assert choose_jit_compile("auto", _compiled(_lstm()), replicas=2).enabled is False
+    assert choose_jit_compile(False, _compiled(_lstm(), False), 64, 400).describe() == "off (asked)"
+    assert choose_jit_compile("auto", _compiled(_lstm()), 64, 400, replicas=2).enabled is False
 
 
 def test_auto_leaves_xla_off_for_a_recurrent_model_with_a_layer_xla_cannot_compile():
@@ -86,7 +90,7 @@ def test_auto_leaves_xla_off_for_a_recurrent_model_with_a_layer_xla_cannot_compi
         [keras.Input((), dtype="string"), vectorize, keras.layers.Embedding(20, 4)]
         + [keras.layers.LSTM(4), keras.layers.Dense(1)]
     )
-    chosen = choose_jit_compile("auto", _compiled(strings))
+    chosen = choose_jit_compile("auto", _compiled(strings), 64, 10**6)
     assert chosen.describe() == "off (auto: a layer or deterministic ops that XLA does not support)"
 
 

@@ -29,9 +29,10 @@ def test_text_classifier_learns_from_raw_strings():
 
 def test_forecaster_trains_on_windows_of_a_series():
     result = api.train(ROOT / "specs" / "timeseries_gru.yaml", [*QUICK, "train.epochs=2"])
-    assert result.jit_compile == "on (auto: recurrent layers on a CPU)"
+    # Two epochs of a small GRU: XLA's compiling would cost more than it saves.
+    assert result.jit_compile.startswith("off (auto: a training of about ")
     params = MlflowClient(result.tracking_uri).get_run(result.run_id).data.params
-    assert params["runtime.jit_compile"] == "true"
+    assert params["runtime.jit_compile"] == "false"
 
     assert {"mae", "val_mae", "test_mae"} <= set(result.metrics)
     assert result.metrics["val_mae"] < 5.0  # the series' level is about 10
@@ -62,6 +63,8 @@ def test_simple_rnn_gru_and_bidirectional_on_windows():
               batch_size: 16
               loss: mse
               metrics: [mae]
+            runtime:
+              jit_compile: true
             tracking:
               log_model: false
             """
@@ -71,7 +74,7 @@ def test_simple_rnn_gru_and_bidirectional_on_windows():
     result = api.train(spec)
 
     assert {"loss", "val_loss", "val_mae"} <= set(result.metrics)
-    assert result.jit_compile == "on (auto: recurrent layers on a CPU)"
+    assert result.jit_compile == "on (asked)"  # XLA compiles each kind of recurrent layer
     assert all(math.isfinite(value) for value in result.metrics.values())
 
 
@@ -89,7 +92,12 @@ def test_a_recurrent_model_compiled_with_xla_resumes_exactly(tmp_path):
     )
     spec = tmp_path / "gru.yaml"
     spec.write_text(text)
-    overrides = ["train.epochs=4", "tracking.log_model=false", "data.source.python.steps=800"]
+    overrides = [
+        "train.epochs=4",
+        "tracking.log_model=false",
+        "data.source.python.steps=800",
+        "runtime.jit_compile=true",
+    ]
 
     with pytest.raises(KeyboardInterrupt):
         api.train(spec, overrides, live=False)
@@ -98,7 +106,7 @@ def test_a_recurrent_model_compiled_with_xla_resumes_exactly(tmp_path):
     result = api.resume(interrupted.info.run_id, live=False)
     reference = api.train(spec, overrides, live=False)  # the marker is there: no interrupt now
 
-    assert result.jit_compile == reference.jit_compile == "on (auto: recurrent layers on a CPU)"
+    assert result.jit_compile == reference.jit_compile == "on (asked)"
     resumed = client.get_run(result.run_id)
     assert resumed.info.status == "FINISHED"
     assert resumed.data.metrics == client.get_run(reference.run_id).data.metrics
