@@ -408,7 +408,9 @@ def sweep_worker(on_trial: Callable[[Any], None] | None = None) -> None:
     # Ctrl-C on a terminal reaches the worker, and then the sweep passes it on too: the
     # second must not cut short the recording of the trial's run as KILLED.
     signal.signal(signal.SIGINT, _interrupt_once)
-    sweeping.work(sweeping.SweepConfig.from_json(config), live=False, on_trial=on_trial)
+    worker = sweeping.SweepConfig.from_json(config)
+    sweeping.die_with_coordinator(worker)
+    sweeping.work(worker, live=False, on_trial=on_trial)
 
 
 def _interrupt_once(signum: int, frame: Any) -> None:
