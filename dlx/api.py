@@ -319,6 +319,7 @@ def sweep(
     live: bool | None = None,
     on_start: Callable[[str, str, int], None] | None = None,
     on_trial: Callable[[Any], None] | None = None,
+    on_progress: Callable[[Any], None] | None = None,
 ) -> Any:
     """Run a spec's `sweep:` section (docs/spec.md section 10): an Optuna study, recorded as
     one MLflow parent run with a complete dlx run per trial as its child.
@@ -344,6 +345,9 @@ def sweep(
             number of trials once the sweep is set up.
         on_trial: called with each trial's `dlx.train.sweep.TrialRow` as it ends (trials
             of this process; other jobs report their own).
+        on_progress: called about every second, from another thread, with a
+            `dlx.train.sweep.SweepResult` of all the sweep's trials so far (every process's,
+            those under way too): what a live table shows.
 
     Returns:
         A `dlx.train.sweep.SweepResult`: every counted trial and the best.
@@ -380,6 +384,7 @@ def sweep(
         live=live,
         on_start=on_start,
         on_trial=on_trial,
+        on_progress=on_progress,
     )
 
 

@@ -322,12 +322,14 @@ class TrialRow:
 
     number: int
     state: str
-    """COMPLETE, PRUNED or FAILED."""
+    """COMPLETE, PRUNED or FAILED (and, while the sweep runs, RUNNING or WAITING)."""
     value: float | None
     params: dict[str, Any]
     run_ids: list[str]
     seconds: float
     note: str = ""
+    epochs: int = 0
+    """The epochs its (first) run has finished, as reported to the study."""
 
 
 @dataclass
@@ -691,6 +693,7 @@ def run_sweep(
     live: bool | None = None,
     on_start: Callable[[str, str, int], None] | None = None,
     on_trial: Callable[[TrialRow], None] | None = None,
+    on_progress: Callable[[SweepResult], None] | None = None,
 ) -> SweepResult:
     """Run a sweep, or resume or join one, to its end; see `dlx.api.sweep`."""
     from dlx.track.store import resolve_tracking_uri
@@ -738,6 +741,7 @@ def run_sweep(
     if on_start is not None:
         on_start(config.parent_run_id, shown_storage(storage), count)
     owner = join is None
+    watching = _watch(config, sweep, on_progress) if on_progress is not None else None
     try:
         study = _study(config, sweep, create=False)
         if resume is not None:
@@ -765,9 +769,36 @@ def run_sweep(
         if owner:
             _end_parent(config, "FAILED")
         raise
+    finally:
+        if watching is not None:
+            watching.set()
     if owner:
         _end_parent(config, "FINISHED")
     return result
+
+
+def _watch(
+    config: SweepConfig,
+    sweep: Sweep,
+    on_progress: Callable[[SweepResult], None],
+    every: float = 1.0,
+) -> Any:
+    """A thread that reads the study every `every` seconds and gives `on_progress` all its
+    trials (every process's, those running too), until the event it returns is set."""
+    import threading
+
+    stop = threading.Event()
+    study = _study(config, sweep, create=False)
+
+    def poll() -> None:
+        while True:
+            on_progress(_summary(config, sweep, study))
+            if stop.wait(every):
+                on_progress(_summary(config, sweep, study))
+                return
+
+    threading.Thread(target=poll, name="dlx-sweep-watch", daemon=True).start()
+    return stop
 
 
 def study_name(loaded: LoadedSpec, trials: int) -> str:
@@ -993,6 +1024,7 @@ def visible_gpus() -> list[str]:
 
 
 def _summary(config: SweepConfig, sweep: Sweep, study: Any) -> SweepResult:
+    """The sweep's counted trials (those under way too) and its best."""
     result = SweepResult(config.parent_run_id, shown_storage(config.storage), sweep.metric, "")
     result.goal = goal(sweep)
     for trial in counted(study.get_trials(deepcopy=False)):
@@ -1008,6 +1040,7 @@ def _summary(config: SweepConfig, sweep: Sweep, study: Any) -> SweepResult:
             list(trial.user_attrs.get(RUN_IDS, [])),
             trial.duration.total_seconds() if trial.duration else 0.0,
             note,
+            len(trial.intermediate_values),
         )
         result.trials.append(row)
     complete = [r for r in result.trials if r.state == "COMPLETE" and r.value is not None]
