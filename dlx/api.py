@@ -333,7 +333,10 @@ def sweep(
         trials: how many trials in all; default: the section's `trials`.
         jobs: trials at once, each in its own process; `None`: one per GPU, else 1.
         storage: the Optuna storage URL; default: `optuna.db` beside an SQLite MLflow
-            store (else in the working folder); with `resume` or `join`: the sweep's own.
+            store (else in the working folder), each call a new sweep; with `resume` or
+            `join`: the sweep's own. Given (without `resume` or `join`), the study is named
+            from the spec: the first process creates it, the others join it while it is
+            unfinished, and a finished one leads to a new study (`-2`, `-3`...).
         resume: a sweep's parent run id (or a prefix): continue it; trials interrupted
             (Ctrl-C, a process killed) are resumed or rerun, the finished ones kept.
         join: a sweep's parent run id (or a prefix): work its study alongside the process

@@ -250,8 +250,9 @@ def sweep(
         typer.Option(
             "--storage",
             metavar="URL",
-            help="The Optuna storage (any database URL Optuna takes); default: optuna.db "
-            "beside the MLflow store.",
+            help="The Optuna storage (any database URL Optuna takes); the same command on "
+            "several machines works one sweep. Default: optuna.db beside the MLflow store, a "
+            "new sweep each time.",
             show_default=False,
         ),
     ] = None,
