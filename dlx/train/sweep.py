@@ -790,12 +790,19 @@ def _watch(
     stop = threading.Event()
     study = _study(config, sweep, create=False)
 
-    def poll() -> None:
-        while True:
+    def show() -> None:
+        import contextlib
+
+        from sqlalchemy.exc import SQLAlchemyError
+
+        # The storage busy a moment (SQLite locked): the table is redrawn the next time.
+        with contextlib.suppress(SQLAlchemyError):
             on_progress(_summary(config, sweep, study))
-            if stop.wait(every):
-                on_progress(_summary(config, sweep, study))
-                return
+
+    def poll() -> None:
+        while not stop.wait(every):
+            show()
+        show()
 
     threading.Thread(target=poll, name="dlx-sweep-watch", daemon=True).start()
     return stop
