@@ -347,7 +347,7 @@ def test_the_same_command_twice_works_one_study_through_postgresql(postgres_uri,
             "trials": 4,
             "params": {LEARNING_RATE: {"log_uniform": [1e-3, 3e-2]}},
         },
-        train={**TINY["train"], "epochs": 3},
+        train={**TINY["train"], "epochs": 1},
     )
     # As on two machines: the same command, at once; the first to create the study starts
     # the sweep, the other joins it.
