@@ -317,7 +317,9 @@ def sweep_worker() -> None:
     """One process of `dlx sweep --jobs J` (internal)."""
     from dlx import api
 
-    _run(lambda: api.sweep_worker(on_trial=render.sweep_trial))
+    # On a terminal the sweep that started it shows every trial in its live table.
+    on_trial = None if sys.stdout.isatty() else render.sweep_trial
+    _run(lambda: api.sweep_worker(on_trial=on_trial))
 
 
 @app.command()
