@@ -320,6 +320,7 @@ def sweep(
     live: bool | None = None,
     on_start: Callable[[str, str, int], None] | None = None,
     on_trial: Callable[[Any], None] | None = None,
+    on_progress: Callable[[Any], None] | None = None,
 ) -> Any:
     """Run a spec's `sweep:` section (docs/spec.md section 10): an Optuna study, recorded as
     one MLflow parent run with a complete dlx run per trial as its child.
@@ -333,7 +334,10 @@ def sweep(
         trials: how many trials in all; default: the section's `trials`.
         jobs: trials at once, each in its own process; `None`: one per GPU, else 1.
         storage: the Optuna storage URL; default: `optuna.db` beside an SQLite MLflow
-            store (else in the working folder); with `resume` or `join`: the sweep's own.
+            store (else in the working folder), each call a new sweep; with `resume` or
+            `join`: the sweep's own. Given (without `resume` or `join`), the study is named
+            from the spec: the first process creates it, the others join it while it is
+            unfinished, and a finished one leads to a new study (`-2`, `-3`...).
         resume: a sweep's parent run id (or a prefix): continue it; trials interrupted
             (Ctrl-C, a process killed) are resumed or rerun, the finished ones kept.
         join: a sweep's parent run id (or a prefix): work its study alongside the process
@@ -345,6 +349,9 @@ def sweep(
             number of trials once the sweep is set up.
         on_trial: called with each trial's `dlx.train.sweep.TrialRow` as it ends (trials
             of this process; other jobs report their own).
+        on_progress: called about every second, from another thread, with a
+            `dlx.train.sweep.SweepResult` of all the sweep's trials so far (every process's,
+            those under way too): what a live table shows.
 
     Returns:
         A `dlx.train.sweep.SweepResult`: every counted trial and the best.
@@ -381,6 +388,7 @@ def sweep(
         live=live,
         on_start=on_start,
         on_trial=on_trial,
+        on_progress=on_progress,
     )
 
 
@@ -407,7 +415,9 @@ def sweep_worker(on_trial: Callable[[Any], None] | None = None) -> None:
     # Ctrl-C on a terminal reaches the worker, and then the sweep passes it on too: the
     # second must not cut short the recording of the trial's run as KILLED.
     signal.signal(signal.SIGINT, _interrupt_once)
-    sweeping.work(sweeping.SweepConfig.from_json(config), live=False, on_trial=on_trial)
+    worker = sweeping.SweepConfig.from_json(config)
+    sweeping.die_with_coordinator(worker)
+    sweeping.work(worker, live=False, on_trial=on_trial)
 
 
 def _interrupt_once(signum: int, frame: Any) -> None:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -250,8 +250,9 @@ def sweep(
         typer.Option(
             "--storage",
             metavar="URL",
-            help="The Optuna storage (any database URL Optuna takes); default: optuna.db "
-            "beside the MLflow store.",
+            help="The Optuna storage (any database URL Optuna takes); the same command on "
+            "several machines works one sweep. Default: optuna.db beside the MLflow store, a "
+            "new sweep each time.",
             show_default=False,
         ),
     ] = None,
@@ -291,23 +292,24 @@ def sweep(
             raise UsageError(f"--jobs: expected a positive integer or auto. Received: {jobs!r}")
         return int(jobs)
 
+    def run() -> Any:
+        options: dict[str, Any] = {
+            "trials": trials,
+            "jobs": count,
+            "storage": storage,
+            "resume": resume,
+            "join": join,
+            "retry_failed": retry_failed,
+            "tracking_uri": tracking_uri,
+            "on_start": render.sweep_started,
+        }
+        if not sys.stdout.isatty():  # CI, a pipe: a line per trial as it ends
+            return api.sweep(spec, set_ or [], on_trial=render.sweep_trial, **options)
+        with render.SweepLive() as table:  # the trials' own progress bars off
+            return api.sweep(spec, set_ or [], live=False, on_progress=table.update, **options)
+
     count = _run(job_count)
-    _run(
-        lambda: api.sweep(
-            spec,
-            set_ or [],
-            trials=trials,
-            jobs=count,
-            storage=storage,
-            resume=resume,
-            join=join,
-            retry_failed=retry_failed,
-            tracking_uri=tracking_uri,
-            on_start=render.sweep_started,
-            on_trial=render.sweep_trial,
-        ),
-        render.sweep_result,
-    )
+    _run(run, render.sweep_result)
 
 
 @app.command("sweep-worker", hidden=True)
@@ -315,7 +317,9 @@ def sweep_worker() -> None:
     """One process of `dlx sweep --jobs J` (internal)."""
     from dlx import api
 
-    _run(lambda: api.sweep_worker(on_trial=render.sweep_trial))
+    # On a terminal the sweep that started it shows every trial in its live table.
+    on_trial = None if sys.stdout.isatty() else render.sweep_trial
+    _run(lambda: api.sweep_worker(on_trial=on_trial))
 
 
 @app.command()

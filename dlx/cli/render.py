@@ -92,6 +92,48 @@ def _param(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def sweep_table(result: Any) -> Any:
+    """A sweep's trials as a rich `Table`, by number: state, swept values, metric, epochs."""
+    from rich.table import Table
+
+    keys = sorted({k for r in result.trials for k in r.params})
+    table = Table(title=f"sweep {result.parent_run_id}", title_justify="left")
+    for name in ("trial", "state", *keys, result.metric, "epochs"):
+        table.add_column(name, justify="left" if name in ("trial", "state") else "right")
+    for r in sorted(result.trials, key=lambda r: r.number):
+        best = result.best is not None and r.number == result.best.number
+        table.add_row(
+            str(r.number),
+            r.state,
+            *(_param(r.params[k]) if k in r.params else "" for k in keys),
+            _cell(r.value),
+            str(r.epochs),
+            style="bold green" if best else None,
+        )
+    return table
+
+
+class SweepLive:
+    """A live table of a sweep's trials on the terminal (`sweep_table`), redrawn by `update`
+    (`api.sweep`'s `on_progress`) while the sweep runs."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.live = Live(console=Console(highlight=False), auto_refresh=False)
+
+    def __enter__(self) -> SweepLive:
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.stop()
+
+    def update(self, result: Any) -> None:
+        self.live.update(sweep_table(result), refresh=True)
+
+
 def sweep_result(result: Any) -> None:
     """A `SweepResult`: every trial sorted best first, then the best trial."""
     done = sorted(

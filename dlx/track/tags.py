@@ -59,8 +59,10 @@ RESUMED = "dlx.resumed"
 REPRODUCTION_OF = "dlx.reproduction_of"
 """The id of the run that a `dlx reproduce` run trained again."""
 SWEEP = "dlx.sweep"
-"""On a sweep's parent run: the Optuna storage of its study (a password in it hidden), whose
-study is named by the parent's run id."""
+"""On a sweep's parent run: the Optuna storage of its study (a password in it hidden)."""
+SWEEP_STUDY = "dlx.sweep.study"
+"""On a sweep's parent run: its Optuna study's name (the parent's run id, or with `--storage`
+a name made from the spec: `dlx-<name>-<digest>`)."""
 SWEEP_METHOD = "dlx.sweep.method"
 """On a sweep's parent run: its sampler (`grid`, `random`, `tpe`, `cmaes`)."""
 SWEEP_METRIC = "dlx.sweep.metric"

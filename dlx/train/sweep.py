@@ -1,11 +1,15 @@
 """Sweeps (`dlx sweep`, docs/spec.md section 10): a spec's `sweep:` section run as an
 Optuna study, one MLflow parent run with a child run per trial.
 
-Optuna is the engine and its storage the only state: the study is named by the parent run's
-id, and lives in an SQLite file beside the MLflow store (`optuna.db`) or in any database
-`--storage` names. Every process that works the study (the `--jobs` of one machine, or
-several machines with `--join`) runs the same loop against that storage: ask a trial, train it
-as a complete dlx run, tell its result, until the sweep has its trials.
+Optuna is the engine and its storage the only state. Without `--storage` the study lives in
+an SQLite file beside the MLflow store (`optuna.db`), named by the parent run's id: each
+`dlx sweep` is a new sweep. With `--storage URL` (a database several machines share) the study
+is named from the spec (`study_name`): the first process to create it starts the parent run
+and records its id in the study; the others, started with the same command, join it (a study
+that has all its trials is done: the command then starts `<name>-2`, `-3`...). Every process
+that works the study (the `--jobs` of one machine, the machines that join) runs the same loop
+against that storage: ask a trial, train it as a complete dlx run, tell its result, until the
+sweep has its trials.
 
 Exactly `trials` trials count in the end. A trial is counted unless it was retried (a newer
 trial carries its number in the user attribute `retry_of`) or it was asked for after the
@@ -22,6 +26,7 @@ import re
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +46,7 @@ from dlx.track.tags import (
     SWEEP_GOAL,
     SWEEP_METHOD,
     SWEEP_METRIC,
+    SWEEP_STUDY,
     SWEEP_TRIALS,
     TRIAL,
 )
@@ -59,6 +65,8 @@ ERROR = "error"
 RUN_IDS = "run_ids"
 WORKER_SEED_STRIDE = 1_000_003
 """How far apart the samplers' seeds of a sweep's `--jobs` processes are."""
+PARENT = "parent_run"
+"""The study's user attribute naming its sweep's parent run (a study named from the spec)."""
 
 WORKER_CONFIG = "DLX_SWEEP_WORKER"
 """The environment variable holding a `--jobs` worker's `SweepConfig`, as JSON."""
@@ -290,6 +298,14 @@ class SweepConfig:
     """The sampler's seed: the spec's, plus the worker's index (each draws its own values)."""
     threads: int = 0
     """TensorFlow's threads for this process; 0: TensorFlow's default."""
+    study: str = ""
+    """The Optuna study's name; empty: the parent run's id."""
+    coordinator: int = 0
+    """A `--jobs` worker's: the process id of the sweep that started it (it dies with it)."""
+
+    @property
+    def study_name(self) -> str:
+        return self.study or self.parent_run_id
 
     def to_json(self) -> str:
         import json
@@ -309,12 +325,14 @@ class TrialRow:
 
     number: int
     state: str
-    """COMPLETE, PRUNED or FAILED."""
+    """COMPLETE, PRUNED or FAILED (and, while the sweep runs, RUNNING or WAITING)."""
     value: float | None
     params: dict[str, Any]
     run_ids: list[str]
     seconds: float
     note: str = ""
+    epochs: int = 0
+    """The epochs its (first) run has finished, as reported to the study."""
 
 
 @dataclass
@@ -373,21 +391,21 @@ def _study(config: SweepConfig, sweep: Sweep, *, create: bool) -> Any:
     if create:
         return optuna.create_study(
             storage=storage,
-            study_name=config.parent_run_id,
+            study_name=config.study_name,
             direction="maximize" if goal(sweep) == "max" else "minimize",
             sampler=sampler,
             pruner=_pruner(sweep),
         )
     try:
         return optuna.load_study(
-            study_name=config.parent_run_id,
+            study_name=config.study_name,
             storage=storage,
             sampler=sampler,
             pruner=_pruner(sweep),
         )
     except KeyError:
         raise UsageError(
-            f"no sweep {config.parent_run_id} in the Optuna storage {shown_storage(config.storage)}"
+            f"no sweep {config.study_name} in the Optuna storage {shown_storage(config.storage)}"
             " (give the storage it ran with: --storage URL)"
         ) from None
 
@@ -678,6 +696,7 @@ def run_sweep(
     live: bool | None = None,
     on_start: Callable[[str, str, int], None] | None = None,
     on_trial: Callable[[TrialRow], None] | None = None,
+    on_progress: Callable[[SweepResult], None] | None = None,
 ) -> SweepResult:
     """Run a sweep, or resume or join one, to its end; see `dlx.api.sweep`."""
     from dlx.track.store import resolve_tracking_uri
@@ -687,6 +706,7 @@ def run_sweep(
     uri = resolve_tracking_uri(loaded.spec.tracking.uri or tracking_uri)
     existing = resume or join
     parent = _existing_parent(uri, existing) if existing else None
+    named = parent is None and storage is not None  # first come creates it, the others join
     if parent is not None:
         storage = storage or parent.data.tags.get(SWEEP) or default_storage(uri)
         count = trials or int(parent.data.tags.get(SWEEP_TRIALS, total_trials(sweep, None)))
@@ -701,22 +721,34 @@ def run_sweep(
         tracking_uri=uri,
         trials=count,
         seed=loaded.spec.seed,
+        study=parent.data.tags.get(SWEEP_STUDY, "") if parent is not None else "",
     )
-    run = _parent_run(loaded, config, sweep)
     if parent is None:
         _storage(storage)  # a storage that cannot be used fails here, before any run
-        run.start()
-        config.parent_run_id = run.run_id
-        try:
-            _study(config, sweep, create=True)
-        except BaseException:
-            _end_parent(config, "FAILED")
-            raise
+        joined = _claim_study(config, sweep, loaded) if named else None
+        if joined is not None:
+            config.parent_run_id = join = joined
+        else:
+            run = _parent_run(loaded, config, sweep)
+            run.start()
+            config.parent_run_id = run.run_id
+            try:
+                study = _study(config, sweep, create=not named)
+                if named:
+                    study.set_user_attr(PARENT, run.run_id)
+            except BaseException:
+                _end_parent(config, "FAILED")
+                raise
     elif join is None:
-        run.reopen(parent.info.run_id)
+        _parent_run(loaded, config, sweep).reopen(parent.info.run_id)
     if on_start is not None:
         on_start(config.parent_run_id, shown_storage(storage), count)
     owner = join is None
+    if not owner:
+        # Processes that join at once find the same trials there: their own identity keeps
+        # their samplers apart (`work` seeds with the trials already there).
+        config.seed += zlib.crc32(this_process().encode())
+    watching = _watch(config, sweep, on_progress) if on_progress is not None else None
     try:
         study = _study(config, sweep, create=False)
         if resume is not None:
@@ -744,9 +776,92 @@ def run_sweep(
         if owner:
             _end_parent(config, "FAILED")
         raise
+    finally:
+        if watching is not None:
+            watching.set()
     if owner:
         _end_parent(config, "FINISHED")
     return result
+
+
+def _watch(
+    config: SweepConfig,
+    sweep: Sweep,
+    on_progress: Callable[[SweepResult], None],
+    every: float = 1.0,
+) -> Any:
+    """A thread that reads the study every `every` seconds and gives `on_progress` all its
+    trials (every process's, those running too), until the event it returns is set."""
+    import threading
+
+    stop = threading.Event()
+    study = _study(config, sweep, create=False)
+
+    def show() -> None:
+        import contextlib
+
+        from sqlalchemy.exc import SQLAlchemyError
+
+        # The storage busy a moment (SQLite locked): the table is redrawn the next time.
+        with contextlib.suppress(SQLAlchemyError):
+            on_progress(_summary(config, sweep, study))
+
+    def poll() -> None:
+        while not stop.wait(every):
+            show()
+        show()
+
+    threading.Thread(target=poll, name="dlx-sweep-watch", daemon=True).start()
+    return stop
+
+
+def study_name(loaded: LoadedSpec, trials: int) -> str:
+    """The study of a sweep started with `--storage`: `dlx-<spec name>-<digest>`, the digest
+    of the spec as resolved (its `--set` overrides applied) and its number of trials; the same
+    command on every machine names the same study."""
+    import hashlib
+
+    from dlx.track.tags import resolved_spec_text
+
+    text = f"{resolved_spec_text(loaded)}\ntrials: {trials}\n"
+    return f"dlx-{loaded.name}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def _claim_study(config: SweepConfig, sweep: Sweep, loaded: LoadedSpec) -> str | None:
+    """Create the spec's study (`study_name`), or find the unfinished one to join; sets
+    `config.study`. Returns the parent run id of the sweep to join, or `None` when this
+    process created the study (and is to start its parent run). A study that has all its
+    trials is done: the next name (`-2`, `-3`...) is tried."""
+    import optuna
+
+    base, index = study_name(loaded, config.trials), 1
+    while True:
+        config.study = base if index == 1 else f"{base}-{index}"
+        index += 1
+        try:  # of processes racing to create it, one succeeds; the others find it there
+            _study(config, sweep, create=True)
+            return None
+        except optuna.exceptions.DuplicatedStudyError:
+            pass
+        study = _study(config, sweep, create=False)
+        parent = _wait_for_parent(config, study)
+        ended = [t for t in counted(study.get_trials(deepcopy=False)) if t.state.is_finished()]
+        if len(ended) < config.trials:
+            return parent
+
+
+def _wait_for_parent(config: SweepConfig, study: Any, seconds: float = 60.0) -> str:
+    """The parent run id that the study's creator records an instant after creating it."""
+    deadline = time.monotonic() + seconds
+    while PARENT not in study.user_attrs:
+        if time.monotonic() > deadline:
+            raise DlxError(
+                f"the study {config.study} in {shown_storage(config.storage)} has no sweep run "
+                f"after {seconds:.0f}s (the process that created it stopped before starting it); "
+                "delete the study, or give --join SWEEP"
+            )
+        time.sleep(0.5)
+    return str(study.user_attrs[PARENT])
 
 
 def _existing_parent(uri: str, reference: str) -> Any:
@@ -769,6 +884,7 @@ def _parent_run(loaded: LoadedSpec, config: SweepConfig, sweep: Sweep) -> Any:
         SWEEP_METRIC: sweep.metric,
         SWEEP_GOAL: goal(sweep),
         SWEEP_TRIALS: str(config.trials),
+        **({SWEEP_STUDY: config.study} if config.study else {}),
         "mlflow.source.name": str(loaded.document.path.resolve()),
     }
     params = {k: v for k, v in flatten_params(loaded.document.data).items() if k[:6] == "sweep."}
@@ -847,8 +963,14 @@ def _work_in_processes(config: SweepConfig, jobs: int) -> None:
                 env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
         # Seeds far apart: each process adds the trials already there when it starts (`work`),
         # and `seed + index + trials` alone would collide (42 + 1 + 0 == 42 + 0 + 1).
-        seed = config.seed + WORKER_SEED_STRIDE * index
-        mine = SweepConfig(**{**asdict(config), "seed": seed, "threads": threads})
+        mine = SweepConfig(
+            **{
+                **asdict(config),
+                "seed": config.seed + WORKER_SEED_STRIDE * index,
+                "threads": threads,
+                "coordinator": os.getpid(),
+            }
+        )
         # In the environment, not the command line that every user sees (a storage password).
         env[WORKER_CONFIG] = mine.to_json()
         workers.append(subprocess.Popen([sys.executable, "-m", "dlx", "sweep-worker"], env=env))
@@ -868,6 +990,32 @@ def _work_in_processes(config: SweepConfig, jobs: int) -> None:
         raise
     if any(code not in (0,) for code in codes):
         raise DlxError(f"a sweep worker exited with status {max(codes)}; see its output above")
+
+
+def die_with_coordinator(config: SweepConfig) -> None:
+    """Have this `--jobs` worker interrupted (SIGINT: its trial recorded KILLED, rerun on
+    `--resume`) when the sweep that started it dies, even by `kill -9` (Linux's
+    `PR_SET_PDEATHSIG`; elsewhere, a thread that watches the parent's process id)."""
+    import signal
+    import threading
+
+    if not config.coordinator:
+        return
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGINT)
+        if os.getppid() != config.coordinator:  # it died before the call
+            os.kill(os.getpid(), signal.SIGINT)
+        return
+
+    def watch() -> None:
+        while os.getppid() == config.coordinator:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="dlx-coordinator-watch", daemon=True).start()
 
 
 def visible_gpus() -> list[str]:
@@ -892,6 +1040,7 @@ def visible_gpus() -> list[str]:
 
 
 def _summary(config: SweepConfig, sweep: Sweep, study: Any) -> SweepResult:
+    """The sweep's counted trials (those under way too) and its best."""
     result = SweepResult(config.parent_run_id, shown_storage(config.storage), sweep.metric, "")
     result.goal = goal(sweep)
     for trial in counted(study.get_trials(deepcopy=False)):
@@ -907,6 +1056,7 @@ def _summary(config: SweepConfig, sweep: Sweep, study: Any) -> SweepResult:
             list(trial.user_attrs.get(RUN_IDS, [])),
             trial.duration.total_seconds() if trial.duration else 0.0,
             note,
+            len(trial.intermediate_values),
         )
         result.trials.append(row)
     complete = [r for r in result.trials if r.state == "COMPLETE" and r.value is not None]

@@ -5,6 +5,7 @@ storage (SQLite, or a PostgreSQL server the test starts), on a tiny model of the
 """
 
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -56,9 +57,32 @@ def parent_and_children(folder: Path):
 
 
 def study(folder: Path, parent_id: str, storage: str | None = None):
+    """The parent's study: named by its run id, or with --storage by the tag that says which."""
+    name = store(folder).get_run(parent_id).data.tags.get("dlx.sweep.study", parent_id)
     return optuna.load_study(
-        study_name=parent_id, storage=storage or f"sqlite:///{folder / 'optuna.db'}"
+        study_name=name, storage=storage or f"sqlite:///{folder / 'optuna.db'}"
     )
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def counted(trials):
@@ -89,6 +113,15 @@ def test_a_sweep_is_one_parent_run_with_a_child_run_per_trial_and_its_best_spec_
     parent_id = parent.info.run_id
     assert parent.info.status == "FINISHED"
     assert len(children) == 3
+    # Off a terminal: a line per trial as it ends, with its run and values, then the table.
+    assert f"sweep {parent_id}: 3 trials" in done.stdout
+    for child in children:
+        line = f"trial {child.data.tags['dlx.sweep.trial']} COMPLETE "
+        (ended,) = [x for x in done.stdout.splitlines() if x.startswith(line)]
+        assert f"run {child.info.run_id} " in ended
+        assert (
+            f"model.layers.2.dense.units={child.data.params['model.layers.2.dense.units']}" in ended
+        )
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent_id}
     assert sorted(c.data.tags["dlx.sweep.trial"] for c in children) == ["0", "1", "2"]
     for child in children:  # each trial is a complete dlx run with its values as params
@@ -104,14 +137,15 @@ def test_a_sweep_is_one_parent_run_with_a_child_run_per_trial_and_its_best_spec_
     artifacts = {a.path for a in client.list_artifacts(parent_id)}
     assert {"best.yaml", "param_importance.png", "parallel_coordinates.png"} <= artifacts
 
-    # best.yaml is the best trial's resolved spec, without the sweep: it trains as written.
+    # best.yaml is the best trial's resolved spec, without the sweep: the spec that
+    # `dlx reproduce` of the best run trains.
     best_yaml = Path(client.download_artifacts(parent_id, "best.yaml", str(tmp_path)))
     assert "sweep" not in yaml.safe_load(best_yaml.read_text())
-    trained = dlx("train", str(best_yaml), cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    assert "ignores it" not in trained.stderr
+    best_spec = Path(client.download_artifacts(best.info.run_id, "spec.yaml", str(tmp_path / "b")))
+    assert best_yaml.read_text() == best_spec.read_text()
     reproduced = dlx("reproduce", best.info.run_id, cwd=tmp_path)
     assert reproduced.returncode == 0, reproduced.stderr[-3000:] + reproduced.stdout[-3000:]
+    assert "ignores it" not in reproduced.stderr
 
     # compare SWEEP: its trials, best first, the swept values among the columns.
     compared = dlx("compare", parent_id[:8], "--format", "json", cwd=tmp_path)
@@ -127,17 +161,12 @@ def test_a_sweep_is_one_parent_run_with_a_child_run_per_trial_and_its_best_spec_
     at = [r["run_id"] for r in rows].index(parent_id)
     assert [r["parent_run_id"] for r in rows[at + 1 : at + 4]] == [parent_id] * 3
 
-
-def test_dlx_train_trains_the_spec_as_written_and_says_the_sweep_is_ignored(tmp_path):
-    spec = write_spec(
-        tmp_path,
-        {"metric": "val_accuracy", "params": {LEARNING_RATE: {"choice": [0.01, 0.02]}}},
-        train={**TINY["train"], "epochs": 1},
-    )
-    done = dlx("train", str(spec), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "sweep: section; dlx train trains the spec as written and ignores it" in done.stderr
-    (run,) = runs(store(tmp_path))
+    # dlx train trains the spec as written, and says it ignores its sweep.
+    known = {r.info.run_id for r in runs(store(tmp_path))}
+    trained = dlx("train", str(spec), "--set", "train.epochs=1", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "sweep: section; dlx train trains the spec as written and ignores it" in trained.stderr
+    (run,) = [r for r in runs(store(tmp_path)) if r.info.run_id not in known]
     assert run.data.params[LEARNING_RATE] == "0.01"
 
 
@@ -168,25 +197,39 @@ def test_pruning_stops_diverging_trials_early_and_compare_shows_them(tmp_path):
     assert [r["status"] for r in json.loads(compared.stdout)].count("PRUNED") == len(pruned)
 
 
-def test_two_jobs_run_the_trials_in_two_processes(tmp_path):
+def test_two_jobs_run_the_trials_in_two_processes_and_repeats_score_the_mean_of_seeds(tmp_path):
     spec = write_spec(
         tmp_path,
         {
             "metric": "val_loss",
-            "method": "random",
-            "trials": 4,
-            "params": {LEARNING_RATE: {"log_uniform": [1e-3, 3e-2]}},
+            "method": "grid",
+            "params": {LEARNING_RATE: {"choice": [0.005, 0.01, 0.02]}},
+            "repeats": 2,
         },
+        train={**TINY["train"], "epochs": 1},
     )
     done = dlx("sweep", str(spec), "--jobs", "2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     (parent,), children = parent_and_children(tmp_path)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["dlx.sweep.goal"] == "min"  # a loss
-    assert sorted(c.data.tags["dlx.sweep.trial"] for c in children) == ["0", "1", "2", "3"]
     assert len({c.data.tags["dlx.process"] for c in children}) == 2
     trials = study(tmp_path, parent.info.run_id).trials
-    assert [t.state.name for t in counted(trials)] == ["COMPLETE"] * 4
+    assert [t.state.name for t in counted(trials)] == ["COMPLETE"] * 3
+    assert len(children) == 6  # a run per seed
+    for trial in trials:
+        runs_of = [c for c in children if c.data.tags["dlx.sweep.trial"] == str(trial.number)]
+        assert sorted(c.data.params["seed"] for c in runs_of) == ["3", "4"]
+        scores = [c.data.metrics["val_loss"] for c in runs_of]
+        assert trial.value == pytest.approx(sum(scores) / 2)
+        assert runs_of[0].data.metrics["val_loss_std"] == pytest.approx(
+            trial.user_attrs["val_loss_std"]
+        )
+    # A job's trial trains on its share of the threads: reproduce uses the same (sums over
+    # another number of threads round differently), so it reproduces exactly.
+    assert children[0].data.tags["dlx.intra_op_threads"] == str(max(1, (os.cpu_count() or 1) // 2))
+    reproduced = dlx("reproduce", children[0].info.run_id, cwd=tmp_path)
+    assert reproduced.returncode == 0, reproduced.stdout[-3000:] + reproduced.stderr[-3000:]
 
 
 def test_a_trial_that_raises_is_a_failed_child_run_and_retry_failed_reruns_only_it(tmp_path):
@@ -228,33 +271,8 @@ def test_a_trial_that_raises_is_a_failed_child_run_and_retry_failed_reruns_only_
     assert trials[-1].user_attrs["retry_of"] == int(failed.data.tags["dlx.sweep.trial"])
 
 
-def test_repeats_train_each_configuration_with_several_seeds_and_score_their_mean(tmp_path):
-    spec = write_spec(
-        tmp_path,
-        {
-            "metric": "val_accuracy",
-            "method": "grid",
-            "params": {LEARNING_RATE: {"choice": [0.01, 0.02]}},
-            "repeats": 2,
-        },
-        train={**TINY["train"], "epochs": 1},
-    )
-    done = dlx("sweep", str(spec), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    (parent,), children = parent_and_children(tmp_path)
-    assert len(children) == 4
-    for trial in study(tmp_path, parent.info.run_id).trials:
-        runs_of = [c for c in children if c.data.tags["dlx.sweep.trial"] == str(trial.number)]
-        assert sorted(c.data.params["seed"] for c in runs_of) == ["3", "4"]
-        scores = [c.data.metrics["val_accuracy"] for c in runs_of]
-        assert trial.value == pytest.approx(sum(scores) / 2)
-        assert runs_of[0].data.metrics["val_accuracy_std"] == pytest.approx(
-            trial.user_attrs["val_accuracy_std"]
-        )
-
-
 @pytest.mark.timeout(3 * BOUND_S)
-def test_kill_9_then_resume_ends_with_exactly_the_trials_asked(tmp_path):
+def test_kill_9_of_a_sweep_ends_its_jobs_and_resume_ends_with_exactly_the_trials_asked(tmp_path):
     spec = write_spec(
         tmp_path,
         {
@@ -265,23 +283,26 @@ def test_kill_9_then_resume_ends_with_exactly_the_trials_asked(tmp_path):
         },
         train={**TINY["train"], "epochs": 30},
     )
-    job = start("sweep", str(spec), cwd=tmp_path)
+    job = start("sweep", str(spec), "--jobs", "2", cwd=tmp_path)
     try:
-        # Killed while its second trial trains (its run open, some epochs done).
+        # Killed while both jobs train (their runs open, some epochs done): one job by
+        # kill -9 too (its trial left RUNNING), the other left to notice its sweep is gone.
         wait_for(
-            lambda: (
-                len(parent_and_children(tmp_path)[1]) >= 2
-                and any(tmp_path.glob("dlx-checkpoints/*/metrics.jsonl"))
-            ),
-            "a second trial under way",
+            lambda: len(list(tmp_path.glob("dlx-checkpoints/*/metrics.jsonl"))) >= 2,
+            "two trials under way",
             every=0.2,
         )
+        workers = children_of(job.pid)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
         job.send_signal(signal.SIGKILL)
         job.wait(timeout=30)
+        wait_for(lambda: not alive(workers[1]), "the other job gone with its sweep", every=0.2)
     finally:
         kill_group(job)
-    (parent,), _ = parent_and_children(tmp_path)
+    (parent,), children = parent_and_children(tmp_path)
     assert parent.info.status == "RUNNING"
+    assert "KILLED" in {c.info.status for c in children}  # the job that noticed recorded it
 
     resumed = dlx("sweep", str(spec), "--resume", parent.info.run_id[:8], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -290,12 +311,16 @@ def test_kill_9_then_resume_ends_with_exactly_the_trials_asked(tmp_path):
     trials = study(tmp_path, parent.info.run_id).trials
     kept = counted(trials)
     assert [t.state.name for t in kept] == ["COMPLETE"] * 3  # exactly 3, none twice
-    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+    assert all(c.info.status in ("FINISHED", "KILLED") for c in children)
+    for trial in kept:  # each counted trial's run finished
+        (run_id,) = trial.user_attrs["run_ids"]
+        assert store(tmp_path).get_run(run_id).info.status == "FINISHED"
     assert any(c.data.tags.get("dlx.resumed") == "1" for c in children)  # continued, not redone
+    # Two jobs started together draw their own values, not the same ones twice.
+    assert len({t.params[LEARNING_RATE] for t in kept}) == 3
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_ctrl_c_stops_the_sweep_and_records_its_parent_killed(tmp_path, jobs):
+def test_ctrl_c_stops_the_sweep_and_its_jobs_and_records_its_parent_killed(tmp_path):
     spec = write_spec(
         tmp_path,
         {
@@ -305,7 +330,7 @@ def test_ctrl_c_stops_the_sweep_and_records_its_parent_killed(tmp_path, jobs):
         },
         train={**TINY["train"], "epochs": 200},
     )
-    job = start("sweep", str(spec), "--jobs", jobs, cwd=tmp_path)
+    job = start("sweep", str(spec), "--jobs", "2", cwd=tmp_path)
     try:
         wait_for(lambda: any(tmp_path.glob("dlx-checkpoints/*/metrics.jsonl")), "a trial under way")
         job.send_signal(signal.SIGINT)  # to the sweep alone: it stops its jobs
@@ -320,7 +345,7 @@ def test_ctrl_c_stops_the_sweep_and_records_its_parent_killed(tmp_path, jobs):
 
 
 @pytest.mark.timeout(3 * BOUND_S)
-def test_two_processes_join_one_study_through_postgresql(postgres_uri, tmp_path):
+def test_the_same_command_twice_works_one_study_through_postgresql(postgres_uri, tmp_path):
     spec = write_spec(
         tmp_path,
         {
@@ -329,24 +354,35 @@ def test_two_processes_join_one_study_through_postgresql(postgres_uri, tmp_path)
             "trials": 4,
             "params": {LEARNING_RATE: {"log_uniform": [1e-3, 3e-2]}},
         },
-        train={**TINY["train"], "epochs": 3},
+        train={**TINY["train"], "epochs": 1},
     )
+    # As on two machines: the same command, at once; the first to create the study starts
+    # the sweep, the other joins it.
     first = start("sweep", str(spec), "--storage", postgres_uri, cwd=tmp_path)
+    second = start("sweep", str(spec), "--storage", postgres_uri, cwd=tmp_path)
     try:
-        # `sweep <parent run id>: ...`, once the parent run and the study exist.
-        line = next(line for line in first.stdout if line.startswith("sweep "))
-        parent_id = line.split()[1].rstrip(":")
-        second = dlx(
-            "sweep", str(spec), "--storage", postgres_uri, "--join", parent_id, cwd=tmp_path
-        )
-        output, _ = first.communicate(timeout=BOUND_S)
+        outputs = [job.communicate(timeout=BOUND_S)[0] for job in (first, second)]
     finally:
         kill_group(first)
-    assert first.returncode == 0, output[-3000:]
-    assert second.returncode == 0, second.stderr[-3000:]
+        kill_group(second)
+    assert first.returncode == 0, outputs[0][-3000:]
+    assert second.returncode == 0, outputs[1][-3000:]
     (parent,), children = parent_and_children(tmp_path)
+    parent_id = parent.info.run_id
     assert parent.info.status == "FINISHED"
+    assert all(f"sweep {parent_id}: 4 trials" in output for output in outputs)
+    assert parent.data.tags["dlx.sweep.study"].startswith("dlx-tiny-")
     numbers = [c.data.tags["dlx.sweep.trial"] for c in children]
     assert sorted(numbers) == sorted(set(numbers)) and len(numbers) == 4
-    trials = study(tmp_path, parent_id, postgres_uri.replace("://", "+psycopg://", 1)).trials
-    assert len(counted(trials)) == 4
+    # Two processes joining at once draw their own values, not the same ones twice.
+    assert len({c.data.params[LEARNING_RATE] for c in children}) == 4
+    storage = postgres_uri.replace("://", "+psycopg://", 1)
+    assert len(counted(study(tmp_path, parent_id, storage).trials)) == 4
+
+    # --join names the sweep; this one has its trials: nothing more to run.
+    joined = dlx(
+        "sweep", str(spec), "--storage", postgres_uri, "--join", parent_id[:8], cwd=tmp_path
+    )
+    assert joined.returncode == 0, joined.stderr[-3000:]
+    assert f"sweep {parent_id}: 4 trials" in joined.stdout
+    assert len(parent_and_children(tmp_path)[1]) == 4

@@ -1,0 +1,94 @@
+"""Which study a `dlx sweep --storage URL` works: the same command on several machines
+finds one study (first come creates it), and a finished one leads to a fresh study.
+
+Real Optuna storages (an SQLite file) and real specs; no training.
+"""
+
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from dlx.errors import DlxError
+from dlx.spec import load_spec
+from dlx.train import sweep as sweeping
+
+SPEC = """\
+version: 1
+name: claimed
+data: {source: {sklearn: digits}, validation_split: 0.2}
+model:
+  layers:
+    - input: {shape: [8, 8, 1]}
+    - flatten
+    - dense: {units: 10, activation: softmax}
+train:
+  optimizer: {adam: {learning_rate: 0.01}}
+  loss: sparse_categorical_crossentropy
+sweep:
+  metric: val_loss
+  trials: 2
+  params:
+    train.optimizer.adam.learning_rate: {log_uniform: [0.001, 0.1]}
+"""
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    path = tmp_path / "claimed.yaml"
+    path.write_text(SPEC)
+    return path
+
+
+def config(spec: Path, storage: str, trials: int = 2) -> sweeping.SweepConfig:
+    return sweeping.SweepConfig(str(spec), [], "", storage, "", trials)
+
+
+def finish(study, count: int) -> None:
+    for _ in range(count):
+        trial = study.ask()
+        trial.suggest_float("train.optimizer.adam.learning_rate", 0.001, 0.1, log=True)
+        study.tell(trial, 0.5)
+
+
+def test_the_study_is_named_from_the_resolved_spec_and_its_trials(spec):
+    name = sweeping.study_name(load_spec(spec), 2)
+    assert name.startswith("dlx-claimed-")
+    assert sweeping.study_name(load_spec(spec), 2) == name  # every machine: the same study
+    assert sweeping.study_name(load_spec(spec), 3) != name  # --trials
+    changed = load_spec(spec, ["train.optimizer.adam.learning_rate=0.02"])
+    assert sweeping.study_name(changed, 2) != name  # --set
+
+
+def test_first_come_creates_the_study_the_next_joins_it_and_a_finished_one_is_not_reused(
+    spec, tmp_path
+):
+    loaded = load_spec(spec)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    sweep = loaded.spec.sweep
+    first = config(spec, storage)
+    assert sweeping._claim_study(first, sweep, loaded) is None  # it created the study
+    study = optuna.load_study(study_name=first.study, storage=storage)
+    study.set_user_attr(sweeping.PARENT, "parent-1")  # as the creator does, once its run is open
+
+    second = config(spec, storage)
+    assert sweeping._claim_study(second, sweep, loaded) == "parent-1"  # it joins
+    assert second.study == first.study
+
+    finish(study, 2)  # the sweep has its trials: the same command again starts a new one
+    third = config(spec, storage)
+    assert sweeping._claim_study(third, sweep, loaded) is None
+    assert third.study == f"{first.study}-2"
+
+
+def test_a_study_whose_creator_never_started_its_sweep_is_an_error_after_a_wait(spec, tmp_path):
+    loaded = load_spec(spec)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    first = config(spec, storage)
+    sweeping._claim_study(first, loaded.spec.sweep, loaded)
+    study = optuna.load_study(study_name=first.study, storage=storage)
+    started = time.monotonic()
+    with pytest.raises(DlxError, match="has no sweep run after 1s"):
+        sweeping._wait_for_parent(first, study, seconds=1.0)
+    assert time.monotonic() - started < 10
