@@ -15,12 +15,13 @@ epoch's end would read the next epoch's first batches into this one (Keras stops
 where the data ends, and dlx's training data runs on across epochs).
 
 `runtime.jit_compile: auto` is Keras's own choice (XLA on a GPU or TPU when every layer supports
-it, never on a CPU), except that a model with recurrent layers is compiled with XLA on a CPU
-too: measured on the LSTM of `bench/vs_keras.py`, XLA fuses each time step's small ops and
-trains in 0.6 of the CPU time, once compiled. Compiling costs seconds, so a short training
-(`XLA_MIN_SECONDS` by the step estimate) is left without. A CNN trains slower with XLA on a
-CPU, so the rule stops at recurrent layers. XLA's calls copy the variables in and out, so a
-call compiled with it should run longer.
+it, never on a CPU), except that a model without convolutions is compiled with XLA on a CPU
+too. Measured on the workloads of `bench/vs_keras.py` (once compiled): XLA fuses each time
+step's small ops of the LSTM, which trains in 0.6 of the time, and the MLP's matmuls with their
+bias, activation and optimizer updates, which train in 0.75 of it; the small CNN trains 1.3
+times slower (TensorFlow's own convolutions on a CPU are oneDNN's). Compiling costs seconds, so
+a short training (`XLA_MIN_SECONDS` by the step estimate) is left without. XLA's calls copy the
+variables in and out, so a call compiled with it should run longer.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class JitCompile:
     reason: str = ""
 
     def describe(self) -> str:
-        """`on (auto: recurrent layers on a CPU)`: the choice, said in a line."""
+        """`on (auto: no convolution on a CPU)`: the choice, said in a line."""
         said = "auto" if self.asked == "auto" else "asked"
         reason = f": {self.reason}" if self.reason else ""
         return f"{'on' if self.enabled else 'off'} ({said}{reason})"
@@ -158,7 +159,7 @@ def choose_jit_compile(
 
     Returns:
         For a value asked for, that value as Keras applied it. For `auto`, Keras's choice,
-        or XLA for a model with recurrent layers that Keras left without it on a CPU, when
+        or XLA for a model without convolutions that Keras left without it on a CPU, when
         its training is long enough to pay the compiling back (`XLA_MIN_SECONDS`), every
         layer supports XLA (not with `deterministic: true`, whose op determinism XLA does
         not promise), the model trains with Keras's own train step, on one replica.
@@ -171,8 +172,8 @@ def choose_jit_compile(
         return JitCompile(chosen, asked)
     if chosen:
         return JitCompile(True, asked, "Keras's choice on this device")
-    if not any(recurrent for _, _, recurrent in _weighted_layers(model)):
-        return JitCompile(False, asked, "no recurrent layer on a CPU")
+    if any(_is_convolution(layer) for layer, _, _ in _weighted_layers(model)):
+        return JitCompile(False, asked, "convolutions: slower with XLA on a CPU")
     if replicas > 1:
         return JitCompile(False, asked, "several replicas")
     if type(model).train_step is not keras.Model.train_step:
@@ -184,7 +185,7 @@ def choose_jit_compile(
         return JitCompile(
             False, asked, f"a training of about {seconds:.2g} s: too short to pay compiling back"
         )
-    return JitCompile(True, asked, "recurrent layers on a CPU")
+    return JitCompile(True, asked, "no convolution on a CPU")
 
 
 def estimated_step_seconds(model: Any, batch_size: int) -> float:
@@ -218,6 +219,12 @@ def _weighted_layers(model: Any) -> list[tuple[Any, int, bool]]:
         recurrent = isinstance(layer, keras.layers.RNN) or isinstance(inner, keras.layers.RNN)
         found.append((layer, _positions(layer), recurrent))
     return found
+
+
+def _is_convolution(layer: Any) -> bool:
+    """Any kind of convolution: `conv1d`..`conv3d`, transposed, depthwise, separable, ConvLSTM."""
+    inner = getattr(layer, "layer", None) or getattr(layer, "cell", None) or layer
+    return any("Conv" in type(each).__name__ for each in (layer, inner))
 
 
 def _positions(layer: Any) -> int:

@@ -69,17 +69,23 @@ def _compiled(model, jit_compile="auto"):
     return model
 
 
-def test_auto_compiles_a_long_enough_recurrent_training_with_xla_on_a_cpu_and_nothing_else():
+def test_auto_compiles_a_long_enough_training_without_convolutions_with_xla_on_a_cpu():
     chosen = choose_jit_compile("auto", _compiled(_lstm()), 64, 400)  # 4 epochs of 100 steps
-    assert chosen.describe() == "on (auto: recurrent layers on a CPU)"
+    assert chosen.describe() == "on (auto: no convolution on a CPU)"
     short = choose_jit_compile("auto", _compiled(_lstm()), 64, 100)  # one epoch: about 2 s
     assert short.describe() == (
         "off (auto: a training of about 1.9 s: too short to pay compiling back)"
     )
     assert choose_jit_compile("auto", _compiled(_small_cnn()), 32, 10**6).describe() == (
-        "off (auto: no recurrent layer on a CPU)"
+        "off (auto: convolutions: slower with XLA on a CPU)"
     )
     assert choose_jit_compile(False, _compiled(_lstm(), False), 64, 400).describe() == "off (asked)"
+    mlp = keras.Sequential([keras.Input((784,)), keras.layers.Dense(1024), keras.layers.Dense(10)])
+    assert choose_jit_compile("auto", _compiled(mlp), 128, 2000).enabled  # 4 epochs of 60,000
+    conv_lstm = keras.Sequential(
+        [keras.Input((4, 8, 8, 1)), keras.layers.ConvLSTM2D(4, 3), keras.layers.Flatten()]
+    )
+    assert not choose_jit_compile("auto", _compiled(conv_lstm), 32, 10**6).enabled
     assert choose_jit_compile("auto", _compiled(_lstm()), 64, 400, replicas=2).enabled is False
 
 
