@@ -507,10 +507,13 @@ class Reproduction:
 
     @property
     def mismatches(self) -> list[str]:
+        """The metrics the reproduction trained that differ from the original's, or that the
+        original lacks. Metrics only the original has were logged to it by other commands
+        (`dlx export`'s checks, a sweep's mean and spread of its seeds): shown, not compared."""
         return [
             name
             for name, before, after in self.rows
-            if before is None or after is None or abs(after - before) > self.tolerance
+            if after is not None and (before is None or abs(after - before) > self.tolerance)
         ]
 
 

@@ -63,6 +63,8 @@ INTERRUPTED = "interrupted"
 SURPLUS = "surplus"
 ERROR = "error"
 RUN_IDS = "run_ids"
+STORAGE_ATTEMPTS = 5
+"""Tries to open a new Optuna database that other processes are creating at the same moment."""
 WORKER_SEED_STRIDE = 1_000_003
 """How far apart the samplers' seeds of a sweep's `--jobs` processes are."""
 PARENT = "parent_run"
@@ -367,13 +369,21 @@ def _storage(url: str) -> Any:
     """Optuna's storage at `url` (PostgreSQL through whichever driver is installed; SQLite
     waiting up to a minute for a lock, as several processes share it)."""
     import optuna
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
     from dlx.track.store import mlflow_uri
 
     options = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {}
     try:
-        return optuna.storages.RDBStorage(mlflow_uri(url), engine_kwargs=options)
+        for attempt in range(STORAGE_ATTEMPTS):
+            try:
+                return optuna.storages.RDBStorage(mlflow_uri(url), engine_kwargs=options)
+            except IntegrityError:
+                # Processes starting at once on a new database both create Optuna's tables;
+                # PostgreSQL refuses the second's (a duplicate type): its tables are there now.
+                if attempt == STORAGE_ATTEMPTS - 1:
+                    raise
+                time.sleep(1.0)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         hint = " (its password is not recorded: give --storage URL)" if "***@" in url else ""
