@@ -315,6 +315,11 @@ def _export_one(
             got = [np.asarray(g) for g in predict(named)]
     except UsageError:
         raise
+    except ImportError as exc:  # `pip install .` leaves the converters and runtimes out
+        raise DlxError(
+            f"exporting as {export_format.name} needs {exc.name or 'a package'}, which is not "
+            "installed: pip install 'dlx[export]'"
+        ) from None
     except Exception as exc:  # a converter's or a runtime's failure, named
         message = " ".join(str(exc).split())[:600]
         raise DlxError(
