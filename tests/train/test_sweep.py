@@ -272,7 +272,49 @@ def test_a_trial_that_raises_is_a_failed_child_run_and_retry_failed_reruns_only_
 
 
 @pytest.mark.timeout(3 * BOUND_S)
-def test_kill_9_of_a_sweep_ends_its_jobs_and_resume_ends_with_exactly_the_trials_asked(tmp_path):
+def test_kill_9_then_resume_ends_with_exactly_the_trials_asked(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        {
+            "metric": "val_accuracy",
+            "method": "random",
+            "trials": 3,
+            "params": {LEARNING_RATE: {"log_uniform": [1e-3, 3e-2]}},
+        },
+        train={**TINY["train"], "epochs": 30},
+    )
+    job = start("sweep", str(spec), cwd=tmp_path)
+    try:
+        # Killed while its second trial trains (its run open, some epochs done).
+        wait_for(
+            lambda: (
+                len(parent_and_children(tmp_path)[1]) >= 2
+                and any(tmp_path.glob("dlx-checkpoints/*/metrics.jsonl"))
+            ),
+            "a second trial under way",
+            every=0.2,
+        )
+        job.send_signal(signal.SIGKILL)
+        job.wait(timeout=30)
+    finally:
+        kill_group(job)
+    (parent,), _ = parent_and_children(tmp_path)
+    assert parent.info.status == "RUNNING"
+
+    resumed = dlx("sweep", str(spec), "--resume", parent.info.run_id[:8], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (parent,), children = parent_and_children(tmp_path)
+    assert parent.info.status == "FINISHED"
+    trials = study(tmp_path, parent.info.run_id).trials
+    kept = counted(trials)
+    assert [t.state.name for t in kept] == ["COMPLETE"] * 3  # exactly 3, none twice
+    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+    assert any(c.data.tags.get("dlx.resumed") == "1" for c in children)  # continued, not redone
+    assert len({t.params[LEARNING_RATE] for t in kept}) == 3
+
+
+@pytest.mark.timeout(2 * BOUND_S)
+def test_kill_9_of_a_sweep_ends_its_jobs(tmp_path):
     spec = write_spec(
         tmp_path,
         {
@@ -285,8 +327,6 @@ def test_kill_9_of_a_sweep_ends_its_jobs_and_resume_ends_with_exactly_the_trials
     )
     job = start("sweep", str(spec), "--jobs", "2", cwd=tmp_path)
     try:
-        # Killed while both jobs train (their runs open, some epochs done): one job by
-        # kill -9 too (its trial left RUNNING), the other left to notice its sweep is gone.
         wait_for(
             lambda: len(list(tmp_path.glob("dlx-checkpoints/*/metrics.jsonl"))) >= 2,
             "two trials under way",
@@ -294,30 +334,13 @@ def test_kill_9_of_a_sweep_ends_its_jobs_and_resume_ends_with_exactly_the_trials
         )
         workers = children_of(job.pid)
         assert len(workers) == 2
-        os.kill(workers[0], signal.SIGKILL)
-        job.send_signal(signal.SIGKILL)
+        job.send_signal(signal.SIGKILL)  # the sweep: its jobs are not left working alone
         job.wait(timeout=30)
-        wait_for(lambda: not alive(workers[1]), "the other job gone with its sweep", every=0.2)
+        wait_for(lambda: not any(alive(w) for w in workers), "the jobs gone with their sweep")
     finally:
         kill_group(job)
-    (parent,), children = parent_and_children(tmp_path)
-    assert parent.info.status == "RUNNING"
-    assert "KILLED" in {c.info.status for c in children}  # the job that noticed recorded it
-
-    resumed = dlx("sweep", str(spec), "--resume", parent.info.run_id[:8], cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    (parent,), children = parent_and_children(tmp_path)
-    assert parent.info.status == "FINISHED"
-    trials = study(tmp_path, parent.info.run_id).trials
-    kept = counted(trials)
-    assert [t.state.name for t in kept] == ["COMPLETE"] * 3  # exactly 3, none twice
-    assert all(c.info.status in ("FINISHED", "KILLED") for c in children)
-    for trial in kept:  # each counted trial's run finished
-        (run_id,) = trial.user_attrs["run_ids"]
-        assert store(tmp_path).get_run(run_id).info.status == "FINISHED"
-    assert any(c.data.tags.get("dlx.resumed") == "1" for c in children)  # continued, not redone
-    # Two jobs started together draw their own values, not the same ones twice.
-    assert len({t.params[LEARNING_RATE] for t in kept}) == 3
+    (parent,), _ = parent_and_children(tmp_path)
+    assert parent.info.status == "RUNNING"  # kill -9: nothing could record the end
 
 
 def test_ctrl_c_stops_the_sweep_and_its_jobs_and_records_its_parent_killed(tmp_path):
