@@ -78,10 +78,17 @@ class Outbox:
         line = json.dumps({"step": step, "timestamp": timestamp, "metrics": dict(metrics)})
         self.journal.parent.mkdir(parents=True, exist_ok=True)
         with self.journal.open("a", encoding="utf-8") as file:
+            if file.tell() and not self._ends_a_line():  # its last line was cut by a kill
+                line = "\n" + line
             file.write(line + "\n")
             file.flush()
             os.fsync(file.fileno())
         self.pending.append((step, dict(metrics), timestamp))
+
+    def _ends_a_line(self) -> bool:
+        with self.journal.open("rb") as file:
+            file.seek(-1, os.SEEK_END)
+            return file.read(1) == b"\n"
 
     def add_figure(self, figure: Figure, artifact_file: str) -> None:
         """Keep a Matplotlib figure as the PNG `artifact_file`, to send with the metrics."""

@@ -1,12 +1,14 @@
 """A run's checkpoints, for `dlx train --resume`: a folder tied to the run, kept until it ends.
 
-Every run saves its state at the end of each epoch with Keras's `BackupAndRestore` (weights,
-optimizer state and the epoch, written twice over so a kill mid-write leaves the previous
-epoch intact), one sub-folder per stage (a fine-tuning stage recompiles, so its state differs).
-Keras's weights files leave out the layers' random state (the seed generators behind dropout
-and noise), so it is saved next to them, per epoch: without it a resumed run would draw other
-dropout masks and end elsewhere. A stage that ended is marked `done` with the epoch it ended
-at. Next to them, `metrics.jsonl` and `artifacts/` are the run's outbox (`dlx.track.outbox`).
+Every run saves its state at the end of each epoch through Keras's `BackupAndRestore`
+(weights, optimizer state, and the layers' random state: the seed generators behind dropout
+and noise, which Keras's weights files leave out; without them a resumed run would draw other
+dropout masks and end elsewhere). One sub-folder per stage (a fine-tuning stage recompiles, so
+its state differs) holds `epoch-<N>/`, the state after N epochs. Each is written whole into
+`epoch-<N>.partial/` and then renamed, so a kill at any instant (`kill -9` in the middle of
+writing the weights) leaves the previous epoch's folder intact and no half-written one to
+restore. A stage that ended is marked `done` with the epoch it ended at. Next to them,
+`metrics.jsonl` and `artifacts/` are the run's outbox (`dlx.track.outbox`).
 The folder is deleted when the run ends FINISHED; it stays after a failure, an interrupt or a
 kill, for `--resume`.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import shutil
 import signal
 import tempfile
@@ -27,6 +30,28 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from dlx.errors import DlxError
+
+WEIGHTS = "model.weights.h5"
+SEEDS = "seeds.npz"
+
+
+def saved_epochs(folder: Path) -> list[int]:
+    """The epochs whose state was written whole into `folder` (a stage's), newest first."""
+    found = []
+    for path in folder.glob("epoch-*"):
+        number = path.name.removeprefix("epoch-")
+        if number.isdigit():
+            found.append(int(number))
+    return sorted(found, reverse=True)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a small file so that a kill leaves the old one or the new one, never half."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
 
 
 def checkpoint_folder(tracking_uri: str, run_id: str) -> Path:
@@ -66,17 +91,12 @@ class RunCheckpoints:
             if folder.exists() and not scratch.exists():
                 shutil.copytree(folder, scratch)
             folder = scratch
-        return _backup_class()(str(folder), double_checkpoint=True, delete_checkpoint=False)
+        return _backup_class()(str(folder), delete_checkpoint=False)
 
     def restored_epoch(self, stage: int) -> int | None:
-        """The epoch a stage resumes at (the last saved epoch + 1), or None: from the start."""
-        for name in ("training_metadata.json", "training_metadata.json.bkp"):
-            path = self._stage(stage) / name
-            try:
-                return int(json.loads(path.read_text(encoding="utf-8"))["epoch"])
-            except (OSError, ValueError, KeyError):
-                continue
-        return None
+        """The epoch a stage resumes at (the number of epochs saved), or None: from the start."""
+        epochs = saved_epochs(self._stage(stage))
+        return epochs[0] if epochs else None
 
     def done_epoch(self, stage: int) -> int | None:
         """The epoch a stage that ended ended at (its next stage starts there), or None."""
@@ -89,7 +109,7 @@ class RunCheckpoints:
         if self.writer:
             path = self._stage(stage) / "done.json"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"epoch": epoch}), encoding="utf-8")
+            write_atomically(path, json.dumps({"epoch": epoch}))
 
     def remove(self) -> None:
         """Delete the checkpoints (the run ended FINISHED) and this worker's scratch folder."""
@@ -140,12 +160,8 @@ def _backup_class() -> type:
     import numpy as np
 
     class Backup(keras.callbacks.BackupAndRestore):
-        """`BackupAndRestore` that also saves and restores the seed generators' states.
-
-        Each epoch's states go to `seeds-<epoch>.npz`, written before Keras writes the
-        epoch's weights and metadata, so whatever epoch Keras restores (the latest, or the
-        one before when the latest was cut short), its states are there.
-        """
+        """`BackupAndRestore` that writes each epoch's state whole or not at all, with the
+        seed generators' states beside the weights (see the module's docstring)."""
 
         def _seed_states(self) -> list[Any]:
             return [
@@ -154,40 +170,49 @@ def _backup_class() -> type:
                 for generator in getattr(layer, "_seed_generators", [])
             ]
 
-        def _seeds_path(self, epoch: int) -> Path:
-            return Path(self.backup_dir) / f"seeds-{epoch}.npz"
-
         def _save_model(self) -> None:
             with _signals_deferred():
                 self._save_epoch()
 
         def _save_epoch(self) -> None:
+            root = Path(self.backup_dir)
             epoch = self._current_epoch
-            Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
-            states = [np.asarray(state.numpy()) for state in self._seed_states()]
-            path = self._seeds_path(epoch)
-            with path.open("wb") as file:
-                np.savez(file, *states)
-            super()._save_model()
-            for old in Path(self.backup_dir).glob("seeds-*.npz"):
-                if int(old.stem.removeprefix("seeds-")) < epoch - 2:
-                    old.unlink(missing_ok=True)
+            for stale in root.glob("epoch-*.partial"):  # left by a kill
+                shutil.rmtree(stale, ignore_errors=True)
+            partial, whole = root / f"epoch-{epoch}.partial", root / f"epoch-{epoch}"
+            partial.mkdir(parents=True)
+            with (partial / SEEDS).open("wb") as file:
+                np.savez(file, *[np.asarray(state.numpy()) for state in self._seed_states()])
+            self.model.save_weights(str(partial / WEIGHTS))
+            shutil.rmtree(whole, ignore_errors=True)
+            partial.rename(whole)
+            for older in saved_epochs(root)[1:]:
+                shutil.rmtree(root / f"epoch-{older}", ignore_errors=True)
 
         def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
             # Keras leaves the restored epoch on the model; a later `fit` (the next stage)
             # must not start from this stage's.
             self.model._initial_epoch = None
-            super().on_train_begin(logs)
+            epochs = saved_epochs(Path(self.backup_dir))
+            if epochs:
+                self._restore(epochs[0])
 
-        def _load_model(self) -> None:
-            super()._load_model()
-            epoch = self.model._initial_epoch
-            path = self._seeds_path(epoch) if epoch is not None else None
-            if path is None or not path.exists():
-                return
-            with np.load(path) as saved:
-                states = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        def _restore(self, epoch: int) -> None:
+            folder = Path(self.backup_dir) / f"epoch-{epoch}"
+            optimizer = self.model.optimizer
+            if optimizer is not None and not optimizer.built:  # its variables, to load into
+                optimizer.build(self.model.trainable_variables)
+            try:
+                self.model.load_weights(str(folder / WEIGHTS))
+                with np.load(folder / SEEDS) as saved:
+                    states = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+            except (OSError, ValueError) as exc:  # written whole, then damaged on disk
+                raise DlxError(
+                    f"the checkpoint {folder} cannot be read ({exc}); delete that folder to "
+                    "resume from the epoch before it, if it is there"
+                ) from exc
             for state, value in zip(self._seed_states(), states, strict=True):
                 state.assign(value)
+            self.model._initial_epoch = epoch
 
     return Backup

@@ -179,3 +179,14 @@ def test_a_store_still_down_at_the_end_keeps_the_run_for_resume(server, tmp_path
     result = api.resume(run_id, tracking_uri=server.url, live=False)
     assert result.run_id == run_id
     _assert_every_epoch_logged_once(server, result, tmp_path)
+
+
+def test_an_entry_appended_after_a_line_cut_by_a_kill_is_kept(tmp_path):
+    journal = tmp_path / "metrics.jsonl"
+    journal.write_text('{"step": 0, "timestamp": 1, "metrics": {"loss": 0.5}}\n{"step": 1, "tim')
+    outbox = Outbox(None, tmp_path)  # journaling needs no run
+    outbox.add({"loss": 0.25}, step=1)
+    outbox.add({"loss": 0.125}, step=2)
+    kept = outbox.kept()
+    assert sorted(kept) == [0, 1, 2]
+    assert kept[1][0] == {"loss": 0.25} and kept[2][0] == {"loss": 0.125}

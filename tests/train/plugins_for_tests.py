@@ -1,5 +1,7 @@
 """Callbacks registered for the training tests: they fail or interrupt a run mid-training."""
 
+import os
+import signal
 from pathlib import Path
 
 import keras
@@ -54,3 +56,34 @@ class CountBatches(keras.callbacks.Callback):
 
     def get_config(self):
         return {"path": self.path}
+
+
+@keras.saving.register_keras_serializable(package="dlx_tests")
+class KillWhileSaving(keras.callbacks.Callback):
+    """`kill -9` of its own process in the middle of writing the `save`-th checkpoint, the
+    first time only (`marker`, a file, remembers): half its weights file written, then killed."""
+
+    def __init__(self, save=1, marker="killed"):
+        super().__init__()
+        self.save = save
+        self.marker = marker
+
+    def on_train_begin(self, logs=None):
+        if Path(self.marker).exists():
+            return
+        model, save_weights, saves = self.model, self.model.save_weights, []
+
+        def cut_short(filepath, *args, **kwargs):
+            save_weights(filepath, *args, **kwargs)
+            saves.append(filepath)
+            if len(saves) == self.save:
+                size = os.path.getsize(filepath)
+                with open(filepath, "r+b") as file:
+                    file.truncate(size // 2)
+                Path(self.marker).touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        object.__setattr__(model, "save_weights", cut_short)
+
+    def get_config(self):
+        return {"save": self.save, "marker": self.marker}

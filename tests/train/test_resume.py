@@ -174,3 +174,40 @@ def test_kill_9_then_resume_a_streamed_images_spec_equals_an_uninterrupted_run(t
     assert run.info.status == "FINISHED"
     assert_each_epoch_logged_once(client, run.info.run_id, 20)
     assert run.data.metrics == reference.data.metrics
+
+
+@pytest.mark.timeout(3 * BOUND_S)
+@pytest.mark.parametrize("save", [1, 3])
+def test_kill_9_while_a_checkpoint_is_written_then_resume_equals_an_uninterrupted_run(
+    tmp_path, save
+):
+    """Killed with its weights file half written: the first checkpoint (nothing before it to
+    fall back to), or a later one (the epoch before it, with its own random state)."""
+    shutil.copy(Path(__file__).parent / "plugins_for_tests.py", tmp_path / "plugins_for_tests.py")
+    marker = tmp_path / "killed"
+    spec = tmp_path / "dropout.yaml"
+    spec.write_text(
+        "version: 1\nname: dropout\nseed: 5\nplugins: [plugins_for_tests]\n"
+        "data:\n  source: {sklearn: digits}\n  validation_split: 0.2\n"
+        "model:\n  layers:\n    - input: {shape: [8, 8, 1]}\n    - flatten\n"
+        "    - dense: {units: 32, activation: relu}\n    - dropout: 0.3\n"
+        "    - dense: {units: 10, activation: softmax}\n"
+        "train:\n  epochs: 6\n  batch_size: 64\n  loss: sparse_categorical_crossentropy\n"
+        "  metrics: [accuracy]\n  callbacks:\n"
+        f"    - dlx_tests>KillWhileSaving: {{save: {save}, marker: '{marker}'}}\n"
+        "tracking: {log_model: false}\n"
+    )
+    killed = dlx("train", str(spec), cwd=tmp_path)
+    assert killed.returncode == -signal.SIGKILL and marker.exists()
+    client = store(tmp_path)
+    (run,) = runs(client)
+    assert run.info.status == "RUNNING"
+
+    resumed = dlx("train", "--resume", run.info.run_id[:8], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    reference = dlx("train", str(spec), cwd=tmp_path)  # the marker is there: no kill now
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    run, straight = runs(client)
+    assert run.info.status == "FINISHED"
+    assert_each_epoch_logged_once(client, run.info.run_id, 6)
+    assert run.data.metrics == straight.data.metrics

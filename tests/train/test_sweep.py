@@ -272,10 +272,6 @@ def test_a_trial_that_raises_is_a_failed_child_run_and_retry_failed_reruns_only_
 
 
 @pytest.mark.timeout(3 * BOUND_S)
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect (issue 14): under load a resumed sweep sometimes counts a FAILED trial",
-)
 def test_kill_9_then_resume_ends_with_exactly_the_trials_asked(tmp_path):
     spec = write_spec(
         tmp_path,
