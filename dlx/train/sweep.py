@@ -14,18 +14,25 @@ sweep has its trials.
 Exactly `trials` trials count in the end. A trial is counted unless it was retried (a newer
 trial carries its number in the user attribute `retry_of`) or it was asked for after the
 sweep already had its trials by then (another process asked first: `surplus`, told FAILED).
-An interrupted trial (Ctrl-C, or a process gone: `kill -9`) is retried on `--resume`: its
-child run continues from its checkpoints with `dlx train --resume`'s machinery.
+A FAILED trial with an `error` failed on its own (`--retry-failed` reruns it); one without was
+interrupted: Ctrl-C, its process gone from this machine (`kill -9`), or its heartbeat lost (a
+process records one in the storage every `HEARTBEAT_S` while its trial trains; a machine gone
+goes silent). An interrupted trial is rerun by `--resume`, and by the sweep's first process
+before it ends: its child run continues from its checkpoints with `dlx train --resume`'s
+machinery when they are on this machine, else it trains again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -59,7 +66,6 @@ DEFAULT_TRIALS = 10
 RETRY_OF = "retry_of"
 RESUME_RUN = "resume_run"
 PROCESS = "process"
-INTERRUPTED = "interrupted"
 SURPLUS = "surplus"
 ERROR = "error"
 RUN_IDS = "run_ids"
@@ -67,6 +73,12 @@ STORAGE_ATTEMPTS = 5
 """Tries to open a new Optuna database that other processes are creating at the same moment."""
 WORKER_SEED_STRIDE = 1_000_003
 """How far apart the samplers' seeds of a sweep's `--jobs` processes are."""
+HEARTBEAT_S = 30
+"""How often a trial's process records in the storage that it is alive; a RUNNING trial not
+heard of for `HEARTBEAT_GRACE_S` is taken for lost (its machine gone, say) and told FAILED."""
+HEARTBEAT_GRACE_S = 120
+ASK_GRACE_S = 10
+"""How long a process may take to record itself on the trial it just asked for."""
 PARENT = "parent_run"
 """The study's user attribute naming its sweep's parent run (a study named from the spec)."""
 
@@ -377,7 +389,13 @@ def _storage(url: str) -> Any:
     try:
         for attempt in range(STORAGE_ATTEMPTS):
             try:
-                return optuna.storages.RDBStorage(mlflow_uri(url), engine_kwargs=options)
+                with _heartbeat_warnings_off():
+                    return optuna.storages.RDBStorage(
+                        mlflow_uri(url),
+                        engine_kwargs=options,
+                        heartbeat_interval=HEARTBEAT_S,
+                        grace_period=HEARTBEAT_GRACE_S,
+                    )
             except IntegrityError:
                 # Processes starting at once on a new database both create Optuna's tables;
                 # PostgreSQL refuses the second's (a duplicate type): its tables are there now.
@@ -390,6 +408,26 @@ def _storage(url: str) -> Any:
         raise DlxError(
             f"cannot open the Optuna storage {shown_storage(url)}: {reason}{hint}"
         ) from None
+
+
+@contextlib.contextmanager
+def _heartbeat_warnings_off() -> Any:
+    """Optuna's heartbeat is experimental, and made for `Study.optimize`, which warns: dlx asks
+    and tells itself, and beats while a trial trains (`_heartbeat`)."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        yield
+
+
+def _fail_lost_trials(study: Any) -> None:
+    """Tell FAILED (interrupted: no error) the RUNNING trials whose heartbeat was lost."""
+    import optuna
+
+    with _heartbeat_warnings_off():
+        optuna.storages.fail_stale_trials(study)
 
 
 def _study(config: SweepConfig, sweep: Sweep, *, create: bool) -> Any:
@@ -467,7 +505,8 @@ def work(
         waiting = any(t.state.name == "WAITING" for t in trials)
         if not waiting and len(counted(trials)) >= config.trials:
             return
-        trial = study.ask()
+        with _heartbeat_warnings_off():
+            trial = study.ask()
         trial.set_user_attr(PROCESS, this_process())
         earlier = [t for t in counted(study.get_trials(deepcopy=False)) if t.number < trial.number]
         if len(earlier) >= config.trials and RETRY_OF not in trial.user_attrs:
@@ -481,20 +520,27 @@ def work(
 
 def wait_for_others(config: SweepConfig, every: float = 2.0) -> None:
     """Wait until no trial of the sweep runs in another process that is still there (on this
-    machine, by its pid; on another, until it ends: a machine lost for good is found by
-    `--resume` there, or its trial told failed)."""
+    machine, by its pid; on another, by its heartbeat)."""
     study = _study(config, _sweep_of(config), create=False)
-    while any(t.state.name == "RUNNING" and not _gone(t) for t in study.get_trials(deepcopy=False)):
+    while True:
+        _fail_lost_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        if not any(t.state.name == "RUNNING" and not _gone(t) for t in trials):
+            return
         time.sleep(every)
 
 
 def _gone(trial: Any) -> bool:
-    """Whether a RUNNING trial's process is known to be gone (one that had not yet said which
-    it is, an instant after asking, counts as gone)."""
+    """Whether a RUNNING trial's process is known to be gone from this machine (one that never
+    said which it is, `ASK_GRACE_S` after asking for it, counts as gone: killed in between)."""
+    from datetime import datetime
+
     from dlx.train.resume import gone
 
     process = trial.user_attrs.get(PROCESS, "")
-    return not process or gone(process)
+    if not process:
+        return (datetime.now() - trial.datetime_start).total_seconds() > ASK_GRACE_S
+    return gone(process)
 
 
 def _state(name: str) -> Any:
@@ -531,10 +577,10 @@ def _run_trial(
     values = {dotted: _suggest(trial, dotted, p) for dotted, p in sweep.params.items()}
     row = TrialRow(trial.number, "COMPLETE", None, dict(trial.params), [], 0.0)
     try:
-        scores = _train_repeats(config, base, sweep, trial, values, row, live)
+        with _heartbeat(study, trial):
+            scores = _train_repeats(config, base, sweep, trial, values, row, live)
     except KeyboardInterrupt:
-        trial.set_user_attr(INTERRUPTED, True)
-        study.tell(trial, state=_state("FAIL"))
+        study.tell(trial, state=_state("FAIL"))  # without an error: interrupted
         raise
     except Exception as exc:  # a failed trial is recorded (its run FAILED), the sweep goes on
         from dlx.train.runner import TrainingFailed
@@ -563,6 +609,28 @@ def _run_trial(
     else:
         study.tell(trial, state=_state("PRUNED" if row.state == "PRUNED" else "FAIL"))
     return _done(row, started)
+
+
+@contextlib.contextmanager
+def _heartbeat(study: Any, trial: Any) -> Any:
+    """Record in the storage that this trial's process is alive, every `HEARTBEAT_S` while the
+    block runs (Optuna's own heartbeat, recorded by a thread as `Study.optimize` does)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a storage away for a moment: the next beat
+                study._storage.record_heartbeat(trial._trial_id)
+            if stop.wait(HEARTBEAT_S):
+                return
+
+    thread = threading.Thread(target=beat, name="dlx-trial-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _train_repeats(
@@ -649,10 +717,19 @@ def _train_trial(
         if resumed is not None:
             loaded, point = resumed
             return train(loaded, live=live, tags=tags, resume=point, callbacks=callbacks)
+        _end_abandoned(config, previous)
     loaded = trial_spec(config.spec, config.overrides, values)
     return train(
         loaded, live=live, tracking_uri=config.tracking_uri, tags=tags, callbacks=callbacks
     )
+
+
+def _end_abandoned(config: SweepConfig, run_id: str) -> None:
+    """Record KILLED an interrupted trial's run that is trained again instead of resumed (its
+    checkpoints were on a machine that is gone), if nothing recorded its end."""
+    client = _client(config)
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, status="KILLED")
 
 
 def _resumable(config: SweepConfig, run_id: str) -> tuple[LoadedSpec, Any] | None:
@@ -765,12 +842,19 @@ def run_sweep(
             _requeue(config, study, interrupted=True)
         if retry_failed:
             _requeue(config, study, interrupted=False)
-        if jobs <= 1:
-            work(config, live=live, on_trial=on_trial)
-        else:
-            _work_in_processes(config, jobs)
-        if owner:  # the summary counts the trials that joined processes are finishing
+        while True:
+            if jobs <= 1:
+                work(config, live=live, on_trial=on_trial)
+            else:
+                _work_in_processes(config, jobs)
+            if not owner:
+                break
+            # The summary counts the trials that joined processes are finishing. Those that end
+            # interrupted meanwhile (a process stopped, or the jobs of a killed sweep that this
+            # one resumes, still stopping when it began) are rerun: the sweep has N trials.
             wait_for_others(config)
+            if not _requeue(config, study, interrupted=True):
+                break
         result = _summary(config, sweep, study)
         if owner or result.best is not None:
             _record_summary(config, sweep, study, result)
@@ -918,9 +1002,12 @@ def _end_parent(config: SweepConfig, status: str) -> None:
 
 
 def _requeue(config: SweepConfig, study: Any, *, interrupted: bool) -> list[int]:
-    """Enqueue again the trials to rerun: the interrupted ones (Ctrl-C, or RUNNING while the
-    process that ran them on this machine is gone), or the FAILED ones (`--retry-failed`).
-    Each new trial carries the old one's number (`retry_of`), which then no longer counts."""
+    """Enqueue again the trials to rerun: the interrupted ones (FAILED without an error, or
+    RUNNING while their process on this machine is gone or their heartbeat lost), or the ones
+    that failed on their own (`--retry-failed`). Each new trial carries the old one's number
+    (`retry_of`), which then no longer counts."""
+    if interrupted:
+        _fail_lost_trials(study)
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs[RETRY_OF] for t in trials if RETRY_OF in t.user_attrs}
     again = []
@@ -931,10 +1018,8 @@ def _requeue(config: SweepConfig, study: Any, *, interrupted: bool) -> list[int]
         if interrupted and state == "RUNNING":
             if not _gone(trial):
                 continue  # still running, here or on another machine
-            # (Optuna sets a user attribute only through a trial's own process, or its storage.)
-            study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
             study.tell(trial.number, state=_state("FAIL"))
-        elif state != "FAIL" or bool(trial.user_attrs.get(INTERRUPTED)) != interrupted:
+        elif state != "FAIL" or (ERROR not in trial.user_attrs) != interrupted:
             continue
         attrs: dict[str, Any] = {RETRY_OF: trial.number}
         run_ids = trial.user_attrs.get(RUN_IDS) or _trial_runs(config, trial.number)

@@ -52,13 +52,25 @@ def tf_config(ports: list[int], index: int) -> str:
     return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
 
 
-def wait_for(condition, what: str, timeout: float = BOUND_S, every: float = 0.02):
-    """Poll `condition()` until it returns something truthy; fail after `timeout` seconds."""
+def wait_for(
+    condition,
+    what: str,
+    timeout: float = BOUND_S,
+    every: float = 0.02,
+    job: subprocess.Popen | None = None,
+):
+    """Poll `condition()` until it returns something truthy; fail after `timeout` seconds, or
+    at once if `job` (a `start`ed process that should bring it about) ended first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
+        if job is not None and job.poll() is not None:
+            output = job.stdout.read() if job.stdout else ""
+            raise AssertionError(
+                f"the process ended (status {job.returncode}) before {what}:\n{output[-3000:]}"
+            )
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 

@@ -271,10 +271,10 @@ def test_a_trial_that_raises_is_a_failed_child_run_and_retry_failed_reruns_only_
     assert trials[-1].user_attrs["retry_of"] == int(failed.data.tags["dlx.sweep.trial"])
 
 
-@pytest.mark.timeout(3 * BOUND_S)
-def test_kill_9_then_resume_ends_with_exactly_the_trials_asked(tmp_path):
-    spec = write_spec(
-        tmp_path,
+def killable_sweep(folder: Path) -> Path:
+    """3 trials of 30 epochs each: long enough to be killed in the middle of one."""
+    return write_spec(
+        folder,
         {
             "metric": "val_accuracy",
             "method": "random",
@@ -283,6 +283,27 @@ def test_kill_9_then_resume_ends_with_exactly_the_trials_asked(tmp_path):
         },
         train={**TINY["train"], "epochs": 30},
     )
+
+
+def assert_resume_ends_with_three_trials(folder: Path, spec: Path, *arguments: str) -> list:
+    """`dlx sweep --resume` of the killed sweep in `folder`: exactly 3 trials counted, none twice,
+    each a FINISHED child run with its own values; returns the child runs."""
+    (parent,), _ = parent_and_children(folder)
+    assert parent.info.status == "RUNNING"  # kill -9: nothing could record the end
+    resumed = dlx("sweep", str(spec), "--resume", parent.info.run_id[:8], *arguments, cwd=folder)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (parent,), children = parent_and_children(folder)
+    assert parent.info.status == "FINISHED"
+    kept = counted(study(folder, parent.info.run_id).trials)
+    assert [t.state.name for t in kept] == ["COMPLETE"] * 3  # exactly 3, none twice
+    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+    assert len({t.params[LEARNING_RATE] for t in kept}) == 3
+    return children
+
+
+@pytest.mark.timeout(3 * BOUND_S)
+def test_kill_9_then_resume_ends_with_exactly_the_trials_asked(tmp_path):
+    spec = killable_sweep(tmp_path)
     job = start("sweep", str(spec), cwd=tmp_path)
     try:
         # Killed while its second trial trains (its run open, some epochs done).
@@ -293,44 +314,26 @@ def test_kill_9_then_resume_ends_with_exactly_the_trials_asked(tmp_path):
             ),
             "a second trial under way",
             every=0.2,
+            job=job,
         )
         job.send_signal(signal.SIGKILL)
         job.wait(timeout=30)
     finally:
         kill_group(job)
-    (parent,), _ = parent_and_children(tmp_path)
-    assert parent.info.status == "RUNNING"
-
-    resumed = dlx("sweep", str(spec), "--resume", parent.info.run_id[:8], cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    (parent,), children = parent_and_children(tmp_path)
-    assert parent.info.status == "FINISHED"
-    trials = study(tmp_path, parent.info.run_id).trials
-    kept = counted(trials)
-    assert [t.state.name for t in kept] == ["COMPLETE"] * 3  # exactly 3, none twice
-    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+    children = assert_resume_ends_with_three_trials(tmp_path, spec)
     assert any(c.data.tags.get("dlx.resumed") == "1" for c in children)  # continued, not redone
-    assert len({t.params[LEARNING_RATE] for t in kept}) == 3
 
 
-@pytest.mark.timeout(2 * BOUND_S)
-def test_kill_9_of_a_sweep_ends_its_jobs(tmp_path):
-    spec = write_spec(
-        tmp_path,
-        {
-            "metric": "val_accuracy",
-            "method": "random",
-            "trials": 3,
-            "params": {LEARNING_RATE: {"log_uniform": [1e-3, 3e-2]}},
-        },
-        train={**TINY["train"], "epochs": 30},
-    )
+@pytest.mark.timeout(3 * BOUND_S)
+def test_kill_9_of_a_sweep_ends_its_jobs_and_resume_ends_with_exactly_the_trials_asked(tmp_path):
+    spec = killable_sweep(tmp_path)
     job = start("sweep", str(spec), "--jobs", "2", cwd=tmp_path)
     try:
         wait_for(
             lambda: len(list(tmp_path.glob("dlx-checkpoints/*/metrics.jsonl"))) >= 2,
             "two trials under way",
             every=0.2,
+            job=job,
         )
         workers = children_of(job.pid)
         assert len(workers) == 2
@@ -339,8 +342,7 @@ def test_kill_9_of_a_sweep_ends_its_jobs(tmp_path):
         wait_for(lambda: not any(alive(w) for w in workers), "the jobs gone with their sweep")
     finally:
         kill_group(job)
-    (parent,), _ = parent_and_children(tmp_path)
-    assert parent.info.status == "RUNNING"  # kill -9: nothing could record the end
+    assert_resume_ends_with_three_trials(tmp_path, spec, "--jobs", "2")
 
 
 def test_ctrl_c_stops_the_sweep_and_its_jobs_and_records_its_parent_killed(tmp_path):

@@ -92,3 +92,53 @@ def test_a_study_whose_creator_never_started_its_sweep_is_an_error_after_a_wait(
     with pytest.raises(DlxError, match="has no sweep run after 1s"):
         sweeping._wait_for_parent(first, study, seconds=1.0)
     assert time.monotonic() - started < 10
+
+
+def beating_study(tmp_path: Path):
+    """A study whose storage takes a trial for lost 1 s after its last heartbeat."""
+    with sweeping._heartbeat_warnings_off():
+        storage = optuna.storages.RDBStorage(
+            f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_interval=1, grace_period=1
+        )
+    return optuna.create_study(storage=storage, study_name="beating")
+
+
+def running_elsewhere(study, run_id: str):
+    """A trial asked by a process of another machine, which recorded its run."""
+    with sweeping._heartbeat_warnings_off():
+        trial = study.ask()
+    trial.suggest_float("train.optimizer.adam.learning_rate", 0.001, 0.1, log=True)
+    trial.set_user_attr(sweeping.PROCESS, "another-machine:123")
+    trial.set_user_attr(sweeping.RUN_IDS, [run_id])
+    return trial
+
+
+def test_a_trial_whose_machine_went_silent_is_rerun_and_one_that_beats_is_not(
+    spec, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(sweeping, "HEARTBEAT_S", 0.2)
+    study = beating_study(tmp_path)
+    lost, alive = running_elsewhere(study, "run-lost"), running_elsewhere(study, "run-alive")
+    study._storage.record_heartbeat(lost._trial_id)  # then its machine is gone
+    with sweeping._heartbeat(study, alive):  # its process beats on
+        time.sleep(2.5)
+        again = sweeping._requeue(config(spec, ""), study, interrupted=True)
+    assert again == [lost.number]
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "RUNNING", "WAITING"]
+    assert trials[2].user_attrs == {"retry_of": lost.number, "resume_run": "run-lost"}
+    assert trials[2].system_attrs["fixed_params"] == trials[0].params  # the same values
+
+    time.sleep(2.5)  # no heartbeat once its block ended
+    assert sweeping._requeue(config(spec, ""), study, interrupted=True) == [alive.number]
+
+
+def test_a_failed_trial_with_an_error_is_rerun_only_by_retry_failed(spec, tmp_path):
+    study = beating_study(tmp_path)
+    failed, stopped = running_elsewhere(study, "run-failed"), running_elsewhere(study, "run-x")
+    failed.set_user_attr(sweeping.ERROR, "training failed: boom")
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    study.tell(stopped, state=optuna.trial.TrialState.FAIL)  # Ctrl-C: no error of its own
+    assert sweeping._requeue(config(spec, ""), study, interrupted=True) == [stopped.number]
+    assert sweeping._requeue(config(spec, ""), study, interrupted=False) == [failed.number]
+    assert sweeping._requeue(config(spec, ""), study, interrupted=True) == []  # once each
