@@ -40,36 +40,45 @@ def problems(tmp_path: Path, param: str, method: str = "tpe", prune: str = "null
     return [problem.render() for problem in caught.value.problems]
 
 
-def test_a_path_that_is_not_in_the_spec_is_an_error_at_its_key(tmp_path):
-    (message,) = problems(tmp_path, "model.layers.7.dense.units: {choice: [8, 16]}")
-    assert message.startswith(f"checked.yaml:{PARAM_LINE}:5: error: sweep.params.model.layers.7")
-    assert "no such path in the spec: model.layers is a list of 4 (items 0 to 3), no 7" in message
-
-
-def test_a_misspelt_key_on_the_path_is_named_with_a_hint(tmp_path):
-    (message,) = problems(tmp_path, "train.optimizer.adam.learnin_rate: {uniform: [0.1, 0.2]}")
-    assert f"checked.yaml:{PARAM_LINE}:5" in message
-    assert (
-        "train.optimizer.adam has no key 'learnin_rate' (did you mean 'learning_rate'?)" in message
-    )
-
-
-def test_a_range_upside_down_is_an_error_at_its_line(tmp_path):
-    (message,) = problems(tmp_path, "train.optimizer.adam.learning_rate: {uniform: [0.5, 0.1]}")
-    assert f"checked.yaml:{PARAM_LINE}:" in message
-    assert "uniform: expected low < high. Received: [0.5, 0.1]" in message
-
-
-def test_a_bound_at_which_the_model_does_not_build_is_an_error_at_the_param(tmp_path):
-    (message,) = problems(tmp_path, "model.layers.2.dense.units: {int: [0, 16]}")
-    assert message.startswith(f"checked.yaml:{PARAM_LINE}:5: error: sweep.params.model.layers.2")
-    assert "the spec is invalid at model.layers.2.dense.units = 0:" in message
-
-
-def test_a_choice_the_spec_refuses_is_an_error_at_the_param(tmp_path):
-    (message,) = problems(tmp_path, "train.loss: {choice: [sparse_categorical_crossentropy, nope]}")
-    assert f"checked.yaml:{PARAM_LINE}:5" in message
-    assert "the spec is invalid at train.loss = 'nope'" in message
+@pytest.mark.parametrize(
+    ("param", "where", "says"),
+    [
+        pytest.param(
+            "model.layers.7.dense.units: {choice: [8, 16]}",
+            f"checked.yaml:{PARAM_LINE}:5: error: sweep.params.model.layers.7",
+            "no such path in the spec: model.layers is a list of 4 (items 0 to 3), no 7",
+            id="a path not in the spec",
+        ),
+        pytest.param(
+            "train.optimizer.adam.learnin_rate: {uniform: [0.1, 0.2]}",
+            f"checked.yaml:{PARAM_LINE}:5",
+            "train.optimizer.adam has no key 'learnin_rate' (did you mean 'learning_rate'?)",
+            id="a misspelt key on the path, with a hint",
+        ),
+        pytest.param(
+            "train.optimizer.adam.learning_rate: {uniform: [0.5, 0.1]}",
+            f"checked.yaml:{PARAM_LINE}:",
+            "uniform: expected low < high. Received: [0.5, 0.1]",
+            id="a range upside down",
+        ),
+        pytest.param(
+            "model.layers.2.dense.units: {int: [0, 16]}",
+            f"checked.yaml:{PARAM_LINE}:5: error: sweep.params.model.layers.2",
+            "the spec is invalid at model.layers.2.dense.units = 0:",
+            id="a bound at which the model does not build",
+        ),
+        pytest.param(
+            "train.loss: {choice: [sparse_categorical_crossentropy, nope]}",
+            f"checked.yaml:{PARAM_LINE}:5",
+            "the spec is invalid at train.loss = 'nope'",
+            id="a choice the spec refuses",
+        ),
+    ],
+)
+def test_a_param_that_cannot_be_swept_is_an_error_at_its_line(tmp_path, param, where, says):
+    (message,) = problems(tmp_path, param)
+    assert message.startswith(where)
+    assert says in message
 
 
 def test_a_grid_of_a_continuous_range_is_an_error(tmp_path):
