@@ -318,7 +318,7 @@ def sweep(
     retry_failed: bool = False,
     tracking_uri: str | None = None,
     live: bool | None = None,
-    on_start: Callable[[str, str, int], None] | None = None,
+    on_start: Callable[[str, str, int, str], None] | None = None,
     on_trial: Callable[[Any], None] | None = None,
     on_progress: Callable[[Any], None] | None = None,
 ) -> Any:
@@ -341,12 +341,16 @@ def sweep(
         resume: a sweep's parent run id (or a prefix): continue it; trials interrupted
             (Ctrl-C, a process killed) are resumed or rerun, the finished ones kept.
         join: a sweep's parent run id (or a prefix): work its study alongside the process
-            that started it (another machine, sharing `storage` and the MLflow store).
+            that started it (another machine, sharing `storage` and the MLflow store); if
+            that process is gone (its parent run KILLED or FAILED, or RUNNING with its
+            process gone from this machine), take the sweep over as `resume` does.
         retry_failed: rerun the trials that failed, with the same values.
         tracking_uri: the MLflow store when the spec names none.
         live: live progress bars for the trials; default: when stdout is a terminal.
-        on_start: called with the parent run id, the storage (password hidden) and the
-            number of trials once the sweep is set up.
+        on_start: called with the parent run id, the storage (password hidden), the
+            number of trials and how this process works the sweep (`started`, `resumed`,
+            `joined`, or `taken over`: a sweep joined whose first process is gone is
+            continued as `resume` does) once the sweep is set up.
         on_trial: called with each trial's `dlx.train.sweep.TrialRow` as it ends (trials
             of this process; other jobs report their own).
         on_progress: called about every second, from another thread, with a

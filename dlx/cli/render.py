@@ -74,9 +74,11 @@ def training(result: Any) -> None:
     typer.echo(result.ui_hint)
 
 
-def sweep_started(parent_run_id: str, storage: str, trials: int) -> None:
-    """A sweep under way: its parent run and its study's storage."""
-    typer.echo(f"sweep {parent_run_id}: {trials} trials, study in {storage}")
+def sweep_started(parent_run_id: str, storage: str, trials: int, how: str) -> None:
+    """A sweep under way: its parent run, its study's storage, and how this process came to
+    work it (started, resumed, joined, or taken over: the process that started it is gone)."""
+    gone = ": the process that started it is gone" if how == "taken over" else ""
+    typer.echo(f"sweep {parent_run_id} ({how}{gone}): {trials} trials, study in {storage}")
 
 
 def sweep_trial(row: Any) -> None:

@@ -57,6 +57,7 @@ from dlx.track.tags import (
     SWEEP_TRIALS,
     TRIAL,
 )
+from dlx.track.tags import PROCESS as RUN_PROCESS
 from dlx.train.resume import this_process
 
 DEFAULT_TRIALS = 10
@@ -459,9 +460,24 @@ def _study(config: SweepConfig, sweep: Sweep, *, create: bool) -> Any:
 
 
 def counted(trials: list[Any]) -> list[Any]:
-    """The trials that count towards the sweep's number: not retried, not surplus."""
+    """The trials that count towards the sweep's number: not retried, not surplus, and not a
+    second retry of one trial (two processes that resume a sweep at once both enqueue one)."""
     retried = {t.user_attrs[RETRY_OF] for t in trials if RETRY_OF in t.user_attrs}
-    return [t for t in trials if t.number not in retried and not t.user_attrs.get(SURPLUS)]
+    return [
+        t
+        for t in trials
+        if t.number not in retried
+        and not t.user_attrs.get(SURPLUS)
+        and not _second_retry(t, trials)
+    ]
+
+
+def _second_retry(trial: Any, trials: list[Any]) -> bool:
+    """Whether an earlier trial already retries the trial that `trial` retries."""
+    of = trial.user_attrs.get(RETRY_OF)
+    return of is not None and any(
+        t.number < trial.number and t.user_attrs.get(RETRY_OF) == of for t in trials
+    )
 
 
 def total_trials(sweep: Sweep, asked: int | None) -> int:
@@ -508,7 +524,12 @@ def work(
         with _heartbeat_warnings_off():
             trial = study.ask()
         trial.set_user_attr(PROCESS, this_process())
-        earlier = [t for t in counted(study.get_trials(deepcopy=False)) if t.number < trial.number]
+        trials = study.get_trials(deepcopy=False)
+        if _second_retry(trial, trials):
+            trial.set_user_attr(SURPLUS, True)
+            study.tell(trial, state=_state("FAIL"))
+            continue
+        earlier = [t for t in counted(trials) if t.number < trial.number]
         if len(earlier) >= config.trials and RETRY_OF not in trial.user_attrs:
             trial.set_user_attr(SURPLUS, True)
             study.tell(trial, state=_state("FAIL"))
@@ -781,7 +802,7 @@ def run_sweep(
     retry_failed: bool = False,
     tracking_uri: str | None = None,
     live: bool | None = None,
-    on_start: Callable[[str, str, int], None] | None = None,
+    on_start: Callable[[str, str, int, str], None] | None = None,
     on_trial: Callable[[TrialRow], None] | None = None,
     on_progress: Callable[[SweepResult], None] | None = None,
 ) -> SweepResult:
@@ -826,10 +847,13 @@ def run_sweep(
             except BaseException:
                 _end_parent(config, "FAILED")
                 raise
-    elif join is None:
-        _parent_run(loaded, config, sweep).reopen(parent.info.run_id)
+    how = "joined" if join is not None else "resumed" if resume is not None else "started"
+    if join is not None and _abandoned(config):
+        resume, join, how = config.parent_run_id, None, "taken over"  # its first process is gone
+    if resume is not None:
+        _parent_run(loaded, config, sweep).reopen(config.parent_run_id)
     if on_start is not None:
-        on_start(config.parent_run_id, shown_storage(storage), count)
+        on_start(config.parent_run_id, shown_storage(storage), count, how)
     owner = join is None
     if not owner:
         # Processes that join at once find the same trials there: their own identity keeps
@@ -958,6 +982,17 @@ def _wait_for_parent(config: SweepConfig, study: Any, seconds: float = 60.0) -> 
     return str(study.user_attrs[PARENT])
 
 
+def _abandoned(config: SweepConfig) -> bool:
+    """Whether the process that started a sweep is gone: its parent run ended unfinished
+    (Ctrl-C, a failure), or is RUNNING while the process it records, of this machine, is not."""
+    from dlx.train.resume import gone
+
+    run = _client(config).get_run(config.parent_run_id)
+    if run.info.status in ("KILLED", "FAILED"):
+        return True
+    return run.info.status == "RUNNING" and gone(run.data.tags.get(RUN_PROCESS, ""))
+
+
 def _existing_parent(uri: str, reference: str) -> Any:
     from dlx.track.read import open_store
 
@@ -978,6 +1013,7 @@ def _parent_run(loaded: LoadedSpec, config: SweepConfig, sweep: Sweep) -> Any:
         SWEEP_METRIC: sweep.metric,
         SWEEP_GOAL: goal(sweep),
         SWEEP_TRIALS: str(config.trials),
+        RUN_PROCESS: this_process(),  # the sweep's first process (or the one resuming it)
         **({SWEEP_STUDY: config.study} if config.study else {}),
         "mlflow.source.name": str(loaded.document.path.resolve()),
     }
@@ -1018,7 +1054,7 @@ def _requeue(config: SweepConfig, study: Any, *, interrupted: bool) -> list[int]
         if interrupted and state == "RUNNING":
             if not _gone(trial):
                 continue  # still running, here or on another machine
-            study.tell(trial.number, state=_state("FAIL"))
+            study.tell(trial.number, state=_state("FAIL"), skip_if_finished=True)
         elif state != "FAIL" or (ERROR not in trial.user_attrs) != interrupted:
             continue
         attrs: dict[str, Any] = {RETRY_OF: trial.number}

@@ -285,16 +285,22 @@ def killable_sweep(folder: Path) -> Path:
     )
 
 
-def assert_resume_ends_with_three_trials(folder: Path, spec: Path, *arguments: str) -> list:
-    """`dlx sweep --resume` of the killed sweep in `folder`: exactly 3 trials counted, none twice,
-    each a FINISHED child run with its own values; returns the child runs."""
+def assert_resume_ends_with_three_trials(
+    folder: Path, spec: Path, *arguments: str, storage: str | None = None
+) -> list:
+    """`dlx sweep --resume` of the killed sweep in `folder` (or, with `storage`, the plain
+    command that killed it, run again): exactly 3 trials counted, none twice, each a FINISHED
+    child run with its own values; returns the child runs."""
     (parent,), _ = parent_and_children(folder)
     assert parent.info.status == "RUNNING"  # kill -9: nothing could record the end
-    resumed = dlx("sweep", str(spec), "--resume", parent.info.run_id[:8], *arguments, cwd=folder)
+    again = ("--storage", storage) if storage else ("--resume", parent.info.run_id[:8])
+    resumed = dlx("sweep", str(spec), *again, *arguments, cwd=folder)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    how = "taken over: the process that started it is gone" if storage else "resumed"
+    assert f"sweep {parent.info.run_id} ({how})" in resumed.stdout
     (parent,), children = parent_and_children(folder)
     assert parent.info.status == "FINISHED"
-    kept = counted(study(folder, parent.info.run_id).trials)
+    kept = counted(study(folder, parent.info.run_id, storage).trials)
     assert [t.state.name for t in kept] == ["COMPLETE"] * 3  # exactly 3, none twice
     assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
     assert len({t.params[LEARNING_RATE] for t in kept}) == 3
@@ -302,9 +308,13 @@ def assert_resume_ends_with_three_trials(folder: Path, spec: Path, *arguments: s
 
 
 @pytest.mark.timeout(3 * BOUND_S)
-def test_kill_9_then_resume_ends_with_exactly_the_trials_asked(tmp_path):
+@pytest.mark.parametrize("named", [False, True], ids=["--resume", "the same command again"])
+def test_kill_9_then_resume_ends_with_exactly_the_trials_asked(tmp_path, named):
+    """Continued with `--resume`, or (a sweep named from its spec in a shared storage) by the
+    same command run again, which takes over the sweep its killed first process left."""
     spec = killable_sweep(tmp_path)
-    job = start("sweep", str(spec), cwd=tmp_path)
+    storage = f"sqlite:///{tmp_path / 'shared.db'}" if named else None
+    job = start("sweep", str(spec), *(("--storage", storage) if named else ()), cwd=tmp_path)
     try:
         # Killed while its second trial trains (its run open, some epochs done).
         wait_for(
@@ -320,7 +330,7 @@ def test_kill_9_then_resume_ends_with_exactly_the_trials_asked(tmp_path):
         job.wait(timeout=30)
     finally:
         kill_group(job)
-    children = assert_resume_ends_with_three_trials(tmp_path, spec)
+    children = assert_resume_ends_with_three_trials(tmp_path, spec, storage=storage)
     assert any(c.data.tags.get("dlx.resumed") == "1" for c in children)  # continued, not redone
 
 

@@ -142,3 +142,16 @@ def test_a_failed_trial_with_an_error_is_rerun_only_by_retry_failed(spec, tmp_pa
     assert sweeping._requeue(config(spec, ""), study, interrupted=True) == [stopped.number]
     assert sweeping._requeue(config(spec, ""), study, interrupted=False) == [failed.number]
     assert sweeping._requeue(config(spec, ""), study, interrupted=True) == []  # once each
+
+
+def test_two_processes_that_retry_one_trial_at_once_count_it_once(spec, tmp_path):
+    study = beating_study(tmp_path)
+    stopped = running_elsewhere(study, "run-x")
+    study.tell(stopped, state=optuna.trial.TrialState.FAIL)  # interrupted
+    params = study.trials[0].params
+    for _ in range(2):  # as two processes resuming the sweep at the same moment do
+        study.enqueue_trial(params, user_attrs={sweeping.RETRY_OF: stopped.number})
+    first, second = study.get_trials()[1:]
+    assert sweeping._second_retry(second, study.get_trials())
+    assert not sweeping._second_retry(first, study.get_trials())
+    assert [t.number for t in sweeping.counted(study.get_trials())] == [first.number]
