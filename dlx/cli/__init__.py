@@ -272,7 +272,7 @@ def sweep(
             "--join",
             metavar="SWEEP",
             help="Work a running sweep's trials too (from another machine: same --storage "
-            "and MLflow store).",
+            "and MLflow store); one whose first process is gone is taken over, as --resume.",
             show_default=False,
         ),
     ] = None,
