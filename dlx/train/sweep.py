@@ -82,6 +82,10 @@ ASK_GRACE_S = 10
 """How long a process may take to record itself on the trial it just asked for."""
 PARENT = "parent_run"
 """The study's user attribute naming its sweep's parent run (a study named from the spec)."""
+OWNER_BEAT = "owner_alive_at"
+"""The study's user attribute where the process that owns the sweep (started, resumed or took
+it over; it records the summary and ends the parent run) records, every `HEARTBEAT_S`, that it
+is alive: the time, in seconds since the epoch."""
 
 WORKER_CONFIG = "DLX_SWEEP_WORKER"
 """The environment variable holding a `--jobs` worker's `SweepConfig`, as JSON."""
@@ -848,7 +852,7 @@ def run_sweep(
                 _end_parent(config, "FAILED")
                 raise
     how = "joined" if join is not None else "resumed" if resume is not None else "started"
-    if join is not None and _abandoned(config):
+    if join is not None and _owner_gone(config, sweep):
         resume, join, how = config.parent_run_id, None, "taken over"  # its first process is gone
     if resume is not None:
         _parent_run(loaded, config, sweep).reopen(config.parent_run_id)
@@ -860,6 +864,7 @@ def run_sweep(
         # their samplers apart (`work` seeds with the trials already there).
         config.seed += zlib.crc32(this_process().encode())
     watching = _watch(config, sweep, on_progress) if on_progress is not None else None
+    beating = _beat_as_owner(config, sweep) if owner else None
     try:
         study = _study(config, sweep, create=False)
         if resume is not None:
@@ -872,7 +877,13 @@ def run_sweep(
             else:
                 _work_in_processes(config, jobs)
             if not owner:
-                break
+                # The process that owns the sweep lost without a word (a sweep stopped on
+                # purpose stays stopped): this one ends it.
+                if _owner_gone(config, sweep) != "lost":
+                    break
+                owner = True
+                _parent_run(loaded, config, sweep).reopen(config.parent_run_id)
+                beating = _beat_as_owner(config, sweep)
             # The summary counts the trials that joined processes are finishing. Those that end
             # interrupted meanwhile (a process stopped, or the jobs of a killed sweep that this
             # one resumes, still stopping when it began) are rerun: the sweep has N trials.
@@ -895,8 +906,9 @@ def run_sweep(
             _end_parent(config, "FAILED")
         raise
     finally:
-        if watching is not None:
-            watching.set()
+        for thread in (watching, beating):
+            if thread is not None:
+                thread.set()
     if owner:
         _end_parent(config, "FINISHED")
     return result
@@ -982,15 +994,38 @@ def _wait_for_parent(config: SweepConfig, study: Any, seconds: float = 60.0) -> 
     return str(study.user_attrs[PARENT])
 
 
-def _abandoned(config: SweepConfig) -> bool:
-    """Whether the process that started a sweep is gone: its parent run ended unfinished
-    (Ctrl-C, a failure), or is RUNNING while the process it records, of this machine, is not."""
+def _owner_gone(config: SweepConfig, sweep: Sweep) -> str:
+    """Whether the process that owns a sweep is gone: `stopped` (its parent run ended
+    unfinished: Ctrl-C, a failure), `lost` (the parent is RUNNING while the process it records
+    is not: of this machine, by its pid; of another, silent for `HEARTBEAT_GRACE_S`), or
+    `""` (it is there, or the sweep finished)."""
     from dlx.train.resume import gone
 
     run = _client(config).get_run(config.parent_run_id)
-    if run.info.status in ("KILLED", "FAILED"):
-        return True
-    return run.info.status == "RUNNING" and gone(run.data.tags.get(RUN_PROCESS, ""))
+    if run.info.status != "RUNNING":
+        return "stopped" if run.info.status in ("KILLED", "FAILED") else ""
+    if gone(run.data.tags.get(RUN_PROCESS, "")):
+        return "lost"
+    beat = _study(config, sweep, create=False).user_attrs.get(OWNER_BEAT)
+    silent = beat is not None and time.time() - float(beat) > HEARTBEAT_GRACE_S
+    return "lost" if silent else ""
+
+
+def _beat_as_owner(config: SweepConfig, sweep: Sweep) -> threading.Event:
+    """A thread that records in the study, every `HEARTBEAT_S`, that this process owns the
+    sweep and is alive (`OWNER_BEAT`), until the event it returns is set."""
+    stop = threading.Event()
+    study = _study(config, sweep, create=False)
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a storage away for a moment: the next beat
+                study.set_user_attr(OWNER_BEAT, time.time())
+            if stop.wait(HEARTBEAT_S):
+                return
+
+    threading.Thread(target=beat, name="dlx-sweep-owner-heartbeat", daemon=True).start()
+    return stop
 
 
 def _existing_parent(uri: str, reference: str) -> Any:

@@ -155,3 +155,45 @@ def test_two_processes_that_retry_one_trial_at_once_count_it_once(spec, tmp_path
     assert sweeping._second_retry(second, study.get_trials())
     assert not sweeping._second_retry(first, study.get_trials())
     assert [t.number for t in sweeping.counted(study.get_trials())] == [first.number]
+
+
+def test_a_sweep_whose_owner_stopped_or_went_silent_is_to_be_taken_over(
+    spec, tmp_path, monkeypatch
+):
+    import socket
+    import subprocess
+
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    parent = client.create_run(
+        client.create_experiment("sweeps"), tags={"dlx.process": "another-machine:123"}
+    ).info.run_id
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    owned = sweeping.SweepConfig(str(spec), [], parent, storage, uri, 2, study="owned")
+    study = optuna.create_study(storage=storage, study_name="owned")
+    sweep = load_spec(spec).spec.sweep
+
+    def gone() -> str:
+        return sweeping._owner_gone(owned, sweep)
+
+    assert gone() == ""  # on another machine, no heartbeat recorded: not known gone
+    monkeypatch.setattr(sweeping, "HEARTBEAT_S", 0.1)
+    beating = sweeping._beat_as_owner(owned, sweep)
+    time.sleep(1.0)
+    beating.set()
+    assert time.time() - study.user_attrs[sweeping.OWNER_BEAT] < 1.0
+    assert gone() == ""  # it beats
+    study.set_user_attr(sweeping.OWNER_BEAT, time.time() - sweeping.HEARTBEAT_GRACE_S - 1)
+    assert gone() == "lost"  # its machine went silent
+
+    finished = subprocess.Popen(["true"])  # a process of this machine, gone
+    finished.wait()
+    client.set_tag(parent, "dlx.process", f"{socket.gethostname()}:{finished.pid}")
+    study.set_user_attr(sweeping.OWNER_BEAT, time.time())
+    assert gone() == "lost"
+    client.set_terminated(parent, status="KILLED")
+    assert gone() == "stopped"  # Ctrl-C
+    client.set_terminated(parent, status="FINISHED")
+    assert gone() == ""
