@@ -525,9 +525,9 @@ def work(
         waiting = any(t.state.name == "WAITING" for t in trials)
         if not waiting and len(counted(trials)) >= config.trials:
             return
-        with _heartbeat_warnings_off():
+        with _heartbeat_warnings_off(), _one_asks_at_a_time(config):
             trial = study.ask()
-        trial.set_user_attr(PROCESS, this_process())
+            trial.set_user_attr(PROCESS, this_process())
         trials = study.get_trials(deepcopy=False)
         if _second_retry(trial, trials):
             trial.set_user_attr(SURPLUS, True)
@@ -541,6 +541,30 @@ def work(
         row = _run_trial(config, loaded, sweep, study, trial, live)
         if on_trial is not None:
             on_trial(row)
+
+
+@contextlib.contextmanager
+def _one_asks_at_a_time(config: SweepConfig) -> Any:
+    """With an SQLite storage, one process of this machine at a time asks for a trial. Optuna
+    takes a waiting (enqueued) trial with `SELECT ... FOR UPDATE`, which SQLite ignores: two
+    processes asking at once could both take the same one (the `--jobs` of a resumed sweep
+    both resuming one interrupted trial's run). PostgreSQL locks the row itself."""
+    from dlx.track.store import sqlite_file
+
+    database = sqlite_file(config.storage)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        fcntl = None  # type: ignore[assignment]
+    if database is None or fcntl is None:
+        yield
+        return
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def wait_for_others(config: SweepConfig, every: float = 2.0) -> None:
