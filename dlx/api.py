@@ -737,7 +737,7 @@ def export(
 
     Args:
         reference: the run's id, or a unique prefix of it.
-        formats: names of `dlx.train.export.FORMATS`: `saved_model`, `onnx`, `litert`.
+        formats: names of `dlx.deploy.export.FORMATS`: `saved_model`, `onnx`, `litert`.
         output: the folder to write to; default: `./export-<run id>`.
         tolerance: the largest absolute difference allowed between an export's predictions
             and the Keras model's (not applied to quantized models).
@@ -746,17 +746,14 @@ def export(
         tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
 
     Returns:
-        A `dlx.train.export.Export`.
+        A `dlx.deploy.export.Export`.
 
     Raises:
         UsageError: an unknown format, a format that cannot carry the model's inputs, or a run
             that logged no model.
         ExportMismatch: an export differs by more than `tolerance` (exit status 1).
     """
-    from dlx.errors import UsageError
-    from dlx.tensorflow_import import import_tensorflow_quietly
-    from dlx.track.read import open_store
-    from dlx.train.export import (
+    from dlx.deploy.export import (
         QUANTIZATIONS,
         default_output,
         export_run,
@@ -764,6 +761,9 @@ def export(
         run_logger,
         run_models,
     )
+    from dlx.errors import UsageError
+    from dlx.tensorflow_import import import_tensorflow_quietly
+    from dlx.track.read import open_store
 
     names = parse_formats(",".join(formats))
     if quantize is not None and quantize not in QUANTIZATIONS:
@@ -808,8 +808,8 @@ def serve(
     Raises:
         UsageError: no such run, the run logged no model, or the port is taken.
     """
+    from dlx.deploy.serve import serve_run
     from dlx.track.read import open_store
-    from dlx.train.serve import serve_run
 
     store = open_store(tracking_uri)
     (run,) = store.find([reference])

@@ -90,7 +90,7 @@ def _as_tensor(array: Any, dtype: Any) -> Any:
 _MODEL_CODE = """\
 import mlflow.models
 
-from dlx.train.serve import KerasServing
+from dlx.deploy.serve import KerasServing
 
 mlflow.models.set_model(KerasServing())
 """

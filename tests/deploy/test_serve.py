@@ -13,8 +13,8 @@ import pytest
 from dlx import api
 from dlx.track.logged_models import load_logged_model
 from tests.conftest import ROOT
+from tests.deploy.test_export import REVIEWS, SOURCES, TWO_INPUTS
 from tests.train.processes import dlx, kill_group, start, wait_for
-from tests.train.test_export import REVIEWS, SOURCES, TWO_INPUTS
 
 pytestmark = pytest.mark.slow
 
@@ -128,8 +128,8 @@ def test_named_inputs_as_in_the_spec(tmp_path, monkeypatch):
 def test_the_served_model_answers_string_inputs_as_model_predict(tmp_path, monkeypatch):
     import mlflow.pyfunc
 
+    from dlx.deploy.serve import save_serving_model
     from dlx.track.logged_models import download_logged_model
-    from dlx.train.serve import save_serving_model
 
     (tmp_path / "export_sources.py").write_text(SOURCES)
     (tmp_path / "reviews.yaml").write_text(textwrap.dedent(REVIEWS))
@@ -152,7 +152,7 @@ def test_several_outputs_are_answered_by_name(tmp_path):
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
-    from dlx.train.serve import save_serving_model
+    from dlx.deploy.serve import save_serving_model
 
     numbers, flags = keras.Input((8,), name="numbers"), keras.Input((4,), name="flags")
     trunk = keras.layers.Dense(16)(keras.layers.Concatenate()([numbers, flags]))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from dlx import api
+from dlx.deploy.export import RunModels, export_run
 from dlx.errors import UsageError
-from dlx.train.export import RunModels, export_run
 from tests.conftest import ROOT
 from tests.train.processes import dlx
 from tests.train.test_resume import store
