@@ -200,7 +200,7 @@ def train(
 
     _run(check)
     if workers > 1:
-        from dlx.train.launcher import launch
+        from dlx.proc.launcher import launch
 
         if spec is not None:  # a spec error once, here, rather than from every worker
             _run(lambda: api.check_cluster(spec, set_ or [], workers))
@@ -210,7 +210,7 @@ def train(
         arguments += [f"--set={value}" for value in set_ or []]
         arguments += [f"--expect={value}" for value in expect or []]
         arguments += [f"--tracking-uri={tracking_uri}"] if tracking_uri else []
-        raise typer.Exit(launch(arguments, workers, timeout=worker_timeout))
+        raise typer.Exit(launch(arguments, workers, timeout=worker_timeout, report=render.stderr))
     if resume is not None:
         _run(
             lambda: api.resume(resume, tracking_uri=tracking_uri, expect=expect or []),

@@ -5,9 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import subprocess
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,42 +149,15 @@ def _multi_worker(cluster: Cluster) -> Any:
         return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-@contextlib.contextmanager
-def _bounded(what: str, timeout: float) -> Iterator[None]:
-    """End this process if the block waits longer than `timeout` seconds.
+def _bounded(what: str, timeout: float) -> contextlib.AbstractContextManager[None]:
+    """End this process, saying why, if the block waits longer than `timeout` seconds."""
+    from dlx.proc.watchdog import bounded
 
-    TensorFlow waits for a cluster (its workers, a TPU) inside one call that holds the
-    interpreter, and ignores SIGTERM meanwhile: a worker that never comes would keep it waiting
-    for ever. So a small watchdog process ends this one with SIGKILL when the time is up,
-    saying why, unless the block is over by then.
-    """
-    message = (
+    return bounded(
+        timeout,
         f"error: {what} within {timeout:g} s; stopped "
-        f"(set {WORKER_TIMEOUT_VARIABLE} to wait longer)"
+        f"(set {WORKER_TIMEOUT_VARIABLE} to wait longer)",
     )
-    watchdog = subprocess.Popen(
-        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout), message],
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        yield
-    finally:
-        watchdog.kill()
-        watchdog.wait()
-
-
-_WATCHDOG = """
-import os, signal, sys, time
-pid, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-deadline = time.monotonic() + timeout
-while time.monotonic() < deadline:
-    if os.getppid() != pid:
-        sys.exit()
-    time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-if os.getppid() == pid:
-    print(message, file=sys.stderr, flush=True)
-    os.kill(pid, signal.SIGKILL)
-"""
 
 
 def _check_devices(devices: list[str] | None) -> list[str]:

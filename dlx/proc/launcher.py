@@ -15,33 +15,38 @@ no child outlives it:
 - the launcher itself killed: the children get SIGKILL from the kernel (Linux's
   `PR_SET_PDEATHSIG`).
 
-Nothing here imports TensorFlow: the launcher only supervises.
+Nothing here imports TensorFlow: the launcher only supervises. It prints nothing either: what
+it has to say goes to its caller's `report` (the CLI writes it to stderr).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dlx.errors import Interrupted, Terminated, sigterm_raised
+from dlx.proc import die_with_parent, dlx_command
 
 _POLL_SECONDS = 0.2
 _LOG_TAIL_LINES = 20
 
 
 def launch(
-    arguments: Sequence[str], workers: int, *, timeout: float = 300, grace: float = 60
+    arguments: Sequence[str],
+    workers: int,
+    *,
+    timeout: float = 300,
+    grace: float = 60,
+    report: Callable[[str], None] = lambda line: None,
 ) -> int:
     """Run `dlx ARGUMENTS` as a job of `workers` local workers; the chief's exit status.
 
@@ -50,15 +55,15 @@ def launch(
         workers: how many workers (2 or more).
         timeout: seconds a worker waits for the others to join.
         grace: seconds the chief gets to finish after another worker died or an interrupt.
+        report: called with each line the launcher has to say (the workers started, a worker
+            that exited, an interrupt).
     """
     ports = _free_ports(workers)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     logs = Path(tempfile.mkdtemp(prefix="dlx-workers-"))
-    print(
+    report(
         f"dlx: {workers} workers on 127.0.0.1 (ports {', '.join(map(str, ports))}); "
-        f"worker 0 is the chief, the others log to {logs}",
-        file=sys.stderr,
-        flush=True,
+        f"worker 0 is the chief, the others log to {logs}"
     )
     children: list[subprocess.Popen] = []
     try:
@@ -73,18 +78,18 @@ def launch(
                 output = None if index == 0 else (logs / f"worker-{index}.log").open("wb")
                 children.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "dlx", *arguments],
+                        dlx_command(*arguments),
                         env=environment,
                         stdout=output,
                         stderr=None if output is None else subprocess.STDOUT,
                         stdin=subprocess.DEVNULL,
                         start_new_session=True,  # signals reach them through the launcher
-                        preexec_fn=_die_with_parent,
+                        preexec_fn=die_with_parent,
                     )
                 )
                 if output is not None:
                     output.close()
-            status = _supervise(children, logs, grace)
+            status = _supervise(children, logs, grace, report)
             if status < 0:  # the chief was killed by a signal: as a shell says it, 128 + N
                 status = 128 - status
             if status == 0:
@@ -98,13 +103,15 @@ def launch(
                     signal.SIGTERM if isinstance(stopped, Terminated) else signal.SIGINT
                 )
             _wait(children[:1], grace)
-        print(f"dlx: {stopped.cause}; workers stopped", file=sys.stderr, flush=True)
+        report(f"dlx: {stopped.cause}; workers stopped")
         return int(stopped.exit_status)
     finally:
         _kill(children)
 
 
-def _supervise(children: list[subprocess.Popen], logs: Path, grace: float) -> int:
+def _supervise(
+    children: list[subprocess.Popen], logs: Path, grace: float, report: Callable[[str], None]
+) -> int:
     chief = children[0]
     while True:
         if chief.poll() is not None:
@@ -113,25 +120,25 @@ def _supervise(children: list[subprocess.Popen], logs: Path, grace: float) -> in
             _wait(children[1:], grace if chief.returncode == 0 else min(grace, 5))
             for index, child in enumerate(children[1:], start=1):
                 if child.poll() not in (0, None):
-                    _report(index, child, logs)
+                    report(_exited(index, child, logs))
             return chief.returncode
         for index, child in enumerate(children[1:], start=1):
             if child.poll() not in (0, None):
-                _report(index, child, logs)
+                report(_exited(index, child, logs))
                 _wait([chief], grace)
                 return chief.returncode if chief.returncode not in (0, None) else 1
         time.sleep(_POLL_SECONDS)
 
 
-def _report(index: int, child: subprocess.Popen, logs: Path) -> None:
+def _exited(index: int, child: subprocess.Popen, logs: Path) -> str:
+    """What to say of a worker that exited with an error: its status and its log's end."""
     path = logs / f"worker-{index}.log"
     lines = path.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
-    print(
-        f"dlx: worker {index} exited with status {child.returncode}; the end of {path}:",
-        *(f"  {line}" for line in lines),
-        sep="\n",
-        file=sys.stderr,
-        flush=True,
+    return "\n".join(
+        [
+            f"dlx: worker {index} exited with status {child.returncode}; the end of {path}:",
+            *(f"  {line}" for line in lines),
+        ]
     )
 
 
@@ -161,10 +168,3 @@ def _free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: be killed with SIGKILL when the launcher dies (Linux)."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
