@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from dlx.track.compare import Comparison
     from dlx.track.read import RunSummary
     from dlx.train.data_report import DataReport
+    from dlx.train.progress import ProgressListener
 
 
 @dataclass
@@ -265,7 +266,7 @@ def train(
     overrides: list[str] | tuple[str, ...] = (),
     expect: list[str] | tuple[str, ...] = (),
     *,
-    live: bool | None = None,
+    progress: ProgressListener | None = None,
     tracking_uri: str | None = None,
 ) -> Any:
     """Train a spec and record the run in MLflow (docs/spec.md sections 3-7).
@@ -275,7 +276,7 @@ def train(
         overrides: `dotted.path=value` overrides.
         expect: `METRIC>=VALUE` gates on the final metrics; unmet ones raise
             `ExpectationError` (the run is recorded either way).
-        live: a live progress bar; default: when stdout is a terminal.
+        progress: follows the training's epochs (`dlx.train.progress`); none by default.
         tracking_uri: the store when the spec names none; default: `$MLFLOW_TRACKING_URI`,
             else `./mlflow.db`.
 
@@ -292,7 +293,7 @@ def train(
 
     expectations = parse_expectations(list(expect))
     loaded = load_spec(path, overrides)
-    return run_training(loaded, expectations, live=live, tracking_uri=tracking_uri)
+    return run_training(loaded, expectations, progress=progress, tracking_uri=tracking_uri)
 
 
 def declares_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> bool:
@@ -447,7 +448,7 @@ def resume(
     *,
     tracking_uri: str | None = None,
     expect: list[str] | tuple[str, ...] = (),
-    live: bool | None = None,
+    progress: ProgressListener | None = None,
 ) -> Any:
     """Continue a run that did not finish (`dlx train --resume`), into the same MLflow run.
 
@@ -464,7 +465,7 @@ def resume(
         reference: the run's id, or a unique prefix of it.
         tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
         expect: `METRIC>=VALUE` gates on the final metrics, as for `train`.
-        live: a live progress bar; default: when stdout is a terminal.
+        progress: follows the training's epochs; none by default.
 
     Returns:
         A `dlx.train.runner.TrainResult` for the same run.
@@ -482,7 +483,7 @@ def resume(
     store = open_store(tracking_uri)
     (run,) = store.find([reference])
     point = resume_point(run, store.uri)
-    return run_training(_logged_spec(store, run), expectations, live=live, resume=point)
+    return run_training(_logged_spec(store, run), expectations, progress=progress, resume=point)
 
 
 def _logged_spec(store: Any, run: Any, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
@@ -526,7 +527,7 @@ def reproduce(
     *,
     tolerance: float = 0.0,
     tracking_uri: str | None = None,
-    live: bool | None = None,
+    progress: ProgressListener | None = None,
 ) -> Reproduction:
     """Train a recorded run's logged spec again and compare every final metric.
 
@@ -538,7 +539,7 @@ def reproduce(
         reference: the run's id, or a unique prefix of it.
         tolerance: the largest absolute difference counted as equal (default: exactly equal).
         tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
-        live: a live progress bar; default: when stdout is a terminal.
+        progress: follows the training's epochs; none by default.
 
     Returns:
         The `Reproduction`, when every final metric is within `tolerance`.
@@ -558,7 +559,9 @@ def reproduce(
     loaded = _logged_spec(store, original)
     if threads := original.data.tags.get(INTRA_OP_THREADS):  # read when TensorFlow starts
         os.environ.setdefault(INTRA_OP_THREADS_VARIABLE, threads)
-    result = run_training(loaded, live=live, tracking_uri=store.uri, tags={REPRODUCTION_OF: run_id})
+    result = run_training(
+        loaded, progress=progress, tracking_uri=store.uri, tags={REPRODUCTION_OF: run_id}
+    )
     names = sorted(set(original.data.metrics) | set(result.metrics))
     rows = [(n, original.data.metrics.get(n), result.metrics.get(n)) for n in names]
     tags = original.data.tags

@@ -104,7 +104,6 @@ def test_example_trains(tmp_path: Path, where: str, mark: str, text: str):
     result = api.train(
         path,
         ["train.epochs=1", "tracking.log_model=false"],
-        live=False,
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
     )
 

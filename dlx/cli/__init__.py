@@ -21,6 +21,7 @@ import typer
 
 from dlx import __version__
 from dlx.cli import render
+from dlx.cli.progress import training_progress
 
 app = typer.Typer(
     name="dlx",
@@ -213,7 +214,12 @@ def train(
         raise typer.Exit(launch(arguments, workers, timeout=worker_timeout, report=render.stderr))
     if resume is not None:
         _run(
-            lambda: api.resume(resume, tracking_uri=tracking_uri, expect=expect or []),
+            lambda: api.resume(
+                resume,
+                tracking_uri=tracking_uri,
+                expect=expect or [],
+                progress=training_progress(),
+            ),
             render.training,
         )
     else:
@@ -223,7 +229,13 @@ def train(
                 "ignores it (run the sweep with `dlx sweep`)"
             )
         _run(
-            lambda: api.train(spec, set_ or [], expect or [], tracking_uri=tracking_uri),
+            lambda: api.train(
+                spec,
+                set_ or [],
+                expect or [],
+                tracking_uri=tracking_uri,
+                progress=training_progress(),
+            ),
             render.training,
         )
 
@@ -483,7 +495,9 @@ def reproduce(
     from dlx import api
 
     done = _run(
-        lambda: api.reproduce(run, tolerance=tolerance, tracking_uri=tracking_uri),
+        lambda: api.reproduce(
+            run, tolerance=tolerance, tracking_uri=tracking_uri, progress=training_progress()
+        ),
         render.reproduction,
     )
     typer.echo(f"reproduced: every final metric within {tolerance:g} (run {done.result.run_id})")

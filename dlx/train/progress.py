@@ -1,92 +1,108 @@
-"""Training progress: a live bar per epoch on a terminal, one plain line per epoch in CI logs."""
+"""Training progress as events: the runner reports, its caller renders (the CLI prints).
+
+`ProgressListener` is what a caller gives `dlx.train.runner.train` to follow a run: a stage's
+epochs beginning and ending, with their metrics, and its batches when the listener asks for
+them. Nothing here prints.
+"""
 
 from __future__ import annotations
 
-import sys
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import keras
 
 
-def format_metrics(logs: dict[str, Any]) -> str:
-    from dlx.track.callback import scalar_metrics
+@dataclass(frozen=True)
+class EpochProgress:
+    """Where an epoch is: its stage and its number within the stage."""
 
-    return "  ".join(f"{k}={v:.4f}" for k, v in sorted(scalar_metrics(logs).items()))
+    stage: str
+    """The stage's label (`fine-tune`); empty for a run's first (or only) stage."""
+    number: int
+    """The epoch within its stage, from 1."""
+    epochs: int
+    """How many epochs the stage runs."""
+    steps: int | None
+    """Batches per epoch, when known."""
+
+    def describe(self) -> str:
+        """`epoch 3/20`, `fine-tune epoch 1/5`."""
+        return f"{self.stage + ' ' if self.stage else ''}epoch {self.number}/{self.epochs}"
 
 
-def progress(
-    epochs: int, steps: int | None, stage: str = "", first: int = 0, live: bool | None = None
-) -> Any:
-    """The progress callback: a live bar on a terminal, else one plain line per epoch.
+class ProgressListener(Protocol):
+    """Follows a training: called by the runner, from the training thread."""
 
-    Only the live bar listens to batches: a callback with a batch hook makes Keras fetch the
-    logs after every step, which costs throughput that CI logs would not show anyway.
+    batches: bool
+    """Whether `batch_ended` is wanted (a batch hook makes Keras fetch the logs after every
+    step, which costs throughput that a line per epoch would not show anyway)."""
+
+    def training_began(self) -> None: ...
+
+    def epoch_began(self, epoch: EpochProgress) -> None: ...
+
+    def batch_ended(self, epoch: EpochProgress, batch: int, metrics: dict[str, float]) -> None: ...
+
+    def epoch_ended(
+        self, epoch: EpochProgress, seconds: float, metrics: dict[str, float]
+    ) -> None: ...
+
+    def training_ended(self) -> None: ...
+
+
+def progress_callback(
+    listener: ProgressListener, epochs: int, steps: int | None, stage: str = "", first: int = 0
+) -> keras.callbacks.Callback:
+    """The Keras callback that reports one stage's progress to `listener`.
 
     Args:
+        listener: who follows the training.
         epochs: how many epochs the stage runs.
         steps: batches per epoch, when known.
-        stage: shown before the epoch counter (e.g. `fine-tune`).
+        stage: the stage's label (e.g. `fine-tune`).
         first: the epoch Keras numbers this stage's first one (its `initial_epoch`).
-        live: force the live bar on or off; default: whether stdout is a terminal.
     """
-    live = sys.stdout.isatty() if live is None else live
-    return (LiveProgress if live else Progress)(epochs, steps, stage, first)
+    kind = _BatchProgress if listener.batches else _EpochProgress
+    return kind(listener, epochs, steps, stage, first)
 
 
-class Progress(keras.callbacks.Callback):
-    """One plain line per epoch: its number, its time and its metrics."""
+def scalar_logs(logs: dict[str, Any] | None) -> dict[str, float]:
+    from dlx.track.callback import scalar_metrics
 
-    def __init__(self, epochs: int, steps: int | None, stage: str = "", first: int = 0) -> None:
+    return scalar_metrics(logs or {})
+
+
+class _EpochProgress(keras.callbacks.Callback):
+    def __init__(
+        self, listener: ProgressListener, epochs: int, steps: int | None, stage: str, first: int
+    ) -> None:
         super().__init__()
+        self.listener = listener
         self.epochs = epochs
         self.steps = steps
-        self.stage = f"{stage} " if stage else ""
+        self.stage = stage
         self.first = first
+        self._epoch = EpochProgress(stage, 1, epochs, steps)
         self._started = 0.0
 
-    def describe(self, epoch: int) -> str:
-        return f"{self.stage}epoch {epoch - self.first + 1}/{self.epochs}"
+    def on_train_begin(self, logs=None):
+        self.listener.training_began()
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = EpochProgress(self.stage, epoch - self.first + 1, self.epochs, self.steps)
         self._started = time.perf_counter()
+        self.listener.epoch_began(self._epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._started
-        print(f"{self.describe(epoch)}  {seconds:.1f}s  {format_metrics(logs or {})}", flush=True)
-
-
-class LiveProgress(Progress):
-    """A rich progress bar per epoch, moving at every batch, with live metrics."""
-
-    def __init__(self, epochs: int, steps: int | None, stage: str = "", first: int = 0) -> None:
-        super().__init__(epochs, steps, stage, first)
-        self._bar: Any = None
-        self._task: Any = None
-
-    def on_train_begin(self, logs=None):
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-        from rich.progress import Progress as Bar
-
-        self._bar = Bar(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[metrics]}"),
-        )
-        self._bar.start()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._task = self._bar.add_task(self.describe(epoch), total=self.steps, metrics="")
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._bar.update(self._task, completed=batch + 1, metrics=format_metrics(logs or {}))
-
-    def on_epoch_end(self, epoch, logs=None):
-        done = self.steps or 1
-        metrics = format_metrics(logs or {})
-        self._bar.update(self._task, completed=done, total=done, metrics=metrics)
+        self.listener.epoch_ended(self._epoch, seconds, scalar_logs(logs))
 
     def on_train_end(self, logs=None):
-        self._bar.stop()
+        self.listener.training_ended()
+
+
+class _BatchProgress(_EpochProgress):
+    def on_train_batch_end(self, batch, logs=None):
+        self.listener.batch_ended(self._epoch, batch, scalar_logs(logs))

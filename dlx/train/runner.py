@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlx.errors import DlxError, Interrupted, SpecError
 from dlx.spec import LoadedSpec
@@ -37,6 +37,9 @@ from dlx.track.tags import (
 )
 from dlx.train.expectations import Expectation
 from dlx.train.resume import Resume, this_process
+
+if TYPE_CHECKING:
+    from dlx.train.progress import ProgressListener
 
 STEPS_PER_EXECUTION = "train.steps_per_execution"
 """The param holding the steps per execution chosen (the number, also when the spec says auto)."""
@@ -98,7 +101,7 @@ def train(
     loaded: LoadedSpec,
     expectations: list[Expectation] | None = None,
     *,
-    live: bool | None = None,
+    progress: ProgressListener | None = None,
     tracking_uri: str | None = None,
     tags: dict[str, str] | None = None,
     resume: Resume | None = None,
@@ -112,7 +115,7 @@ def train(
     Args:
         loaded: the spec to train.
         expectations: `--expect` gates, checked against the final metrics after the run ends.
-        live: a live progress bar (default: when stdout is a terminal).
+        progress: who follows the training's epochs (the CLI shows them); none by default.
         tracking_uri: the store to record in when the spec names none (instead of
             `$MLFLOW_TRACKING_URI` or `./mlflow.db`).
         tags: more tags for the run (e.g. `dlx.reproduction_of`).
@@ -207,7 +210,9 @@ def train(
             replicas,
             xla=jit.enabled,
         )
-        fitting = _Fitting(task, model, splits, placement, live, execution, jit, callbacks or [])
+        fitting = _Fitting(
+            task, model, splits, placement, progress, execution, jit, callbacks or []
+        )
         if not placement.cluster.is_chief:
             return fitting.as_worker(resume)
         return _train_and_record(
@@ -250,7 +255,7 @@ class _Fitting:
     model: Any
     splits: Any
     placement: Any
-    live: bool | None
+    progress: ProgressListener | None
     execution: Any
     """The steps per execution chosen (`dlx.train.execution.StepsPerExecution`)."""
     jit: Any
@@ -267,7 +272,7 @@ class _Fitting:
         restores its weights, and the next stage goes on from there.
         """
         from dlx.train.divergence import StopOnNonFiniteLoss
-        from dlx.train.progress import progress
+        from dlx.train.progress import progress_callback
 
         guards = [] if self.task.loaded.spec.train.on_nan == "continue" else [StopOnNonFiniteLoss()]
         fit_arguments = self.task.fit_arguments(self.splits)
@@ -288,6 +293,12 @@ class _Fitting:
             else:
                 callbacks.append(checkpoint)
             train, validation, _ = self.task.datasets(self.splits, start, end)
+            steps = self.splits.steps_per_epoch
+            shown = (
+                [progress_callback(self.progress, stage.epochs, steps, stage.label, first)]
+                if self.progress is not None
+                else []
+            )
             # After the stage's `prepare`, which may recompile (and so reset them).
             self.model.steps_per_execution = self.execution.steps
             self.model.jit_compile = self.jit.enabled
@@ -300,9 +311,7 @@ class _Fitting:
                 callbacks=[
                     *callbacks,
                     *self.extra_callbacks,
-                    progress(
-                        stage.epochs, self.splits.steps_per_epoch, stage.label, first, self.live
-                    ),
+                    *shown,
                     *guards,  # last: the epoch that diverged is recorded and shown first
                 ],
                 verbose=0,

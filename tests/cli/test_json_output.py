@@ -30,7 +30,6 @@ def diverged(tmp_path_factory):
             "tracking.log_model=false",
             f"tracking.uri=sqlite:///{folder / 'mlflow.db'}",
         ],
-        live=False,
     )
     return folder
 

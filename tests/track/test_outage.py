@@ -73,7 +73,7 @@ def server(tmp_path):
 def _train(tmp_path, server, callback_arguments: str):
     spec = tmp_path / "outage.yaml"
     spec.write_text(SPEC.format(epochs=EPOCHS, outage=callback_arguments))
-    return api.train(spec, [], live=False, tracking_uri=server.url)
+    return api.train(spec, [], tracking_uri=server.url)
 
 
 def _assert_every_epoch_logged_once(server, result, tmp_path):
@@ -176,7 +176,7 @@ def test_a_store_still_down_at_the_end_keeps_the_run_for_resume(server, tmp_path
 
     server.start()
     assert MlflowClient(server.url).get_run(run_id).info.status == "RUNNING"
-    result = api.resume(run_id, tracking_uri=server.url, live=False)
+    result = api.resume(run_id, tracking_uri=server.url)
     assert result.run_id == run_id
     _assert_every_epoch_logged_once(server, result, tmp_path)
 

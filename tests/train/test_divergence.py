@@ -49,7 +49,6 @@ def test_on_nan_continue_lets_a_diverging_run_finish():
             "train.on_nan=continue",
             "tracking.log_model=false",
         ],
-        live=False,
     )
     run = MlflowClient(result.tracking_uri).get_run(result.run_id)
     assert run.info.status == "FINISHED"

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from dlx import api
 from dlx.cli import app
+from dlx.cli.progress import LiveBars
 from dlx.train.execution import (
     MAX_STEPS,
     choose_jit_compile,
@@ -165,6 +166,6 @@ def test_a_callback_with_a_batch_hook_sees_every_batch(tmp_path, monkeypatch):
             "  metrics: [accuracy]\n  callbacks:\n    - dlx_tests>CountBatches: {path: b.txt}",
         )
     )
-    result = api.train(spec, ["train.epochs=2"], live=True)
+    result = api.train(spec, ["train.epochs=2"], progress=LiveBars())
     assert result.steps_per_execution == "1 (auto: CountBatches reads every batch)"
     assert (tmp_path / "b.txt").read_text().split() == [str(b) for b in range(20)] * 2

@@ -98,15 +98,15 @@ def test_a_run_interrupted_in_its_fine_tuning_stage_resumes_into_that_stage(tmp_
     spec = _transfer_spec(tmp_path)
     overrides = ["train.epochs=3", "train.fine_tune.epochs=3", "tracking.log_model=false"]
     with pytest.raises(KeyboardInterrupt):
-        api.train(spec, overrides, live=False)
+        api.train(spec, overrides)
     client = store(Path.cwd())
     (interrupted,) = runs(client)
     assert interrupted.info.status == "KILLED"
     assert len(client.get_metric_history(interrupted.info.run_id, "loss")) == 4
 
-    result = api.resume(interrupted.info.run_id[:10], live=False)
+    result = api.resume(interrupted.info.run_id[:10])
     assert result.run_id == interrupted.info.run_id
-    reference = api.train(spec, overrides, live=False)  # the marker is there: no interrupt now
+    reference = api.train(spec, overrides)  # the marker is there: no interrupt now
 
     resumed = client.get_run(result.run_id)
     assert resumed.info.status == "FINISHED"
@@ -116,7 +116,7 @@ def test_a_run_interrupted_in_its_fine_tuning_stage_resumes_into_that_stage(tmp_
 
 
 def test_resume_refuses_a_finished_run_a_spec_and_overrides(tmp_path):
-    finished = api.train(DIGITS, ["train.epochs=1", "tracking.log_model=false"], live=False)
+    finished = api.train(DIGITS, ["train.epochs=1", "tracking.log_model=false"])
     result = runner.invoke(app, ["train", "--resume", finished.run_id])
     assert result.exit_code == 2
     assert f"the run {finished.run_id} is FINISHED: there is nothing to resume" in result.stderr

@@ -100,11 +100,11 @@ def test_a_recurrent_model_compiled_with_xla_resumes_exactly(tmp_path):
     ]
 
     with pytest.raises(KeyboardInterrupt):
-        api.train(spec, overrides, live=False)
+        api.train(spec, overrides)
     client = store(Path.cwd())
     (interrupted,) = runs(client)
-    result = api.resume(interrupted.info.run_id, live=False)
-    reference = api.train(spec, overrides, live=False)  # the marker is there: no interrupt now
+    result = api.resume(interrupted.info.run_id)
+    reference = api.train(spec, overrides)  # the marker is there: no interrupt now
 
     assert result.jit_compile == reference.jit_compile == "on (asked)"
     resumed = client.get_run(result.run_id)

@@ -10,6 +10,6 @@ import numpy as np
 from dlx.api import train
 
 if __name__ == "__main__":
-    result = train(sys.argv[1], sys.argv[3:], live=False)
+    result = train(sys.argv[1], sys.argv[3:])
     np.savez(sys.argv[2], *result.model.get_weights())
     print(f"worker {result.worker} of {result.workers}: run '{result.run_id}'", flush=True)
