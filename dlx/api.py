@@ -15,9 +15,10 @@
 - `runs`: list an experiment's runs, newest first.
 - `compare`: put runs side by side.
 
-Every function returns data and raises `dlx.errors.DlxError` subclasses for problems a user can
-fix; none prints. A finished run that misses an `--expect` gate, or does not reproduce, raises
-`ExpectationError` carrying the result.
+A façade: each function calls the package that does the work and returns its typed result
+(the dataclasses below, importable from here); none prints. Every function raises
+`dlx.errors.DlxError` subclasses for problems a user can fix. A finished run that misses an
+`--expect` gate, or does not reproduce, raises `ExpectationError` carrying the result.
 """
 
 from __future__ import annotations
@@ -28,16 +29,76 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from dlx.errors import ExpectationError
 from dlx.spec import LoadedSpec, load_spec
 
 if TYPE_CHECKING:
+    from dlx.build.description import ModelDescription
+    from dlx.build.model import BuiltModel
+    from dlx.deploy.export import Export
     from dlx.track.compare import Comparison
     from dlx.track.read import RunSummary
     from dlx.train.data_report import DataReport
     from dlx.train.progress import ProgressListener
+    from dlx.train.reproduction import Reproduction
+    from dlx.train.runner import TrainResult
+    from dlx.train.scoring import Scores
+
+__all__ = [
+    "Comparison",
+    "DataReport",
+    "Export",
+    "ModelDescription",
+    "ProgressListener",
+    "Reproduction",
+    "RunListing",
+    "Scores",
+    "TrainResult",
+    "Validated",
+    "check_cluster",
+    "compare",
+    "data",
+    "declares_sweep",
+    "export",
+    "inspect",
+    "reproduce",
+    "resume",
+    "runs",
+    "schema",
+    "score",
+    "serve",
+    "sweep",
+    "sweep_worker",
+    "train",
+    "validate",
+]
+
+_RESULT_TYPES = {
+    "Comparison": "dlx.track.compare",
+    "DataReport": "dlx.train.data_report",
+    "Export": "dlx.deploy.export",
+    "ModelDescription": "dlx.build.description",
+    "ProgressListener": "dlx.train.progress",
+    "Reproduction": "dlx.train.reproduction",
+    "Scores": "dlx.train.scoring",
+    "TrainResult": "dlx.train.runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The result types, imported when first asked for: `from dlx.api import TrainResult`
+    (importing `dlx.api` itself stays light: no TensorFlow, Keras or MLflow)."""
+    if name in _RESULT_TYPES:
+        import importlib
+
+        return getattr(importlib.import_module(_RESULT_TYPES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+Overrides = list[str] | tuple[str, ...]
+"""`dotted.path=value` overrides of a spec (`--set`)."""
 
 
 @dataclass
@@ -45,12 +106,12 @@ class Validated:
     """A spec that loaded, built and whose training components resolved."""
 
     loaded: LoadedSpec
-    built: Any  # dlx.build.model.BuiltModel
+    built: BuiltModel
 
 
 def validate(
     path: str | Path,
-    overrides: list[str] | tuple[str, ...] = (),
+    overrides: Overrides = (),
     *,
     check_data: bool = True,
     check_sweep: bool = True,
@@ -70,48 +131,15 @@ def validate(
         SpecError: every problem found, each at its file, line and column.
     """
     from dlx.errors import SpecError
+    from dlx.train.validation import check_spec
 
     loaded = load_spec(path, overrides)
-    built, problems = _check(loaded, check_data)
+    built, problems = check_spec(loaded, check_data)
     if check_sweep and loaded.spec.sweep is not None:
         problems += _sweep_problems(path, overrides, loaded)
-    if problems:
+    if problems or built is None:
         raise SpecError(problems)
     return Validated(loaded, built)
-
-
-def _check(loaded: LoadedSpec, check_data: bool) -> tuple[Any, list[Any]]:
-    """Build a loaded spec's model and resolve its training components: the model built (or
-    `None`), and every problem found."""
-    from dlx.build.compile import build_compile_args
-    from dlx.build.model import build_model
-    from dlx.data import SourceContext, check_sources
-    from dlx.errors import SpecError
-    from dlx.tensorflow_import import import_tensorflow_quietly
-    from dlx.track.logged_models import load_run_model
-
-    import_tensorflow_quietly()
-    import keras
-
-    # Layer names start afresh: the same spec, the same names. (Python's own collector frees
-    # old models; a full collection here would cost half a second per call.)
-    keras.utils.clear_session(free_memory=False)
-    problems = []
-    built = None
-    try:
-        built = build_model(loaded, load_run_model)
-    except SpecError as exc:
-        problems.extend(exc.problems)
-    output_names = list(built.model.output_names) if built is not None else None
-    try:
-        build_compile_args(loaded, output_names)
-    except SpecError as exc:
-        problems.extend(exc.problems)
-    if check_data and loaded.spec.data is not None:
-        context = SourceContext(base_dir=loaded.base_dir, seed=loaded.spec.seed)
-        for error in check_sources(loaded.spec.data, context):
-            problems.append(loaded.document.problem(error.path, error.message))
-    return built, problems
 
 
 def _sweep_problems(
@@ -123,6 +151,7 @@ def _sweep_problems(
     is at the swept path's key in `sweep.params` (or at `sweep.prune`, `sweep.method`)."""
     from dlx.errors import SpecError
     from dlx.train import sweep as sweeping
+    from dlx.train.validation import check_spec
 
     sweep = loaded.spec.sweep
     document = loaded.document
@@ -146,7 +175,7 @@ def _sweep_problems(
             where = ("sweep", "params", dotted)
             try:
                 trial = sweeping.trial_spec(path, overrides, {dotted: value})
-                found = _check(trial, check_data=False)[1]
+                found = check_spec(trial, check_data=False)[1]
             except SpecError as exc:
                 found = exc.problems
             problems += [
@@ -161,37 +190,22 @@ def _sweep_problems(
     return problems
 
 
-def inspect(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+def inspect(path: str | Path, overrides: Overrides = ()) -> ModelDescription:
     """Describe the model a spec builds: layers, output shapes and parameter counts.
 
     Returns:
-        `{"name", "kind", "params", "trainable_params", "non_trainable_params", "layers": [{"name",
-        "class_name", "output_shape", "params"}, ...]}` (docs/spec.md section 8). Layers of nested
-        models (an autoencoder's encoder and decoder, a GAN's two networks) are listed by their
-        path, `encoder/conv2d`.
+        A `ModelDescription` (`as_dict()`: docs/spec.md section 8). Layers of nested models
+        (an autoencoder's encoder and decoder, a GAN's two networks) are listed by their path,
+        `encoder/conv2d`.
     """
+    from dlx.build.description import describe
+
     validated = validate(path, overrides, check_data=False, check_sweep=False)
-    built = validated.built
-    models = [built.generator, built.discriminator] if built.kind == "gan" else [built.model]
-    layers: list[dict[str, Any]] = []
-    for model in models:
-        prefix = f"{model.name}/" if len(models) > 1 else ""
-        layers.extend(_layers(model, prefix))
-    trainable = sum(_count(m.trainable_weights) for m in models)
-    frozen = sum(_count(m.non_trainable_weights) for m in models)
-    return {
-        "name": validated.loaded.name,
-        "kind": built.kind,
-        "params": trainable + frozen,
-        "trainable_params": trainable,
-        "non_trainable_params": frozen,
-        "layers": layers,
-    }
+    loaded = validated.loaded
+    return describe(loaded.name, loaded.spec.model.kind, validated.built.networks)
 
 
-def data(
-    path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, workers: int = 1
-) -> DataReport:
+def data(path: str | Path, overrides: Overrides = (), *, workers: int = 1) -> DataReport:
     """Describe a spec's data without opening a run: each split's files, examples, classes
     and batch shapes; how `workers` workers would share the training split; the examples per
     second of the input pipeline alone against those of the model training, and which bounds
@@ -205,37 +219,6 @@ def data(
     return data_report(validate(path, overrides, check_sweep=False).loaded, workers)
 
 
-def _layers(model: Any, prefix: str) -> list[dict[str, Any]]:
-    import keras
-
-    rows = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model) and layer.layers:
-            rows.extend(_layers(layer, f"{prefix}{layer.name}/"))
-            continue
-        rows.append(
-            {
-                "name": prefix + layer.name,
-                "class_name": type(layer).__name__,
-                "output_shape": _shape(layer.output),
-                "params": _count(layer.weights),
-            }
-        )
-    return rows
-
-
-def _shape(output: Any) -> Any:
-    if isinstance(output, (list, tuple)):
-        return [_shape(o) for o in output]
-    return list(output.shape)
-
-
-def _count(weights: list[Any]) -> int:
-    import math
-
-    return sum(math.prod(w.shape) for w in weights)
-
-
 def schema() -> dict[str, Any]:
     """The JSON Schema of the spec language."""
     from dlx.spec import json_schema
@@ -243,14 +226,25 @@ def schema() -> dict[str, Any]:
     return json_schema()
 
 
-def _gated(training: Callable[..., Any]) -> Callable[..., Any]:
+P = ParamSpec("P")
+
+
+class _Gated(Protocol):
+    run_id: str
+    failures: list[str]
+
+
+G = TypeVar("G", bound=_Gated)
+
+
+def _gated(training: Callable[P, G]) -> Callable[P, G]:
     """Make a training call raise `ExpectationError` for a run that missed an `--expect` gate.
 
     Only the chief reports it: another worker's result is not the run's.
     """
 
     @functools.wraps(training)
-    def gated(*args: Any, **kwargs: Any) -> Any:
+    def gated(*args: P.args, **kwargs: P.kwargs) -> G:
         result = training(*args, **kwargs)
         if result.run_id and result.failures:
             message = "\n".join(f"expectation failed: {failure}" for failure in result.failures)
@@ -263,12 +257,12 @@ def _gated(training: Callable[..., Any]) -> Callable[..., Any]:
 @_gated
 def train(
     path: str | Path,
-    overrides: list[str] | tuple[str, ...] = (),
+    overrides: Overrides = (),
     expect: list[str] | tuple[str, ...] = (),
     *,
     progress: ProgressListener | None = None,
     tracking_uri: str | None = None,
-) -> Any:
+) -> TrainResult:
     """Train a spec and record the run in MLflow (docs/spec.md sections 3-7).
 
     Args:
@@ -281,7 +275,7 @@ def train(
             else `./mlflow.db`.
 
     Returns:
-        A `dlx.train.runner.TrainResult`.
+        The run's `TrainResult`.
 
     Raises:
         SpecError: the spec is invalid.
@@ -449,7 +443,7 @@ def resume(
     tracking_uri: str | None = None,
     expect: list[str] | tuple[str, ...] = (),
     progress: ProgressListener | None = None,
-) -> Any:
+) -> TrainResult:
     """Continue a run that did not finish (`dlx train --resume`), into the same MLflow run.
 
     The run's logged spec is trained again from the run's checkpoints (its `dlx.checkpoints`
@@ -468,7 +462,7 @@ def resume(
         progress: follows the training's epochs; none by default.
 
     Returns:
-        A `dlx.train.runner.TrainResult` for the same run.
+        The `TrainResult` of the same run.
 
     Raises:
         UsageError: the run finished, is still running, or has no checkpoints to resume from.
@@ -483,43 +477,7 @@ def resume(
     store = open_store(tracking_uri)
     (run,) = store.find([reference])
     point = resume_point(run, store.uri)
-    return run_training(_logged_spec(store, run), expectations, progress=progress, resume=point)
-
-
-def _logged_spec(store: Any, run: Any, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
-    """A run's logged spec, its relative paths resolved against the folder the original spec
-    was in when that folder exists here, else against the working directory."""
-    from dlx.spec import load_spec_text
-
-    source = Path(run.data.tags.get("mlflow.source.name") or "spec.yaml")
-    folder = source.parent if source.parent.is_dir() else Path.cwd()
-    return load_spec_text(store.spec_text(run.info.run_id), folder / source.name, overrides)
-
-
-@dataclass
-class Reproduction:
-    """A run trained again from its logged spec, and how its final metrics compare."""
-
-    original_run_id: str
-    result: Any  # dlx.train.runner.TrainResult
-    rows: list[tuple[str, float | None, float | None]]
-    """(metric, original value, reproduced value) for every metric either run has."""
-    tolerance: float
-    placement: tuple[str, str] = ("", "")
-    """How the original and the reproduction ran (`strategy, N replicas, N workers`)."""
-    data_changed: str | None = None
-    """When the data's fingerprint differs from the original run's: what changed, in words."""
-
-    @property
-    def mismatches(self) -> list[str]:
-        """The metrics the reproduction trained that differ from the original's, or that the
-        original lacks. Metrics only the original has were logged to it by other commands
-        (`dlx export`'s checks, a sweep's mean and spread of its seeds): shown, not compared."""
-        return [
-            name
-            for name, before, after in self.rows
-            if after is not None and (before is None or abs(after - before) > self.tolerance)
-        ]
+    return run_training(store.logged_spec(run), expectations, progress=progress, resume=point)
 
 
 def reproduce(
@@ -549,105 +507,17 @@ def reproduce(
             `Reproduction`, its `failures` the metrics that differ.
     """
     from dlx.track.read import open_store
-    from dlx.track.tags import INTRA_OP_THREADS, REPLICAS, REPRODUCTION_OF, STRATEGY, WORKERS
-    from dlx.train.runner import INTRA_OP_THREADS_VARIABLE
-    from dlx.train.runner import train as run_training
+    from dlx.train.reproduction import reproduce as reproduce_run
 
     store = open_store(tracking_uri)
     (original,) = store.find([reference])
-    run_id = original.info.run_id
-    loaded = _logged_spec(store, original)
-    if threads := original.data.tags.get(INTRA_OP_THREADS):  # read when TensorFlow starts
-        os.environ.setdefault(INTRA_OP_THREADS_VARIABLE, threads)
-    result = run_training(
-        loaded, progress=progress, tracking_uri=store.uri, tags={REPRODUCTION_OF: run_id}
-    )
-    names = sorted(set(original.data.metrics) | set(result.metrics))
-    rows = [(n, original.data.metrics.get(n), result.metrics.get(n)) for n in names]
-    tags = original.data.tags
-    placement = (
-        _placement(
-            tags.get(STRATEGY, "?"),
-            int(tags.get(REPLICAS, 1)),
-            int(tags.get(WORKERS, 1)),
-        ),
-        _placement(result.strategy, result.replicas, result.workers),
-    )
-    done = Reproduction(run_id, result, rows, tolerance, placement, _data_changed(tags, result))
-    mismatches = done.mismatches
-    if not mismatches:
-        return done
-    message = (
-        f"not reproduced: {len(mismatches)} metric(s) differ by more than {tolerance:g}: "
-        + ", ".join(sorted(mismatches))
-    )
-    before, after = placement
-    if before != after:
-        message += (
-            f"\nnote: the original ran on {before}, the reproduction on {after}; another "
-            "placement draws its random numbers (dropout) per replica and sums in another "
-            "order (run it as the original ran, e.g. with the same TF_CONFIG, to compare "
-            "like with like)"
-        )
-    raise ExpectationError(message, result=done, failures=mismatches)
-
-
-def _data_changed(tags: dict[str, str], result: Any) -> str | None:
-    """Whether the data read now is not the data the original run read, in words."""
-    from dlx.track.tags import DATA_FINGERPRINT, DATA_FINGERPRINT_KIND
-
-    before, after = tags.get(DATA_FINGERPRINT), result.data_fingerprint
-    if before is None or before == after:
-        return None
-    text = f"the data changed since the run: fingerprint {before[:16]} != {after[:16]}"
-    if tags.get(DATA_FINGERPRINT_KIND) == "files":
-        text += (
-            " (data.fingerprint: files compares the files' paths, sizes and modification "
-            "times: files copied or checked out again count as changed even with the same "
-            "bytes; data.fingerprint: content compares their bytes)"
-        )
-    return text
-
-
-def _placement(strategy: str, replicas: int, workers: int) -> str:
-    text = f"{strategy}, {replicas} replica{'s' if replicas != 1 else ''}"
-    return text + (f", {workers} workers" if workers > 1 else "")
-
-
-@dataclass
-class Scores:
-    """An autoencoder run's reconstruction errors on some data (`dlx score`)."""
-
-    run_id: str
-    split: str
-    """Which data was scored: `test` (the spec's test split) or `all` (the whole source)."""
-    errors: Any  # numpy.ndarray, one float per example
-    threshold: float | None
-    """The run's `reconstruction_error_p95` (on its held-out data), when it logged one."""
-    embeddings: Path | None = None
-
-    @property
-    def over_threshold(self) -> int | None:
-        """How many examples score above the threshold: anomaly candidates."""
-        return None if self.threshold is None else int((self.errors > self.threshold).sum())
-
-    def summary(self) -> dict[str, float | int | None]:
-        import numpy as np
-
-        errors = self.errors
-        return {
-            "count": len(errors),
-            "mean": float(errors.mean()) if len(errors) else None,
-            "p95": float(np.percentile(errors, 95)) if len(errors) else None,
-            "threshold": self.threshold,
-            "over_threshold": self.over_threshold,
-        }
+    return reproduce_run(store, original, tolerance, progress)
 
 
 def score(
     reference: str,
     spec: str | Path | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
+    overrides: Overrides = (),
     *,
     embed: str | Path | None = None,
     tracking_uri: str | None = None,
@@ -672,54 +542,13 @@ def score(
         UsageError: the run is not an autoencoder's, or logged no model.
         SpecError: the spec or its data cannot be read.
     """
-    import numpy as np
-
-    from dlx.data import SourceContext, SourceError, call_source, make_splits
-    from dlx.errors import SpecError, UsageError
-    from dlx.track.logged_models import load_logged_model
     from dlx.track.read import open_store
+    from dlx.train.scoring import score_run
 
     store = open_store(tracking_uri)
     (run,) = store.find([reference])
-    run_id = run.info.run_id
-    loaded = _logged_spec(store, run, overrides) if spec is None else load_spec(spec, overrides)
-    data = loaded.spec.data
-    if data is None:
-        raise loaded.error((), "a spec needs a data: section to score")
-    kind = run.data.params.get("model.kind")
-    if kind != "autoencoder":
-        raise UsageError(
-            f"the run {run_id} is not an autoencoder's (model.kind: {kind or 'supervised'}); "
-            "dlx score needs one"
-        )
-
-    from dlx.tensorflow_import import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
-    from dlx.train.autoencoder import ERROR_METRIC, reconstruction_errors
-
-    context = SourceContext(base_dir=loaded.base_dir, seed=loaded.spec.seed)
-    batch_size = loaded.spec.train.batch_size
-    try:
-        if data.test_split:
-            split = "test"
-            inputs = make_splits(data, context=context, batch_size=batch_size).test
-        else:
-            split = "all"
-            read = call_source(data.source, context)
-            inputs = read.x if read.dataset is None else read.dataset.batch(batch_size)
-    except SourceError as exc:
-        raise SpecError([loaded.document.problem(exc.path, exc.message)]) from None
-
-    errors = reconstruction_errors(
-        load_logged_model(store.uri, run_id, "model"), inputs, batch_size
-    )
-    scores = Scores(run_id, split, errors, run.data.metrics.get(ERROR_METRIC))
-    if embed is not None:
-        encoder = load_logged_model(store.uri, run_id, "encoder")
-        scores.embeddings = Path(embed)
-        np.save(scores.embeddings, encoder.predict(inputs, batch_size=batch_size, verbose=0))
-    return scores
+    loaded = store.logged_spec(run, overrides) if spec is None else load_spec(spec, overrides)
+    return score_run(store, run, loaded, embed)
 
 
 def export(
@@ -730,7 +559,7 @@ def export(
     tolerance: float = 1e-5,
     quantize: str | None = None,
     tracking_uri: str | None = None,
-) -> Any:
+) -> Export:
     """Export a run's model to each format, check each against the Keras model in its own
     runtime, and log the files and the differences to the same run (docs/spec.md section 10).
 
@@ -749,43 +578,20 @@ def export(
         tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
 
     Returns:
-        A `dlx.deploy.export.Export`.
+        The `Export`: each format's check.
 
     Raises:
         UsageError: an unknown format, a format that cannot carry the model's inputs, or a run
             that logged no model.
         ExportMismatch: an export differs by more than `tolerance` (exit status 1).
     """
-    from dlx.deploy.export import (
-        QUANTIZATIONS,
-        default_output,
-        export_run,
-        parse_formats,
-        run_logger,
-        run_models,
-    )
-    from dlx.errors import UsageError
-    from dlx.tensorflow_import import import_tensorflow_quietly
+    from dlx.deploy.logged_run import export_logged_run
     from dlx.track.read import open_store
 
-    names = parse_formats(",".join(formats))
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise UsageError(
-            f"--quantize: expected one of {', '.join(QUANTIZATIONS)}. Received: {quantize!r}"
-        )
     store = open_store(tracking_uri)
     (run,) = store.find([reference])
-    run_id = run.info.run_id
-    import_tensorflow_quietly()
-    models = run_models(store.uri, run_id, _logged_spec(store, run))
-    folder = Path(output) if output is not None else default_output(run_id)
-    return export_run(
-        models,
-        names,
-        folder,
-        tolerance=tolerance,
-        quantize=quantize,
-        log=run_logger(store.uri, run_id),
+    return export_logged_run(
+        store, run, formats, output=output, tolerance=tolerance, quantize=quantize
     )
 
 
@@ -883,40 +689,23 @@ def compare(
             `./mlflow.db`.
 
     Returns:
-        A `dlx.track.compare.Comparison`, with `deltas` and `spec_diff` for two runs.
+        A `Comparison`, with `deltas` and `spec_diff` for two runs.
 
     Raises:
         UsageError: no store there, no experiment of that name, or a run id that matches none.
         SpecError: a spec given as a reference is invalid.
         DlxError: no runs to compare.
     """
-    from dlx.errors import DlxError
-    from dlx.track import compare as comparing
-    from dlx.track.read import Experiment, open_store
-    from dlx.track.tags import PARENT_RUN, SWEEP, SWEEP_METRIC
+    from dlx.track.compare import compare_references
 
-    uri, name, ids = tracking_uri, experiment, []
-    for reference in references:
-        if reference.endswith((".yaml", ".yml")):
-            loaded = load_spec(reference)
-            tracking = loaded.spec.tracking
-            uri, name = uri or tracking.uri, name or tracking.experiment or loaded.name
-        else:
-            ids.append(reference)
-    store = open_store(uri, filter=filter)
-    found = store.find(ids) if ids else store.runs(store.experiment(name), filter=filter)
-    if len(found) == 1 and SWEEP in found[0].data.tags:
-        parent = found[0]
-        sort = sort or parent.data.tags.get(SWEEP_METRIC)
-        siblings = store.runs(Experiment(str(parent.info.experiment_id), ""), filter=filter)
-        found = [r for r in siblings if r.data.tags.get(PARENT_RUN) == parent.info.run_id]
-    if not found:
-        raise DlxError("no runs to compare")
-    result = comparing.compare(store, found, metrics=metrics, all_params=all_params, sort=sort)
-    if diff and len(found) == 2:
-        first, second = result.runs
-        result.deltas = comparing.metric_deltas(first, second)
-        result.spec_diff = comparing.spec_diff(store, first, second)
-    if plot is not None:
-        comparing.curves_figure(store, result).savefig(plot, dpi=110)
-    return result
+    return compare_references(
+        references,
+        experiment=experiment,
+        filter=filter,
+        sort=sort,
+        metrics=metrics,
+        all_params=all_params,
+        diff=diff,
+        plot=plot,
+        tracking_uri=tracking_uri,
+    )

@@ -90,7 +90,9 @@ def test_example_is_real_and_validates(tmp_path: Path, where: str, mark: str | N
     validated = api.validate(_spec_file(tmp_path, mark, text), check_data=mark == "train")
 
     model = document.get("model", BASE["model"])
-    assert validated.built.kind == model.get("kind", "supervised")
+    kind = model.get("kind", "supervised")
+    assert validated.loaded.spec.model.kind == kind
+    assert len(validated.built.networks) == (2 if kind == "gan" else 1)
 
 
 TRAINED = [example for example in EXAMPLES if example[1] == "train"]

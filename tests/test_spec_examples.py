@@ -34,7 +34,7 @@ PARAMS = {
 @functools.cache
 def _inspect(name):
     """`dlx inspect --format json` of an example, built once for all the tests of this file."""
-    return api.inspect(EXAMPLES / name)
+    return api.inspect(EXAMPLES / name).as_dict()
 
 
 def test_every_example_has_its_parameter_counts():

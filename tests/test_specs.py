@@ -52,7 +52,7 @@ def test_every_spec_has_its_parameter_counts() -> None:
     ids=[_key(path) for path in SPEC_FILES],
 )
 def test_spec_builds_its_exact_model(path: Path) -> None:
-    summary = api.inspect(path)
+    summary = api.inspect(path).as_dict()
 
     assert (summary["trainable_params"], summary["non_trainable_params"]) == PARAMS[_key(path)]
     assert summary["params"] == sum(PARAMS[_key(path)])

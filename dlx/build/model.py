@@ -1,4 +1,9 @@
-"""A spec's `model` section -> Keras models, one function per kind (docs/spec.md section 4)."""
+"""A spec's `model` section -> Keras models (docs/spec.md section 4).
+
+`build_model` builds a supervised model (a stack or graph of layers, optionally on a pretrained
+backbone). Other kinds build their networks in their own task module (`dlx.train`), from the
+same pieces: `model_builder` (the spec's resolver and graph builder) and `functional`.
+"""
 
 from __future__ import annotations
 
@@ -30,12 +35,18 @@ class BuiltModel:
     """
 
     model: Any
-    kind: str
     encoder: Any = None
     decoder: Any = None
     generator: Any = None
     discriminator: Any = None
     backbone: Any = None
+    shown: list[Any] | None = None
+    """The networks `dlx inspect` lists, when they are not `model` alone (a GAN's two)."""
+
+    @property
+    def networks(self) -> list[Any]:
+        """The networks whose layers describe the model (`dlx inspect`)."""
+        return self.shown or [self.model]
 
 
 def import_plugins(loaded: LoadedSpec) -> None:
@@ -50,8 +61,14 @@ def import_plugins(loaded: LoadedSpec) -> None:
             raise loaded.error(("plugins", i), f"cannot import plugin '{module}': {exc}") from None
 
 
+def model_builder(loaded: LoadedSpec) -> GraphBuilder:
+    """The graph builder of a spec's model section, its plugins imported."""
+    import_plugins(loaded)
+    return GraphBuilder(Resolver(loaded.document), loaded.spec.model.blocks)
+
+
 def build_model(loaded: LoadedSpec, load_run_model: RunModelLoader | None = None) -> BuiltModel:
-    """Build the Keras model(s) a spec describes, without reading any data.
+    """Build the supervised Keras model a spec describes, without reading any data.
 
     Args:
         loaded: the spec.
@@ -63,46 +80,25 @@ def build_model(loaded: LoadedSpec, load_run_model: RunModelLoader | None = None
     """
     import keras
 
-    import_plugins(loaded)
     model = loaded.spec.model
-    resolver = Resolver(loaded.document)
-    builder = GraphBuilder(resolver, model.blocks)
-    name = _keras_name(loaded.name)
-    if model.kind == "autoencoder":
-        encoder = _functional(builder, model.encoder, ("model", "encoder"), f"{name}_encoder")
-        decoder_input = keras.Input(shape=encoder.output.shape[1:], name="code")
-        out, _ = builder.connect(model.decoder, ("model", "decoder"), scope_input=decoder_input)
-        decoder = keras.Model(decoder_input, out, name=f"{name}_decoder")
-        inputs = encoder.inputs[0] if len(encoder.inputs) == 1 else encoder.inputs
-        autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name=name)
-        return BuiltModel(autoencoder, "autoencoder", encoder=encoder, decoder=decoder)
-    if model.kind == "gan":
-        latent = keras.Input(shape=(model.latent_dim,), name="latent")
-        out, _ = builder.connect(model.generator, ("model", "generator"), scope_input=latent)
-        generator = keras.Model(latent, out, name="generator")
-        sample = keras.Input(shape=generator.output.shape[1:], name="sample")
-        logit, _ = builder.connect(
-            model.discriminator, ("model", "discriminator"), scope_input=sample
-        )
-        discriminator = keras.Model(sample, logit, name="discriminator")
-        return BuiltModel(generator, "gan", generator=generator, discriminator=discriminator)
+    builder = model_builder(loaded)
+    name = keras_name(loaded.name)
     if model.backbone is not None:
-        backbone = _backbone(loaded, resolver, load_run_model)
+        backbone = _backbone(loaded, builder.resolver, load_run_model)
         _reserve_names(builder, backbone)
         out, named = builder.connect(model.layers, ("model", "layers"), scope_input=backbone.output)
         outputs = _outputs(loaded, out, named)
-        return BuiltModel(
-            keras.Model(backbone.inputs, outputs, name=name), "supervised", backbone=backbone
-        )
+        return BuiltModel(keras.Model(backbone.inputs, outputs, name=name), backbone=backbone)
     out, named = builder.connect(model.layers, ("model", "layers"))
     outputs = _outputs(loaded, out, named)
     if not builder.inputs:
         raise loaded.error(("model", "layers"), "the model has no input entry")
     inputs = builder.inputs[0] if len(builder.inputs) == 1 else builder.inputs
-    return BuiltModel(_model(loaded, inputs, outputs, name), "supervised")
+    return BuiltModel(_model(loaded, inputs, outputs, name))
 
 
-def _functional(builder: GraphBuilder, entries: list[Any], path: tuple, name: str) -> Any:
+def functional(builder: GraphBuilder, entries: list[Any], path: tuple, name: str) -> Any:
+    """A Keras model of `entries`, which start with their own input entry."""
     import keras
 
     first = len(builder.inputs)
@@ -138,7 +134,7 @@ def _model(loaded: LoadedSpec, inputs: Any, outputs: Any, name: str) -> Any:
         raise loaded.error(("model",), f"cannot make a model: {keras_message(exc)}") from None
 
 
-def _keras_name(name: str) -> str:
+def keras_name(name: str) -> str:
     """Keras model names must be valid op names: `digits-cnn` -> `digits_cnn`."""
     cleaned = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
     return cleaned if cleaned[:1].isalpha() else f"model_{cleaned}"
@@ -226,4 +222,12 @@ def _backbone(loaded: LoadedSpec, resolver: Resolver, load_run_model: RunModelLo
     return backbone
 
 
-__all__ = ["BuiltModel", "RunModelLoader", "build_model", "import_plugins"]
+__all__ = [
+    "BuiltModel",
+    "RunModelLoader",
+    "build_model",
+    "functional",
+    "import_plugins",
+    "keras_name",
+    "model_builder",
+]

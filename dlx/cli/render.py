@@ -10,11 +10,14 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from dlx.errors import relative_path
+
+if TYPE_CHECKING:
+    from dlx.build.description import ModelDescription
 
 
 def stderr(text: str) -> None:
@@ -167,8 +170,9 @@ def sweep_result(result: Any) -> None:
         typer.echo(result.ui_hint)
 
 
-def model(summary: dict[str, Any], format: str) -> None:
-    """`api.inspect`'s summary: a table of layers and the parameter counts, or JSON."""
+def model(description: ModelDescription, format: str) -> None:
+    """`api.inspect`'s description: a table of layers and the parameter counts, or JSON."""
+    summary = description.as_dict()
     if format == "json":
         typer.echo(strict_json(summary))
         return

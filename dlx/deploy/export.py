@@ -31,6 +31,9 @@ PARITY_EXAMPLES = 1000
 CALIBRATION_EXAMPLES = 200
 """The training examples an int8 LiteRT model is calibrated on."""
 
+REFERENCE_INPUTS = 256
+"""Inputs of a kind's own (a GAN's latent vectors) that exports are checked on."""
+
 QUANTIZATIONS = ("float16", "int8")
 
 Predict = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
@@ -540,110 +543,3 @@ register_format(
 )
 register_format(ExportFormat("onnx", ".onnx", _write_onnx, _load_onnx))
 register_format(ExportFormat("litert", ".tflite", _write_litert, _load_litert))
-
-
-def run_models(tracking_uri: str, run_id: str, loaded: Any) -> RunModels:
-    """A run's logged models, and the data `dlx export` checks them on.
-
-    Args:
-        tracking_uri: the run's store.
-        run_id: the run's id.
-        loaded: the run's logged spec (`LoadedSpec`), its paths resolved.
-
-    Raises:
-        UsageError: the run logged no model.
-        SpecError: the run's data cannot be read.
-    """
-    from dlx.data import SourceContext, SourceError, make_splits
-    from dlx.errors import SpecError
-    from dlx.track.logged_models import load_logged_model
-
-    spec = loaded.spec
-    kind = spec.model.kind
-    models = {"model": load_logged_model(tracking_uri, run_id, "model")}
-    if kind == "autoencoder":
-        models["encoder"] = load_logged_model(tracking_uri, run_id, "encoder")
-    if kind == "gan":
-        rng = np.random.default_rng(spec.seed)
-        latent = rng.standard_normal((256, spec.model.latent_dim or 0)).astype(np.float32)
-        return RunModels(run_id, models, latent, None, latent, set())
-    context = SourceContext(base_dir=loaded.base_dir, seed=spec.seed)
-    try:
-        splits = make_splits(spec.data, context=context, batch_size=spec.train.batch_size)
-    except SourceError as exc:
-        raise SpecError([loaded.document.problem(exc.path, exc.message)]) from None
-    x, y = _examples(splits, PARITY_EXAMPLES)
-    calibration, _ = (
-        (_take(splits.train_arrays[0], CALIBRATION_EXAMPLES), None)
-        if splits.train_arrays is not None
-        else _examples(splits, CALIBRATION_EXAMPLES, train=True)
-    )
-    if kind == "autoencoder":
-        y = x
-    output_names = list(models["model"].output_names)
-    return RunModels(
-        run_id, models, x, y, calibration, _classifier_outputs(spec.train.loss, output_names)
-    )
-
-
-def _examples(splits: Any, count: int, *, train: bool = False) -> tuple[Any, Any]:
-    """Up to `count` examples `(x, y)` of the test split, else validation, else training."""
-    import keras
-
-    arrays = None if train else (splits.test_arrays or splits.validation_arrays)
-    arrays = arrays or splits.train_arrays
-    if arrays is not None and not train:
-        x, y = arrays
-        return _take(x, count), None if y is None else _take(y, count)
-    dataset = splits.train if train else (splits.test or splits.validation or splits.train)
-    batches = []
-    for batch in dataset:
-        batches.append(batch)
-        if sum(len(keras.tree.flatten(b[0])[0]) for b in batches) >= count:
-            break
-    joined = keras.tree.map_structure(lambda *parts: np.concatenate(parts), *batches)
-    return _take(joined[0], count), _take(joined[1], count)
-
-
-def _take(values: Any, count: int) -> Any:
-    import keras
-
-    return keras.tree.map_structure(lambda v: np.asarray(v)[:count], values)
-
-
-def _classifier_outputs(loss: Any, output_names: list[str]) -> set[str]:
-    """The outputs whose loss is a categorical cross-entropy: their argmax is a class."""
-
-    def name(value: Any) -> str:
-        return str(next(iter(value)) if isinstance(value, dict) else value or "")
-
-    if isinstance(loss, dict) and set(loss) <= set(output_names) and loss:
-        by_output = {o: name(v) for o, v in loss.items()}
-    else:
-        by_output = dict.fromkeys(output_names, name(loss))
-    return {o for o, n in by_output.items() if "categorical" in n.lower()}
-
-
-def run_logger(tracking_uri: str, run_id: str) -> Callable[[Path, str, dict[str, float]], None]:
-    """`log(local, artifact_path, metrics)`: logs a file or a folder's files and metrics to a
-    run, whatever its status (which stays as it is)."""
-    from mlflow.entities import Metric
-
-    from dlx.track.store import open_for_writing
-
-    client = open_for_writing(tracking_uri)
-
-    def log(local: Path, artifact_path: str, metrics: dict[str, float]) -> None:
-        if local.is_dir():
-            client.log_artifacts(run_id, str(local), artifact_path)
-        else:
-            client.log_artifact(run_id, str(local), artifact_path)
-        now = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
-
-    return log
-
-
-def default_output(run_id: str) -> Path:
-    """Where `dlx export` writes when `--output` is not given: `./export-<run id>`."""
-    return Path(f"export-{run_id[:8]}")

@@ -3,10 +3,12 @@
 from dlx.spec.component import normalize_name, split_component
 from dlx.spec.document import Document, PathKey, apply_overrides, format_path, read_document
 from dlx.spec.load import LoadedSpec, load_spec, load_spec_text
-from dlx.spec.schema import Spec, json_schema
+from dlx.spec.schema import MODEL_KINDS, ModelKind, Spec, json_schema, register_model_kind
 
 __all__ = [
+    "MODEL_KINDS",
     "Document",
+    "ModelKind",
     "LoadedSpec",
     "PathKey",
     "Spec",
@@ -17,5 +19,6 @@ __all__ = [
     "load_spec_text",
     "normalize_name",
     "read_document",
+    "register_model_kind",
     "split_component",
 ]

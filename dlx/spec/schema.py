@@ -7,6 +7,7 @@ knows Keras; this module imports neither TensorFlow nor Keras.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -256,28 +257,55 @@ class Model(Strict):
 
     @model_validator(mode="after")
     def _parts_of_kind(self) -> Model:
-        needs = {
-            "supervised": ("layers",),
-            "autoencoder": ("encoder", "decoder"),
-            "gan": ("latent_dim", "generator", "discriminator"),
-        }[self.kind]
-        missing = [part for part in needs if getattr(self, part) is None]
+        kind = MODEL_KINDS[self.kind]
+        missing = [part for part in kind.needs if getattr(self, part) is None]
         if missing:
             raise ValueError(f"a {self.kind} model needs {', '.join(missing)}")
-        foreign = {
-            "layers": "supervised",
-            "encoder": "autoencoder",
-            "decoder": "autoencoder",
-            "latent_dim": "gan",
-            "generator": "gan",
-            "discriminator": "gan",
-            "noise_stddev": "autoencoder",
-            "sample_every": "gan",
-        }
-        wrong = [p for p, k in foreign.items() if k != self.kind and getattr(self, p) is not None]
+        others = {field for other in MODEL_KINDS.values() for field in other.fields}
+        wrong = [
+            field
+            for field in sorted(others - set(kind.fields), key=list(Model.model_fields).index)
+            if getattr(self, field) is not None
+        ]
         if wrong:
             raise ValueError(f"{', '.join(wrong)} do not belong to a {self.kind} model")
         return self
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """What the `model` section of a kind holds (`model.kind`)."""
+
+    needs: tuple[str, ...]
+    """The `model` fields it must have."""
+    fields: tuple[str, ...]
+    """The `model` fields of its own; another kind's own fields are errors in it. Fields no
+    kind lists (`blocks`, `outputs`, `backbone`) are every kind's."""
+
+
+MODEL_KINDS: dict[str, ModelKind] = {
+    "supervised": ModelKind(needs=("layers",), fields=("layers",)),
+    "autoencoder": ModelKind(
+        needs=("encoder", "decoder"), fields=("encoder", "decoder", "noise_stddev")
+    ),
+    "gan": ModelKind(
+        needs=("latent_dim", "generator", "discriminator"),
+        fields=("latent_dim", "generator", "discriminator", "sample_every"),
+    ),
+}
+"""The model kinds of the spec language, by `model.kind`; `register_model_kind` adds one."""
+
+
+def register_model_kind(name: str, kind: ModelKind) -> None:
+    """Add a model kind to the spec language: `model.kind: NAME` validates from now on.
+
+    What the kind trains is its task (`dlx.train.tasks.register_task`); this is what its spec
+    holds. A kind that needs `model` fields of its own adds them to `Model` first.
+    """
+    MODEL_KINDS[name] = kind
+    Model.model_fields["kind"].annotation = Literal[tuple(MODEL_KINDS)]  # type: ignore[valid-type]
+    Model.model_rebuild(force=True)
+    Spec.model_rebuild(force=True)
 
 
 class FineTune(Strict):

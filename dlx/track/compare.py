@@ -1,7 +1,7 @@
 """Putting runs side by side: which params differ, final metrics, the best of each, deltas.
 
-Pure data: `dlx.api.compare` returns a `Comparison`; `dlx.cli` renders it as a table, markdown,
-CSV or JSON.
+Pure data: `compare_references` (what `dlx.api.compare` calls) returns a `Comparison`; `dlx.cli`
+renders it as a table, markdown, CSV or JSON.
 """
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from dlx.track.read import Store, short_id
-from dlx.track.tags import PRUNED
+from dlx.errors import DlxError
+from dlx.track.read import Experiment, Store, open_store, short_id
+from dlx.track.tags import PARENT_RUN, PRUNED, SWEEP, SWEEP_METRIC
 
 # Metrics whose name says an error or a loss are better low; everything else (accuracy, AUC,
 # precision, ...) better high.
@@ -77,6 +79,48 @@ class Comparison:
                 row.append(_text(record["best_epoch"]))
             rows.append(row)
         return header, rows
+
+
+def compare_references(
+    references: list[str] | tuple[str, ...] = (),
+    *,
+    experiment: str | None = None,
+    filter: str = "",
+    sort: str | None = None,
+    metrics: list[str] | None = None,
+    all_params: bool = False,
+    diff: bool = True,
+    plot: str | Path | None = None,
+    tracking_uri: str | None = None,
+) -> Comparison:
+    """Runs given by reference side by side (`dlx.api.compare` documents the arguments)."""
+    from dlx.spec import load_spec
+
+    uri, name, ids = tracking_uri, experiment, []
+    for reference in references:
+        if reference.endswith((".yaml", ".yml")):
+            loaded = load_spec(reference)
+            tracking = loaded.spec.tracking
+            uri, name = uri or tracking.uri, name or tracking.experiment or loaded.name
+        else:
+            ids.append(reference)
+    store = open_store(uri, filter=filter)
+    found = store.find(ids) if ids else store.runs(store.experiment(name), filter=filter)
+    if len(found) == 1 and SWEEP in found[0].data.tags:
+        parent = found[0]
+        sort = sort or parent.data.tags.get(SWEEP_METRIC)
+        siblings = store.runs(Experiment(str(parent.info.experiment_id), ""), filter=filter)
+        found = [r for r in siblings if r.data.tags.get(PARENT_RUN) == parent.info.run_id]
+    if not found:
+        raise DlxError("no runs to compare")
+    result = compare(store, found, metrics=metrics, all_params=all_params, sort=sort)
+    if diff and len(found) == 2:
+        first, second = result.runs
+        result.deltas = metric_deltas(first, second)
+        result.spec_diff = spec_diff(store, first, second)
+    if plot is not None:
+        curves_figure(store, result).savefig(plot, dpi=110)
+    return result
 
 
 def compare(

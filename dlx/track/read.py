@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from dlx.errors import DlxError, UsageError, did_you_mean
+from dlx.spec import LoadedSpec
 from dlx.track.store import (
     SQLITE_BUSY_SECONDS,
     check_sqlite_store,
@@ -135,6 +136,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def spec_text(self, run_id: str) -> str:
         """The resolved spec a run logged as `spec.yaml`."""
+
+    def logged_spec(self, run: Any, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
+        """A run's logged spec, its relative paths resolved against the folder the original
+        spec was in when that folder exists here, else against the working directory."""
+        from dlx.spec import load_spec_text
+
+        source = Path(run.data.tags.get("mlflow.source.name") or "spec.yaml")
+        folder = source.parent if source.parent.is_dir() else Path.cwd()
+        return load_spec_text(self.spec_text(run.info.run_id), folder / source.name, overrides)
 
     def experiment(self, name: str | None) -> Experiment:
         """The experiment of that name; without a name, the one with the newest run."""

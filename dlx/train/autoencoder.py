@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from dlx.build.model import BuiltModel, functional, keras_name, model_builder
 from dlx.data import Splits
 from dlx.train.tasks import Task, register_task
 
@@ -30,6 +31,32 @@ ERROR_METRIC = f"reconstruction_error_p{ERROR_PERCENTILE}"
 @register_task("autoencoder")
 class AutoencoderTask(Task):
     """Trains `encoder -> decoder` to reconstruct its (optionally noisy) input."""
+
+    logged_models = ("model", "encoder")
+    embedding_model = "encoder"
+    score_metric = ERROR_METRIC
+
+    def reference_targets(self, x: Any, y: Any) -> Any:
+        return x
+
+    def score(self, model: Any, inputs: Any, batch_size: int) -> np.ndarray:
+        """Each example's reconstruction error (`reconstruction_errors`)."""
+        return reconstruction_errors(model, inputs, batch_size)
+
+    def build_models(self) -> BuiltModel:
+        """The encoder, the decoder on the encoder's output, and the two joined."""
+        import keras
+
+        model = self.loaded.spec.model
+        builder = model_builder(self.loaded)
+        name = keras_name(self.loaded.name)
+        encoder = functional(builder, model.encoder, ("model", "encoder"), f"{name}_encoder")
+        decoder_input = keras.Input(shape=encoder.output.shape[1:], name="code")
+        out, _ = builder.connect(model.decoder, ("model", "decoder"), scope_input=decoder_input)
+        decoder = keras.Model(decoder_input, out, name=f"{name}_decoder")
+        inputs = encoder.inputs[0] if len(encoder.inputs) == 1 else encoder.inputs
+        autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name=name)
+        return BuiltModel(autoencoder, encoder=encoder, decoder=decoder)
 
     def build(self, jit_compile: Any) -> Any:
         model, args = self.build_with_compile_args()

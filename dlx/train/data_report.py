@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlx.data.stream import choose_sharding
-from dlx.errors import SpecError
 from dlx.spec import LoadedSpec
+
+if TYPE_CHECKING:
+    from dlx.train.preparation import Prepared
 
 WARMUP_BATCHES = 2
 """Batches read (or trained on) before timing: opening files, tracing the step."""
@@ -74,33 +76,16 @@ def data_report(loaded: LoadedSpec, workers: int = 1) -> DataReport:
     from dlx.tensorflow_import import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    import keras
+    from dlx.train.preparation import prepare, process_settings
 
-    from dlx.data import SourceContext, SourceError, make_splits
-    from dlx.train.execution import choose_jit_compile
-    from dlx.train.kinds import task_for
+    with process_settings(loaded):
+        return _report(prepare(loaded, "to describe its data"), workers)
 
-    spec = loaded.spec
-    if spec.data is None:
-        raise loaded.error((), "a spec needs a data: section to describe its data")
-    keras.utils.clear_session()
-    keras.utils.set_random_seed(spec.seed)
-    batch_size = spec.train.batch_size
-    try:
-        splits = make_splits(
-            spec.data,
-            context=SourceContext(base_dir=loaded.base_dir, seed=spec.seed),
-            batch_size=batch_size,
-        )
-    except SourceError as exc:
-        raise SpecError([loaded.document.problem(exc.path, exc.message)]) from None
-    task = task_for(loaded)
-    model = task.build(spec.runtime.jit_compile)
-    task.prepare(model, splits)
-    steps = splits.steps_per_epoch * spec.train.total_epochs
-    model.jit_compile = choose_jit_compile(
-        spec.runtime.jit_compile, model, batch_size, steps
-    ).enabled
+
+def _report(prepared: Prepared, workers: int) -> DataReport:
+    loaded, task, model, splits = prepared.loaded, prepared.task, prepared.model, prepared.splits
+    batch_size = loaded.spec.train.batch_size
+    model.jit_compile = prepared.jit.enabled
 
     files = _split_files(splits)
     classes = None if splits.class_names is None else len(splits.class_names)

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from dlx.build.compile import build_compile_args
-from dlx.build.model import build_model
+from dlx.build.model import BuiltModel, model_builder
 from dlx.data import Splits
 from dlx.train.tasks import Task, register_task
 
@@ -132,6 +132,25 @@ class GanTask(Task):
     value_range: tuple[float, float] = (0.0, 1.0)
     """The training data's smallest and largest values (when it gives arrays)."""
 
+    def build_models(self) -> BuiltModel:
+        """The generator, from a latent vector, and the discriminator, on its samples."""
+        model = self.loaded.spec.model
+        builder = model_builder(self.loaded)
+        latent = keras.Input(shape=(model.latent_dim,), name="latent")
+        out, _ = builder.connect(model.generator, ("model", "generator"), scope_input=latent)
+        generator = keras.Model(latent, out, name="generator")
+        sample = keras.Input(shape=generator.output.shape[1:], name="sample")
+        logit, _ = builder.connect(
+            model.discriminator, ("model", "discriminator"), scope_input=sample
+        )
+        discriminator = keras.Model(sample, logit, name="discriminator")
+        return BuiltModel(
+            generator,
+            generator=generator,
+            discriminator=discriminator,
+            shown=[generator, discriminator],
+        )
+
     def build(self, jit_compile: Any) -> Any:
         spec = self.loaded.spec
         for key in ("loss", "metrics"):
@@ -142,7 +161,7 @@ class GanTask(Task):
                     "d_loss and g_loss (binary cross-entropy on the discriminator's logit)",
                     key=True,
                 )
-        self.built = build_model(self.loaded)
+        self.built = self.build_models()
         args = build_compile_args(self.loaded)
         self.callbacks = args.callbacks
         optimizers = args.optimizer
@@ -186,6 +205,10 @@ class GanTask(Task):
 
     def sample_inputs(self, splits: Splits) -> Any:
         return self._latent(SIGNATURE_SAMPLES)
+
+    def reference_inputs(self, count: int) -> Any:
+        """Latent vectors drawn from the spec's seed: what the generator turns into samples."""
+        return self._latent(count)
 
     def _latent(self, count: int) -> np.ndarray:
         """The first `count` vectors of the fixed latent batch, drawn from the spec's seed."""

@@ -132,74 +132,30 @@ def train(
     from dlx.tensorflow_import import import_tensorflow_quietly
     from dlx.track.store import check_store, resolve_tracking_uri
     from dlx.train.multi_worker import Cluster
+    from dlx.train.preparation import has_data
 
     spec = loaded.spec
-    if spec.data is None:
-        raise loaded.error((), "a spec needs a data: section to train")
+    has_data(loaded, "to train")
     if Cluster.from_environment().is_chief:
         store = resolve_tracking_uri(spec.tracking.uri or tracking_uri)
         check_store(resume.tracking_uri if resume else store)
     import_tensorflow_quietly()
-    import keras
     import tensorflow as tf
-    from tensorflow.python.framework import config as tf_config
 
-    from dlx.data import SourceContext, SourceError, make_splits
     from dlx.track.store import quiet_mlflow
-    from dlx.train.execution import choose_jit_compile, choose_steps_per_execution
-    from dlx.train.kinds import task_for
+    from dlx.train.execution import choose_steps_per_execution
+    from dlx.train.preparation import prepare, process_settings
     from dlx.train.strategy import configure_devices, make_placement
 
     quiet_mlflow()
     configure_devices(loaded)
-    # Op determinism is process-wide: each run sets its own, and leaves the process as it was
-    # (`tf.config` exposes only `enable_op_determinism`).
-    determinism = tf_config.is_op_determinism_enabled()
-    if spec.runtime.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    else:
-        tf_config.disable_op_determinism()
-    # Before anything starts TensorFlow's runtime: a multi-worker strategy must configure it.
-    placement = make_placement(loaded)
-    # Layer names start afresh; clearing resets the precision policy and seeds, so it goes first.
-    keras.utils.clear_session()
-    keras.utils.set_random_seed(spec.seed)
-    policy = keras.mixed_precision.global_policy()
-    remapping = tf.config.optimizer.get_experimental_options().get("remapping", True)
-    if spec.runtime.mixed_precision:
-        keras.mixed_precision.set_global_policy(spec.runtime.mixed_precision)
-    try:
-        try:
-            splits = make_splits(
-                spec.data,
-                context=SourceContext(base_dir=loaded.base_dir, seed=spec.seed),
-                batch_size=spec.train.batch_size,
-                workers=placement.cluster.workers,
-                worker=placement.cluster.index,
-                replicas=placement.replicas,
-            )
-        except SourceError as exc:
-            raise SpecError([loaded.document.problem(exc.path, exc.message)]) from None
-        task = task_for(loaded)
-        with placement.strategy.scope():
-            model = task.build(spec.runtime.jit_compile)
-            try:
-                task.prepare(model, splits)
-            except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as exc:
-                # Adapting preprocessing read a file that cannot be decoded: before the run.
-                if (unreadable := splits.unreadable(exc)) is None:
-                    raise
-                raise SpecError([loaded.document.problem(("data",), unreadable)]) from None
+    with process_settings(loaded):
+        # Before anything starts TensorFlow's runtime: a multi-worker strategy must configure it.
+        placement = make_placement(loaded)
+        prepared = prepare(loaded, "to train", placement)
+        task, model, splits = prepared.task, prepared.model, prepared.splits
         if _has_leaky_relu(model):
             tf.config.optimizer.set_experimental_options({"remapping": False})
-        replicas = placement.strategy.num_replicas_in_sync
-        jit = choose_jit_compile(
-            spec.runtime.jit_compile,
-            model,
-            spec.train.batch_size,
-            splits.steps_per_epoch * spec.train.total_epochs,
-            replicas,
-        )
         execution = choose_steps_per_execution(
             spec.train.steps_per_execution,
             model,
@@ -207,24 +163,17 @@ def train(
             splits.steps_per_epoch,
             task.callbacks,
             placement.cluster.workers,
-            replicas,
-            xla=jit.enabled,
+            placement.strategy.num_replicas_in_sync,
+            xla=prepared.jit.enabled,
         )
         fitting = _Fitting(
-            task, model, splits, placement, progress, execution, jit, callbacks or []
+            task, model, splits, placement, progress, execution, prepared.jit, callbacks or []
         )
         if not placement.cluster.is_chief:
             return fitting.as_worker(resume)
         return _train_and_record(
             fitting, expectations or [], tracking_uri=tracking_uri, tags=tags or {}, resume=resume
         )
-    finally:
-        if determinism:
-            tf.config.experimental.enable_op_determinism()
-        else:
-            tf_config.disable_op_determinism()
-        keras.mixed_precision.set_global_policy(policy)
-        tf.config.optimizer.set_experimental_options({"remapping": remapping})
 
 
 def _has_leaky_relu(model: Any) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 from dlx.build.compile import CompileArgs, build_compile_args
 from dlx.build.model import BuiltModel, build_model
 from dlx.data import Splits
-from dlx.errors import DlxError, SpecError
+from dlx.errors import DlxError, SpecError, UsageError
 from dlx.spec import LoadedSpec, split_component
 from dlx.track.logged_models import load_run_model
 
@@ -50,6 +50,15 @@ class Task(abc.ABC):
     the kind differs.
     """
 
+    logged_models: tuple[str, ...] = ("model",)
+    """The Keras models a run of this kind logs, by name; `model` is the run's model. `dlx
+    export` exports each of them."""
+    embedding_model: str | None = None
+    """The logged model whose outputs are embeddings of the inputs (`dlx score --embed`)."""
+    score_metric: str | None = None
+    """The run metric that is the threshold of `score`'s values (an anomaly threshold); `None`
+    for a kind that does not score examples."""
+
     def __init__(self, loaded: LoadedSpec) -> None:
         self.loaded = loaded
         self.built: BuiltModel | None = None
@@ -60,10 +69,15 @@ class Task(abc.ABC):
     def build(self, jit_compile: Any) -> Any:
         """Build and compile the model that `fit` trains; called inside the strategy's scope."""
 
+    def build_models(self) -> BuiltModel:
+        """The kind's networks, built from the spec without reading data (what `dlx validate`
+        and `dlx inspect` build too); by default a supervised model."""
+        return build_model(self.loaded, load_run_model)
+
     def build_with_compile_args(self) -> tuple[Any, CompileArgs]:
         """The spec's model (kept as `built`) and its compile arguments, for `build` to
         compile with; the spec's callbacks are kept as `callbacks`."""
-        self.built = build_model(self.loaded, load_run_model)
+        self.built = self.build_models()
         model = self.built.model
         args = build_compile_args(self.loaded, list(model.output_names))
         self.callbacks = args.callbacks
@@ -124,6 +138,27 @@ class Task(abc.ABC):
     def saved_model(self, model: Any) -> Any:
         """The model logged as the run's model."""
         return model
+
+    def reference_inputs(self, count: int) -> Any:
+        """Inputs of the kind's own to check an exported model on (a GAN's latent vectors);
+        `None`: the run's data (its test split, else validation, else training)."""
+        return None
+
+    def reference_targets(self, x: Any, y: Any) -> Any:
+        """The targets an exported model's predictions of `x` are measured against."""
+        return y
+
+    def score(self, model: Any, inputs: Any, batch_size: int) -> np.ndarray:
+        """One value per example of `inputs` (`dlx score`), by the run's trained `model`.
+
+        Raises:
+            UsageError: the kind does not score examples (`score_metric` is `None`).
+        """
+        kind = self.loaded.spec.model.kind
+        raise UsageError(
+            f"dlx score needs a kind that scores examples (an autoencoder); this run's model "
+            f"kind is {kind}"
+        )
 
     def sample_inputs(self, splits: Splits) -> Any:
         """Inputs for the logged model's signature; None when there are none to show.

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from dlx.api import _data_changed
+from dlx.train.reproduction import _data_changed
 from tests.train.processes import dlx
 from tests.train.test_resume import runs, store, write_images_spec
 

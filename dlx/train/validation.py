@@ -1,0 +1,49 @@
+"""Checking a spec completely without reading its data (`dlx validate`): its model built by
+its kind's task, its training components resolved, its data sources checked."""
+
+from __future__ import annotations
+
+from dlx.build.model import BuiltModel
+from dlx.errors import Problem, SpecError
+from dlx.spec import LoadedSpec
+
+
+def check_spec(loaded: LoadedSpec, check_data: bool) -> tuple[BuiltModel | None, list[Problem]]:
+    """Build a loaded spec's model and resolve its training components.
+
+    Args:
+        loaded: the spec.
+        check_data: whether to check its data sources too (names, files and folders, CSV
+            headers, Python functions), without reading their data.
+
+    Returns:
+        The model built (`None` when it could not be), and every problem found.
+    """
+    from dlx.build.compile import build_compile_args
+    from dlx.data import check_sources
+    from dlx.tensorflow_import import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import keras
+
+    from dlx.train.kinds import task_for
+    from dlx.train.preparation import source_context
+
+    # Layer names start afresh: the same spec, the same names. (Python's own collector frees
+    # old models; a full collection here would cost half a second per call.)
+    keras.utils.clear_session(free_memory=False)
+    problems: list[Problem] = []
+    built = None
+    try:
+        built = task_for(loaded).build_models()
+    except SpecError as exc:
+        problems.extend(exc.problems)
+    output_names = list(built.model.output_names) if built is not None else None
+    try:
+        build_compile_args(loaded, output_names)
+    except SpecError as exc:
+        problems.extend(exc.problems)
+    if check_data and loaded.spec.data is not None:
+        for error in check_sources(loaded.spec.data, source_context(loaded)):
+            problems.append(loaded.document.problem(error.path, error.message))
+    return built, problems
