@@ -87,7 +87,7 @@ _RESULT_TYPES = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """The result types, imported when first asked for: `from dlx.api import TrainResult`
     (importing `dlx.api` itself stays light: no TensorFlow, Keras or MLflow)."""
     if name in _RESULT_TYPES:
@@ -219,7 +219,7 @@ def data(path: str | Path, overrides: Overrides = (), *, workers: int = 1) -> Da
     return data_report(validate(path, overrides, check_sweep=False).loaded, workers)
 
 
-def schema() -> dict[str, Any]:
+def schema() -> dict[str, object]:
     """The JSON Schema of the spec language."""
     from dlx.spec import json_schema
 
