@@ -13,6 +13,7 @@ import gc
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -293,20 +294,21 @@ def sweep(
         return int(jobs)
 
     def run() -> Any:
-        options: dict[str, Any] = {
-            "trials": trials,
-            "jobs": count,
-            "storage": storage,
-            "resume": resume,
-            "join": join,
-            "retry_failed": retry_failed,
-            "tracking_uri": tracking_uri,
-            "on_start": render.sweep_started,
-        }
+        options = api.SweepOptions(
+            trials=trials,
+            jobs=count,
+            storage=storage,
+            resume=resume,
+            join=join,
+            retry_failed=retry_failed,
+            tracking_uri=tracking_uri,
+            on_start=render.sweep_started,
+        )
         if not sys.stdout.isatty():  # CI, a pipe: a line per trial as it ends
-            return api.sweep(spec, set_ or [], on_trial=render.sweep_trial, **options)
+            return api.sweep(spec, set_ or [], replace(options, on_trial=render.sweep_trial))
         with render.SweepLive() as table:  # the trials' own progress bars off
-            return api.sweep(spec, set_ or [], live=False, on_progress=table.update, **options)
+            watched = replace(options, live=False, on_progress=table.update)
+            return api.sweep(spec, set_ or [], watched)
 
     count = _run(job_count)
     _run(run, render.sweep_result)
