@@ -19,20 +19,22 @@ A façade: each function calls the package that does the work and returns its ty
 (the dataclasses below, importable from here); none prints. Every function raises
 `dlx.errors.DlxError` subclasses for problems a user can fix. A finished run that misses an
 `--expect` gate, or does not reproduce, raises `ExpectationError` carrying the result.
+
+`SweepOptions` (how `sweep` runs), `SweepResult` and `TrialRow` (what it reports) are
+`dlx.sweep`'s, importable from here.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 
 from dlx.errors import ExpectationError
 from dlx.spec import LoadedSpec, load_spec
+from dlx.sweep import SweepOptions, SweepResult, TrialRow
 
 if TYPE_CHECKING:
     from dlx.build.description import ModelDescription
@@ -136,58 +138,12 @@ def validate(
     loaded = load_spec(path, overrides)
     built, problems = check_spec(loaded, check_data)
     if check_sweep and loaded.spec.sweep is not None:
-        problems += _sweep_problems(path, overrides, loaded)
+        from dlx.sweep import sweep_problems
+
+        problems += sweep_problems(path, overrides, loaded)
     if problems or built is None:
         raise SpecError(problems)
     return Validated(loaded, built)
-
-
-def _sweep_problems(
-    path: str | Path, overrides: list[str] | tuple[str, ...], loaded: LoadedSpec
-) -> list[Any]:
-    """What is wrong with a spec's `sweep:` section: a path that is not in the spec, an
-    unknown pruner, a continuous range in a grid, and any value (each choice, both ends of
-    each range) at which the spec does not validate or its model does not build. Each problem
-    is at the swept path's key in `sweep.params` (or at `sweep.prune`, `sweep.method`)."""
-    from dlx.errors import SpecError
-    from dlx.train import sweep as sweeping
-    from dlx.train.validation import check_spec
-
-    sweep = loaded.spec.sweep
-    document = loaded.document
-    problems = sweeping.path_problems(loaded) + sweeping.pruner_problems(loaded)
-    if sweep.method == "grid":
-        problems += [
-            document.problem(
-                ("sweep", "params", dotted),
-                f"a grid takes choice or int values; {param.kind} is a continuous range "
-                "(use method: random, tpe or cmaes, or list the values with choice)",
-                key=True,
-            )
-            for dotted, param in sweep.params.items()
-            if sweeping.grid_values(param) is None
-        ]
-    missing = {problem.key for problem in problems}
-    for dotted, param in sweep.params.items():
-        if f"sweep.params.{dotted}" in missing:
-            continue
-        for value in param.checked_values():
-            where = ("sweep", "params", dotted)
-            try:
-                trial = sweeping.trial_spec(path, overrides, {dotted: value})
-                found = check_spec(trial, check_data=False)[1]
-            except SpecError as exc:
-                found = exc.problems
-            problems += [
-                document.problem(
-                    where,
-                    f"the spec is invalid at {dotted} = {value!r}: "
-                    f"{problem.key + ': ' if problem.key else ''}{problem.message}",
-                    key=True,
-                )
-                for problem in found
-            ]
-    return problems
 
 
 def inspect(path: str | Path, overrides: Overrides = ()) -> ModelDescription:
@@ -304,19 +260,8 @@ def declares_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()
 def sweep(
     path: str | Path,
     overrides: list[str] | tuple[str, ...] = (),
-    *,
-    trials: int | None = None,
-    jobs: int | None = 1,
-    storage: str | None = None,
-    resume: str | None = None,
-    join: str | None = None,
-    retry_failed: bool = False,
-    tracking_uri: str | None = None,
-    live: bool | None = None,
-    on_start: Callable[[str, str, int, str], None] | None = None,
-    on_trial: Callable[[Any], None] | None = None,
-    on_progress: Callable[[Any], None] | None = None,
-) -> Any:
+    options: SweepOptions | None = None,
+) -> SweepResult:
     """Run a spec's `sweep:` section (docs/spec.md section 10): an Optuna study, recorded as
     one MLflow parent run with a complete dlx run per trial as its child.
 
@@ -326,34 +271,12 @@ def sweep(
     Args:
         path: the spec's YAML file.
         overrides: `dotted.path=value` overrides, applied to every trial.
-        trials: how many trials in all; default: the section's `trials`.
-        jobs: trials at once, each in its own process; `None`: one per GPU, else 1.
-        storage: the Optuna storage URL; default: `optuna.db` beside an SQLite MLflow
-            store (else in the working folder), each call a new sweep; with `resume` or
-            `join`: the sweep's own. Given (without `resume` or `join`), the study is named
-            from the spec: the first process creates it, the others join it while it is
-            unfinished, and a finished one leads to a new study (`-2`, `-3`...).
-        resume: a sweep's parent run id (or a prefix): continue it; trials interrupted
-            (Ctrl-C, a process killed) are resumed or rerun, the finished ones kept.
-        join: a sweep's parent run id (or a prefix): work its study alongside the process
-            that started it (another machine, sharing `storage` and the MLflow store); if
-            that process is gone (its parent run KILLED or FAILED, or RUNNING with its
-            process gone from this machine), take the sweep over as `resume` does.
-        retry_failed: rerun the trials that failed, with the same values.
-        tracking_uri: the MLflow store when the spec names none.
-        live: live progress bars for the trials; default: when stdout is a terminal.
-        on_start: called with the parent run id, the storage (password hidden), the
-            number of trials and how this process works the sweep (`started`, `resumed`,
-            `joined`, or `taken over`: a sweep joined whose first process is gone is
-            continued as `resume` does) once the sweep is set up.
-        on_trial: called with each trial's `dlx.train.sweep.TrialRow` as it ends (trials
-            of this process; other jobs report their own).
-        on_progress: called about every second, from another thread, with a
-            `dlx.train.sweep.SweepResult` of all the sweep's trials so far (every process's,
-            those under way too): what a live table shows.
+        options: how to run it (`SweepOptions`: trials, jobs, storage, resume or join, retry
+            failed trials, the MLflow store, and the callbacks that report its progress);
+            default: `SweepOptions()`, a new sweep of the section's trials, one at a time.
 
     Returns:
-        A `dlx.train.sweep.SweepResult`: every counted trial and the best.
+        A `SweepResult`: every counted trial and the best.
 
     Raises:
         SpecError: the spec or its sweep is invalid (nothing is run).
@@ -362,66 +285,39 @@ def sweep(
             resumed by `resume`.
     """
     from dlx.errors import UsageError
-    from dlx.train import sweep as sweeping
+    from dlx.sweep import run_sweep
 
-    if resume is not None and join is not None:
+    options = options or SweepOptions()
+    if options.resume is not None and options.join is not None:
         raise UsageError("give --resume SWEEP or --join SWEEP, not both")
-    if retry_failed and resume is None:
+    if options.retry_failed and options.resume is None:
         raise UsageError("--retry-failed reruns the failed trials of a sweep: give --resume SWEEP")
     validated = validate(path, overrides, check_data=True)
     loaded = validated.loaded
     if loaded.spec.sweep is None:
         raise loaded.error((), "the spec has no sweep: section to run (docs/spec.md section 10)")
-    if jobs is None:
-        jobs = max(1, len(sweeping.visible_gpus()))
-    return sweeping.run_sweep(
-        loaded,
-        list(overrides),
-        trials=trials,
-        jobs=jobs,
-        storage=storage,
-        resume=resume,
-        join=join,
-        retry_failed=retry_failed,
-        tracking_uri=tracking_uri,
-        live=live,
-        on_start=on_start,
-        on_trial=on_trial,
-        on_progress=on_progress,
-    )
+    return run_sweep(loaded, list(overrides), options)
 
 
-def sweep_worker(on_trial: Callable[[Any], None] | None = None) -> None:
+def sweep_worker(
+    on_trial: Callable[[TrialRow], None] | None = None,
+    progress: ProgressListener | None = None,
+) -> None:
     """One `--jobs` worker of a sweep: work its study until it has its trials.
 
-    Its `dlx.train.sweep.SweepConfig` is the JSON in `$DLX_SWEEP_WORKER`, set by the sweep
+    Its `dlx.sweep.SweepConfig` is the JSON in `$DLX_SWEEP_WORKER`, set by the sweep
     that started it.
 
     Args:
         on_trial: called with each trial's `TrialRow` as it ends.
+        progress: follows each trial's epochs; none by default.
 
     Raises:
         UsageError: not started by a sweep (no `$DLX_SWEEP_WORKER`).
     """
-    from dlx.errors import UsageError
-    from dlx.train import sweep as sweeping
+    from dlx.sweep.workers import work_as_worker
 
-    config = os.environ.get(sweeping.WORKER_CONFIG)
-    if not config:
-        raise UsageError(
-            f"dlx sweep-worker is started by dlx sweep --jobs (${sweeping.WORKER_CONFIG})"
-        )
-    # Ctrl-C on a terminal reaches the worker, and then the sweep passes it on too: the
-    # second must not cut short the recording of the trial's run as KILLED.
-    signal.signal(signal.SIGINT, _interrupt_once)
-    worker = sweeping.SweepConfig.from_json(config)
-    sweeping.die_with_coordinator(worker)
-    sweeping.work(worker, live=False, on_trial=on_trial)
-
-
-def _interrupt_once(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
+    work_as_worker(on_trial, progress)
 
 
 def check_cluster(path: str | Path, overrides: list[str] | tuple[str, ...], workers: int) -> None:

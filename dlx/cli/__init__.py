@@ -13,6 +13,7 @@ import gc
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -21,7 +22,7 @@ import typer
 
 from dlx import __version__
 from dlx.cli import render
-from dlx.cli.progress import training_progress
+from dlx.cli.progress import PlainLines, training_progress
 
 app = typer.Typer(
     name="dlx",
@@ -305,20 +306,22 @@ def sweep(
         return int(jobs)
 
     def run() -> Any:
-        options: dict[str, Any] = {
-            "trials": trials,
-            "jobs": count,
-            "storage": storage,
-            "resume": resume,
-            "join": join,
-            "retry_failed": retry_failed,
-            "tracking_uri": tracking_uri,
-            "on_start": render.sweep_started,
-        }
+        options = api.SweepOptions(
+            trials=trials,
+            jobs=count,
+            storage=storage,
+            resume=resume,
+            join=join,
+            retry_failed=retry_failed,
+            tracking_uri=tracking_uri,
+            progress=PlainLines(),
+            on_start=render.sweep_started,
+        )
         if not sys.stdout.isatty():  # CI, a pipe: a line per trial as it ends
-            return api.sweep(spec, set_ or [], on_trial=render.sweep_trial, **options)
+            return api.sweep(spec, set_ or [], replace(options, on_trial=render.sweep_trial))
         with render.SweepLive() as table:  # the trials' own progress bars off
-            return api.sweep(spec, set_ or [], live=False, on_progress=table.update, **options)
+            watched = replace(options, on_progress=table.update)
+            return api.sweep(spec, set_ or [], watched)
 
     count = _run(job_count)
     _run(run, render.sweep_result)
@@ -331,7 +334,7 @@ def sweep_worker() -> None:
 
     # On a terminal the sweep that started it shows every trial in its live table.
     on_trial = None if sys.stdout.isatty() else render.sweep_trial
-    _run(lambda: api.sweep_worker(on_trial=on_trial))
+    _run(lambda: api.sweep_worker(on_trial=on_trial, progress=PlainLines()))
 
 
 @app.command()

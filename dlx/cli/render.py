@@ -18,6 +18,7 @@ from dlx.errors import relative_path
 
 if TYPE_CHECKING:
     from dlx.build.description import ModelDescription
+    from dlx.sweep import SweepResult, TrialRow
 
 
 def stderr(text: str) -> None:
@@ -84,7 +85,7 @@ def sweep_started(parent_run_id: str, storage: str, trials: int, how: str) -> No
     typer.echo(f"sweep {parent_run_id} ({how}{gone}): {trials} trials, study in {storage}")
 
 
-def sweep_trial(row: Any) -> None:
+def sweep_trial(row: TrialRow) -> None:
     """One trial's end, as a line (one process's trials, as they end)."""
     value = "" if row.value is None else f" {row.value:.6g}"
     note = f" ({row.note})" if row.note else ""
@@ -97,7 +98,7 @@ def _param(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def sweep_table(result: Any) -> Any:
+def sweep_table(result: SweepResult) -> Any:
     """A sweep's trials as a rich `Table`, by number: state, swept values, metric, epochs."""
     from rich.table import Table
 
@@ -135,11 +136,11 @@ class SweepLive:
     def __exit__(self, *exc: object) -> None:
         self.live.stop()
 
-    def update(self, result: Any) -> None:
+    def update(self, result: SweepResult) -> None:
         self.live.update(sweep_table(result), refresh=True)
 
 
-def sweep_result(result: Any) -> None:
+def sweep_result(result: SweepResult) -> None:
     """A `SweepResult`: every trial sorted best first, then the best trial."""
     done = sorted(
         result.trials,

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from types import FrameType
 
 PR_SET_PDEATHSIG = 1
 """Linux's `prctl` option: the signal a process gets when its parent dies."""
@@ -53,3 +54,10 @@ def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> Non
         os.kill(os.getpid(), sig)
 
     threading.Thread(target=watch, name="dlx-parent-watch", daemon=True).start()
+
+
+def interrupt_once(signum: int, frame: FrameType | None) -> None:
+    """A SIGINT handler: the first raises `KeyboardInterrupt`, a second while it is handled
+    is ignored (a worker whose Ctrl-C its parent passes on too records its run once)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt

@@ -3,7 +3,7 @@
 from rich.console import Console
 
 from dlx.cli import render
-from dlx.train.sweep import SweepResult, TrialRow
+from dlx.sweep import SweepResult, TrialRow
 
 LR = "train.optimizer.adam.learning_rate"
 

@@ -4,6 +4,7 @@ finds one study (first come creates it), and a finished one leads to a fresh stu
 Real Optuna storages (an SQLite file) and real specs; no training.
 """
 
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +13,26 @@ import pytest
 
 from dlx.errors import DlxError
 from dlx.spec import load_spec
-from dlx.train import sweep as sweeping
+from dlx.sweep.options import SweepConfig
+from dlx.sweep.parent import _claim_study, _owner_gone, _requeue, _wait_for_parent, study_name
+from dlx.sweep.study import (
+    ERROR,
+    HEARTBEAT_GRACE_S,
+    OWNER_BEAT,
+    PARENT,
+    PROCESS,
+    RETRY_OF,
+    RUN_IDS,
+    beat_as_owner,
+    counted,
+    heartbeat,
+    heartbeat_warnings_off,
+    second_retry,
+)
+from tests.train.processes import wait_for
+
+WAIT_S = 30
+"""The most a test waits for a heartbeat to be recorded or lost (seconds, not a fixed sleep)."""
 
 SPEC = """\
 version: 1
@@ -41,8 +61,8 @@ def spec(tmp_path: Path) -> Path:
     return path
 
 
-def config(spec: Path, storage: str, trials: int = 2) -> sweeping.SweepConfig:
-    return sweeping.SweepConfig(str(spec), [], "", storage, "", trials)
+def config(spec: Path, storage: str, trials: int = 2) -> SweepConfig:
+    return SweepConfig(str(spec), [], "", storage, "", trials)
 
 
 def finish(study, count: int) -> None:
@@ -53,12 +73,12 @@ def finish(study, count: int) -> None:
 
 
 def test_the_study_is_named_from_the_resolved_spec_and_its_trials(spec):
-    name = sweeping.study_name(load_spec(spec), 2)
+    name = study_name(load_spec(spec), 2)
     assert name.startswith("dlx-claimed-")
-    assert sweeping.study_name(load_spec(spec), 2) == name  # every machine: the same study
-    assert sweeping.study_name(load_spec(spec), 3) != name  # --trials
+    assert study_name(load_spec(spec), 2) == name  # every machine: the same study
+    assert study_name(load_spec(spec), 3) != name  # --trials
     changed = load_spec(spec, ["train.optimizer.adam.learning_rate=0.02"])
-    assert sweeping.study_name(changed, 2) != name  # --set
+    assert study_name(changed, 2) != name  # --set
 
 
 def test_first_come_creates_the_study_the_next_joins_it_and_a_finished_one_is_not_reused(
@@ -68,17 +88,17 @@ def test_first_come_creates_the_study_the_next_joins_it_and_a_finished_one_is_no
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     sweep = loaded.spec.sweep
     first = config(spec, storage)
-    assert sweeping._claim_study(first, sweep, loaded) is None  # it created the study
+    assert _claim_study(first, sweep, loaded) is None  # it created the study
     study = optuna.load_study(study_name=first.study, storage=storage)
-    study.set_user_attr(sweeping.PARENT, "parent-1")  # as the creator does, once its run is open
+    study.set_user_attr(PARENT, "parent-1")  # as the creator does, once its run is open
 
     second = config(spec, storage)
-    assert sweeping._claim_study(second, sweep, loaded) == "parent-1"  # it joins
+    assert _claim_study(second, sweep, loaded) == "parent-1"  # it joins
     assert second.study == first.study
 
     finish(study, 2)  # the sweep has its trials: the same command again starts a new one
     third = config(spec, storage)
-    assert sweeping._claim_study(third, sweep, loaded) is None
+    assert _claim_study(third, sweep, loaded) is None
     assert third.study == f"{first.study}-2"
 
 
@@ -86,17 +106,17 @@ def test_a_study_whose_creator_never_started_its_sweep_is_an_error_after_a_wait(
     loaded = load_spec(spec)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     first = config(spec, storage)
-    sweeping._claim_study(first, loaded.spec.sweep, loaded)
+    _claim_study(first, loaded.spec.sweep, loaded)
     study = optuna.load_study(study_name=first.study, storage=storage)
     started = time.monotonic()
     with pytest.raises(DlxError, match="has no sweep run after 1s"):
-        sweeping._wait_for_parent(first, study, seconds=1.0)
+        _wait_for_parent(first, study, seconds=1.0)
     assert time.monotonic() - started < 10
 
 
 def beating_study(tmp_path: Path):
     """A study whose storage takes a trial for lost 1 s after its last heartbeat."""
-    with sweeping._heartbeat_warnings_off():
+    with heartbeat_warnings_off():
         storage = optuna.storages.RDBStorage(
             f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_interval=1, grace_period=1
         )
@@ -105,43 +125,48 @@ def beating_study(tmp_path: Path):
 
 def running_elsewhere(study, run_id: str):
     """A trial asked by a process of another machine, which recorded its run."""
-    with sweeping._heartbeat_warnings_off():
+    with heartbeat_warnings_off():
         trial = study.ask()
     trial.suggest_float("train.optimizer.adam.learning_rate", 0.001, 0.1, log=True)
-    trial.set_user_attr(sweeping.PROCESS, "another-machine:123")
-    trial.set_user_attr(sweeping.RUN_IDS, [run_id])
+    trial.set_user_attr(PROCESS, "another-machine:123")
+    trial.set_user_attr(RUN_IDS, [run_id])
     return trial
 
 
 def test_a_trial_whose_machine_went_silent_is_rerun_and_one_that_beats_is_not(
     spec, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(sweeping, "HEARTBEAT_S", 0.2)
+    monkeypatch.setattr("dlx.sweep.study.HEARTBEAT_S", 0.2)
     study = beating_study(tmp_path)
     lost, alive = running_elsewhere(study, "run-lost"), running_elsewhere(study, "run-alive")
     study._storage.record_heartbeat(lost._trial_id)  # then its machine is gone
-    with sweeping._heartbeat(study, alive):  # its process beats on
-        time.sleep(2.5)
-        again = sweeping._requeue(config(spec, ""), study, interrupted=True)
+
+    def requeued() -> list[int]:
+        return _requeue(config(spec, ""), study, interrupted=True)
+
+    with heartbeat(study, alive):  # its process beats on
+        again = wait_for(requeued, "the silent trial taken for lost", timeout=WAIT_S, every=0.1)
     assert again == [lost.number]
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "RUNNING", "WAITING"]
     assert trials[2].user_attrs == {"retry_of": lost.number, "resume_run": "run-lost"}
     assert trials[2].system_attrs["fixed_params"] == trials[0].params  # the same values
 
-    time.sleep(2.5)  # no heartbeat once its block ended
-    assert sweeping._requeue(config(spec, ""), study, interrupted=True) == [alive.number]
+    # No heartbeat once its block ended: it is taken for lost in turn.
+    assert wait_for(requeued, "the trial lost once it stopped beating", WAIT_S, 0.1) == [
+        alive.number
+    ]
 
 
 def test_a_failed_trial_with_an_error_is_rerun_only_by_retry_failed(spec, tmp_path):
     study = beating_study(tmp_path)
     failed, stopped = running_elsewhere(study, "run-failed"), running_elsewhere(study, "run-x")
-    failed.set_user_attr(sweeping.ERROR, "training failed: boom")
+    failed.set_user_attr(ERROR, "training failed: boom")
     study.tell(failed, state=optuna.trial.TrialState.FAIL)
     study.tell(stopped, state=optuna.trial.TrialState.FAIL)  # Ctrl-C: no error of its own
-    assert sweeping._requeue(config(spec, ""), study, interrupted=True) == [stopped.number]
-    assert sweeping._requeue(config(spec, ""), study, interrupted=False) == [failed.number]
-    assert sweeping._requeue(config(spec, ""), study, interrupted=True) == []  # once each
+    assert _requeue(config(spec, ""), study, interrupted=True) == [stopped.number]
+    assert _requeue(config(spec, ""), study, interrupted=False) == [failed.number]
+    assert _requeue(config(spec, ""), study, interrupted=True) == []  # once each
 
 
 def test_two_processes_that_retry_one_trial_at_once_count_it_once(spec, tmp_path):
@@ -150,11 +175,16 @@ def test_two_processes_that_retry_one_trial_at_once_count_it_once(spec, tmp_path
     study.tell(stopped, state=optuna.trial.TrialState.FAIL)  # interrupted
     params = study.trials[0].params
     for _ in range(2):  # as two processes resuming the sweep at the same moment do
-        study.enqueue_trial(params, user_attrs={sweeping.RETRY_OF: stopped.number})
+        study.enqueue_trial(params, user_attrs={RETRY_OF: stopped.number})
     first, second = study.get_trials()[1:]
-    assert sweeping._second_retry(second, study.get_trials())
-    assert not sweeping._second_retry(first, study.get_trials())
-    assert [t.number for t in sweeping.counted(study.get_trials())] == [first.number]
+    assert second_retry(second, study.get_trials())
+    assert not second_retry(first, study.get_trials())
+    assert [t.number for t in counted(study.get_trials())] == [first.number]
+
+
+def owner_beating() -> bool:
+    """Whether a thread of `beat_as_owner` is still running in this process."""
+    return any(t.name == "dlx-sweep-owner-heartbeat" for t in threading.enumerate())
 
 
 def test_a_sweep_whose_owner_stopped_or_went_silent_is_to_be_taken_over(
@@ -171,27 +201,29 @@ def test_a_sweep_whose_owner_stopped_or_went_silent_is_to_be_taken_over(
         client.create_experiment("sweeps"), tags={"dlx.process": "another-machine:123"}
     ).info.run_id
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    owned = sweeping.SweepConfig(str(spec), [], parent, storage, uri, 2, study="owned")
+    owned = SweepConfig(str(spec), [], parent, storage, uri, 2, study="owned")
     study = optuna.create_study(storage=storage, study_name="owned")
     sweep = load_spec(spec).spec.sweep
 
     def gone() -> str:
-        return sweeping._owner_gone(owned, sweep)
+        return _owner_gone(owned, sweep)
 
     assert gone() == ""  # on another machine, no heartbeat recorded: not known gone
-    monkeypatch.setattr(sweeping, "HEARTBEAT_S", 0.1)
-    beating = sweeping._beat_as_owner(owned, sweep)
-    time.sleep(1.0)
+    monkeypatch.setattr("dlx.sweep.study.HEARTBEAT_S", 0.1)
+    beating = beat_as_owner(owned, sweep)
+    wait_for(lambda: OWNER_BEAT in study.user_attrs, "the owner's first beat", WAIT_S, 0.05)
     beating.set()
-    assert time.time() - study.user_attrs[sweeping.OWNER_BEAT] < 1.0
+    # Its thread ends, and records no beat after the ones this test records below.
+    wait_for(lambda: not owner_beating(), "the owner's heartbeat to stop", WAIT_S, 0.05)
+    assert time.time() - study.user_attrs[OWNER_BEAT] < 1.0
     assert gone() == ""  # it beats
-    study.set_user_attr(sweeping.OWNER_BEAT, time.time() - sweeping.HEARTBEAT_GRACE_S - 1)
+    study.set_user_attr(OWNER_BEAT, time.time() - HEARTBEAT_GRACE_S - 1)
     assert gone() == "lost"  # its machine went silent
 
     finished = subprocess.Popen(["true"])  # a process of this machine, gone
     finished.wait()
     client.set_tag(parent, "dlx.process", f"{socket.gethostname()}:{finished.pid}")
-    study.set_user_attr(sweeping.OWNER_BEAT, time.time())
+    study.set_user_attr(OWNER_BEAT, time.time())
     assert gone() == "lost"
     client.set_terminated(parent, status="KILLED")
     assert gone() == "stopped"  # Ctrl-C

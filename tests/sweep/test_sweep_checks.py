@@ -119,7 +119,7 @@ def test_the_sweep_examples_validate_with_their_sweeps(name):
 
 def test_a_grid_has_as_many_trials_as_points_and_an_int_step_reaches_its_last_value():
     from dlx.spec.schema import Sweep
-    from dlx.train.sweep import total_trials
+    from dlx.sweep.space import total_trials
 
     sweep = Sweep.model_validate(
         {
@@ -134,7 +134,7 @@ def test_a_grid_has_as_many_trials_as_points_and_an_int_step_reaches_its_last_va
 
 
 def test_a_storage_password_is_never_shown_or_recorded():
-    from dlx.train.sweep import shown_storage
+    from dlx.sweep.study import shown_storage
 
     assert (
         shown_storage("postgresql://me:s3cret@db:5432/sweeps")
