@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlx.errors import DlxError, SpecError, UsageError
 from dlx.spec import LoadedSpec
@@ -33,6 +33,9 @@ from dlx.sweep.study import (
 )
 from dlx.track.tags import PARENT_RUN, PRUNED, REPEAT, TRIAL
 from dlx.train.resume import this_process
+
+if TYPE_CHECKING:
+    from dlx.train.progress import ProgressListener
 
 
 def work(
