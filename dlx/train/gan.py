@@ -61,7 +61,7 @@ class Adversarial(keras.Model):
         self.discriminator_optimizer: Any = None
         self.built = True  # both networks are built; the model itself has no weights of its own
 
-    def compile(  # type: ignore[override]
+    def compile(
         self, generator_optimizer: Any, discriminator_optimizer: Any, jit_compile: Any = "auto"
     ) -> None:
         """Set the two optimizers (built here, in the strategy's scope) and compile."""
@@ -135,6 +135,9 @@ class GanTask(Task):
     def build_models(self) -> BuiltModel:
         """The generator, from a latent vector, and the discriminator, on its samples."""
         model = self.loaded.spec.model
+        # A GAN needs these three (the spec's `Model` checks it).
+        assert model.latent_dim is not None
+        assert model.generator is not None and model.discriminator is not None
         builder = model_builder(self.loaded)
         latent = keras.Input(shape=(model.latent_dim,), name="latent")
         out, _ = builder.connect(model.generator, ("model", "generator"), scope_input=latent)
@@ -168,6 +171,7 @@ class GanTask(Task):
         if not isinstance(optimizers, dict):  # one optimizer: a copy for each network
             copy = type(optimizers).from_config(optimizers.get_config())
             optimizers = {"generator": optimizers, "discriminator": copy}
+        assert spec.model.latent_dim is not None  # a GAN needs it (the spec's `Model` checks it)
         model = Adversarial(
             self.built.generator, self.built.discriminator, spec.model.latent_dim, spec.seed
         )

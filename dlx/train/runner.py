@@ -400,7 +400,7 @@ def _record(
             epochs_trained = fitting.stages(checkpoints, recorder)
             fit_seconds = time.perf_counter() - fit_started
             # Epochs journaled before a kill but never sent, then whatever an outage held back.
-            outbox.requeue([row["epoch"] for row in recorder.history])
+            outbox.requeue([int(row["epoch"]) for row in recorder.history])
             outbox.send(wait=True)
             final = dict(recorder.history[-1]) if recorder.history else {}
             final.pop("epoch", None)
@@ -427,13 +427,13 @@ def _record(
             raise
         except Diverged as exc:
             # Its weights are NaN: nothing to resume from once its metrics are all in the store.
-            kept = not outbox.send()
-            if not kept:
+            unsent = not outbox.send()
+            if not unsent:
                 checkpoints.remove()
             failed = TrainingFailed(
                 f"{exc}\nThe run {run.run_id} is recorded as FAILED with the metrics of its "
                 "epochs up to that one"
-                + (f"; the ones not sent yet are kept in {folder}" if kept else "")
+                + (f"; the ones not sent yet are kept in {folder}" if unsent else "")
                 + f".\n{run.ui_hint()}"
             )
             failed.folder = folder
