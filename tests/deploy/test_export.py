@@ -11,7 +11,7 @@ from dlx import api
 from dlx.deploy.export import RunModels, export_run
 from dlx.errors import UsageError
 from tests.conftest import ROOT
-from tests.train.processes import dlx
+from tests.in_process import dlx_in_process
 from tests.train.test_resume import store
 
 pytestmark = pytest.mark.slow
@@ -104,9 +104,7 @@ def cnn(folder, uri):
 
 
 def test_cli_exports_a_cnn_to_three_formats_within_1e_5_and_int8_with_its_accuracy(folder, cnn):
-    result = dlx(
-        "export", cnn[:10], "--output", "out", "--quantize", "int8", cwd=folder, timeout=280
-    )
+    result = dlx_in_process("export", cnn[:10], "--output", "out", "--quantize", "int8", cwd=folder)
     assert result.returncode == 0, result.stderr
     for line in ("saved_model", "onnx", "litert", "litert_int8", "keras"):
         assert line in result.stdout
@@ -134,7 +132,7 @@ def test_cli_exports_a_cnn_to_three_formats_within_1e_5_and_int8_with_its_accura
 
 
 def test_an_export_over_the_tolerance_exits_1_with_the_numbers_and_is_logged(folder, cnn):
-    result = dlx(
+    result = dlx_in_process(
         "export", cnn, "--format", "onnx", "--tolerance", "1e-12", "--output", "tight", cwd=folder
     )
     assert result.returncode == 1
@@ -146,7 +144,7 @@ def test_an_export_over_the_tolerance_exits_1_with_the_numbers_and_is_logged(fol
 
 
 def test_unknown_format_and_quantize_without_litert_exit_2(folder, cnn):
-    result = dlx("export", cnn, "--format", "onx", cwd=folder, timeout=120)
+    result = dlx_in_process("export", cnn, "--format", "onx", cwd=folder)
     assert result.returncode == 2
     assert "unknown format 'onx' (did you mean 'onnx'?)" in result.stderr
     with pytest.raises(UsageError, match="add litert to --format"):

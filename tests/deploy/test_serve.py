@@ -14,7 +14,8 @@ from dlx import api
 from dlx.track.logged_models import load_logged_model
 from tests.conftest import ROOT
 from tests.deploy.test_export import REVIEWS, SOURCES, TWO_INPUTS
-from tests.train.processes import dlx, kill_group, start, wait_for
+from tests.in_process import dlx_in_process
+from tests.train.processes import kill_group, start, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +103,7 @@ def test_concurrent_requests_are_all_answered(served):
 
 def test_a_taken_port_is_exit_2(served):
     folder, _, run_id, port = served
-    result = dlx("serve", run_id, "--port", str(port), cwd=folder, timeout=120)
+    result = dlx_in_process("serve", run_id, "--port", str(port), cwd=folder)
     assert result.returncode == 2
     assert f"--port: cannot listen on 127.0.0.1:{port}" in result.stderr
 

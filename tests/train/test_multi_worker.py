@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from dlx.errors import DlxError
 from dlx.train.multi_worker import KNOWN_SOURCES, Cluster, source_digest
 from tests.conftest import ROOT
+from tests.in_process import dlx_in_process
 from tests.train.processes import (
     BOUND_S,
     dlx,
@@ -180,14 +181,9 @@ def test_a_worker_whose_peers_never_come_gives_up_with_a_clear_error(tmp_path):
 )
 def test_strategies_that_cannot_run_a_cluster_are_clear_errors(tmp_path, strategy, message):
     env = {"TF_CONFIG": tf_config(free_ports(2), 0)}
-    done = dlx(
-        "train",
-        str(SPEC),
-        "--set",
-        f"runtime.strategy={strategy}",
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
+    # Refused before any strategy is made: nothing of the cluster starts in this process.
+    done = dlx_in_process(
+        "train", str(SPEC), "--set", f"runtime.strategy={strategy}", cwd=tmp_path, env=env
     )
     assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "mlflow.db").exists()
@@ -195,7 +191,7 @@ def test_strategies_that_cannot_run_a_cluster_are_clear_errors(tmp_path, strateg
 
 @pytest.mark.slow
 def test_the_launcher_checks_the_spec_once_before_starting_any_worker(tmp_path):
-    done = dlx(*TWO_WORKERS, "--set", "runtime.strategy=one_device", cwd=tmp_path, timeout=60)
+    done = dlx_in_process(*TWO_WORKERS, "--set", "runtime.strategy=one_device", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.count("a cluster of 2 workers (TF_CONFIG) needs multi_worker_mirrored") == 1
     assert "workers on 127.0.0.1" not in done.stderr  # nothing was started
@@ -295,7 +291,7 @@ def test_reproducing_a_job_on_one_process_says_the_placement_differs(launched):
     cwd, done, _ = launched
     assert done.returncode == 0
     _, run = only_run(cwd)
-    reproduced = dlx("reproduce", run.info.run_id, cwd=cwd)
+    reproduced = dlx_in_process("reproduce", run.info.run_id, cwd=cwd)
     assert reproduced.returncode == 3
     assert (
         "note: the original ran on multi_worker_mirrored, 2 replicas, 2 workers, the reproduction "
