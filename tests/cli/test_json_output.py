@@ -34,12 +34,16 @@ def diverged(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("command", ["runs", "compare"])
-def test_nan_metrics_are_null(diverged, command):
-    done = dlx_in_process(command, "--format=json", cwd=diverged)
-    assert done.returncode == 0, done.stderr
-    (record,) = json.loads(done.stdout, parse_constant=_refuse)
-    assert record["metrics"]["val_loss"] is None
+class TestDivergedRun:
+    """The tests of the `diverged` run: together in one worker, which trains it once
+    (tests/conftest.py)."""
+
+    @pytest.mark.parametrize("command", ["runs", "compare"])
+    def test_nan_metrics_are_null(self, diverged, command):
+        done = dlx_in_process(command, "--format=json", cwd=diverged)
+        assert done.returncode == 0, done.stderr
+        (record,) = json.loads(done.stdout, parse_constant=_refuse)
+        assert record["metrics"]["val_loss"] is None
 
 
 def test_inspect_json_is_strict(tmp_path):
