@@ -20,6 +20,7 @@ TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which may be absent
 def pytest_xdist_make_scheduler(config, log):
     """With `-n N` (xdist's load balancing, the README's command): the tests of a class run in
     one worker, one after another, and so do those of classes of one name in one folder; every
