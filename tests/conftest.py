@@ -20,6 +20,30 @@ TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which may be absent
+def pytest_xdist_make_scheduler(config, log):
+    """With `-n N` (xdist's load balancing, the README's command): the tests of a class run in
+    one worker, one after another, and so do those of classes of one name in one folder; every
+    other test goes on its own, as `--dist load` spreads them. A class holds the tests that
+    share a fixture made once per process (a trained run, a job, a server): in one worker it is
+    made once, where spread it would be made in each. Any `--dist` but load is left to xdist.
+
+    (`--dist loadgroup` and `xdist_group` marks would say the same, but pytest-xdist 3.8 loses
+    the groups on pytest >= 9.2: pytest-dev/pytest-xdist#1386.)
+    """
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ClassesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path, _, rest = nodeid.partition("::")
+            names = rest.partition("[")[0].split("::")
+            return f"{path.rpartition('/')[0]}::{names[0]}" if len(names) > 1 else nodeid
+
+    return ClassesTogether(config, log)
+
+
 @pytest.fixture(autouse=True)
 def _in_tmp_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

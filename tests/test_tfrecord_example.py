@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.in_process import dlx_in_process
 from tests.train.processes import BOUND_S, dlx
 from tests.train.test_resume import runs, store
 
@@ -34,7 +35,7 @@ def shards(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(2 * BOUND_S + 60)
 def test_two_workers_read_half_the_shards_each_into_one_run(shards):
-    report = dlx("data", "digits.yaml", "--workers", "2", "--format", "json", cwd=shards)
+    report = dlx_in_process("data", "digits.yaml", "--workers", "2", "--format", "json", cwd=shards)
     assert report.returncode == 0, report.stderr[-3000:]
     report = json.loads(report.stdout)
     train, validation = report["splits"]

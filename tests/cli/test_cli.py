@@ -1,14 +1,17 @@
 """The command line through Typer's runner, and its start-up cost in a real subprocess."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
 from typer.testing import CliRunner
 
 from dlx import __version__
-from dlx.cli import app
+from dlx.cli import _state, app
 from tests.conftest import ROOT
+from tests.in_process import dlx_in_process
 
 DIGITS = str(ROOT / "specs" / "digits_cnn.yaml")
 runner = CliRunner()
@@ -74,3 +77,21 @@ def test_inspect_of_a_missing_file_is_a_usage_error_without_traceback():
 def test_unknown_command_is_exit_2():
     result = runner.invoke(app, ["trian"])
     assert result.exit_code == 2
+
+
+def test_a_command_run_in_process_answers_as_a_process_and_leaves_the_process_as_it_was(
+    tmp_path,
+):
+    """`tests.in_process`: an escaped exception is a traceback and exit status 1, as from
+    `python -m dlx`; the working directory, the environment, `sys.path`, the signal handlers
+    and the debug flag are put back."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    before = (os.getcwd(), dict(os.environ), list(sys.path), _state["debug"])
+    handlers = [signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)]
+    done = dlx_in_process("--debug", "inspect", "nope.yaml", cwd=elsewhere, env={"DLX_X": "1"})
+    assert done.returncode == 1
+    assert done.stderr.startswith("Traceback (most recent call last):")
+    assert done.stderr.rstrip().endswith("SpecError: error: no such spec file: nope.yaml")
+    assert (os.getcwd(), dict(os.environ), list(sys.path), _state["debug"]) == before
+    assert [signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)] == handlers

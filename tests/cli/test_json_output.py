@@ -6,9 +6,9 @@ import pytest
 
 from dlx import api
 from tests.conftest import ROOT
-from tests.train.processes import dlx
+from tests.in_process import dlx_in_process
 
-pytestmark = pytest.mark.slow  # each test trains or runs dlx in processes
+pytestmark = pytest.mark.slow  # the runs' tests train
 
 DIGITS = ROOT / "specs" / "digits_cnn.yaml"
 
@@ -34,15 +34,19 @@ def diverged(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("command", ["runs", "compare"])
-def test_nan_metrics_are_null(diverged, command):
-    done = dlx(command, "--format=json", cwd=diverged)
-    assert done.returncode == 0, done.stderr
-    (record,) = json.loads(done.stdout, parse_constant=_refuse)
-    assert record["metrics"]["val_loss"] is None
+class TestDivergedRun:
+    """The tests of the `diverged` run: together in one worker, which trains it once
+    (tests/conftest.py)."""
+
+    @pytest.mark.parametrize("command", ["runs", "compare"])
+    def test_nan_metrics_are_null(self, diverged, command):
+        done = dlx_in_process(command, "--format=json", cwd=diverged)
+        assert done.returncode == 0, done.stderr
+        (record,) = json.loads(done.stdout, parse_constant=_refuse)
+        assert record["metrics"]["val_loss"] is None
 
 
 def test_inspect_json_is_strict(tmp_path):
-    done = dlx("inspect", str(DIGITS), "--format=json", cwd=tmp_path)
+    done = dlx_in_process("inspect", str(DIGITS), "--format=json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout, parse_constant=_refuse)["params"] > 0

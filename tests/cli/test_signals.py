@@ -6,7 +6,8 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import ROOT
-from tests.train.processes import BOUND_S, dlx, journal_lines, kill_group, start, wait_for
+from tests.in_process import dlx_in_process
+from tests.train.processes import BOUND_S, journal_lines, kill_group, start, wait_for
 
 pytestmark = pytest.mark.slow  # each test trains or runs dlx in processes
 
@@ -37,7 +38,7 @@ def test_sigterm_records_the_run_killed_exits_143_and_the_run_resumes(tmp_path):
     assert run.info.status == "KILLED"
     assert len(client.get_metric_history(run_id, "loss")) < EPOCHS
 
-    resumed = dlx("train", "--resume", run_id, cwd=tmp_path)
+    resumed = dlx_in_process("train", "--resume", run_id, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"

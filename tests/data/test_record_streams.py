@@ -12,7 +12,7 @@ from PIL import Image
 from dlx.data import SourceError, call_source, check_source, make_splits
 from dlx.data.stream import MIN_FILES_TO_SPLIT_BY_FILE, FileSplit
 from dlx.spec.schema import Data
-from tests.train.processes import dlx
+from tests.in_process import dlx_in_process
 
 
 def example(**features) -> bytes:
@@ -306,7 +306,7 @@ def test_dlx_trains_on_tfrecord_shards_into_a_finished_run(tmp_path):
         "train:\n  epochs: 2\n  batch_size: 8\n  loss: sparse_categorical_crossentropy\n"
         "  metrics: [accuracy]\n"
     )
-    finished = dlx("train", "shards.yaml", cwd=tmp_path)
+    finished = dlx_in_process("train", "shards.yaml", cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])

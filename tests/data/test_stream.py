@@ -3,7 +3,6 @@
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from dlx.data.stream import AUTO_CACHE_BYTES, cached, choose_cache
 from dlx.errors import SpecError
 from dlx.spec import load_spec_text
 from dlx.spec.schema import Data
+from tests.train.processes import wait_for
 
 
 def write_folder(root: Path, per_class: int = 20, size: tuple[int, int] = (8, 8)) -> None:
@@ -313,10 +313,7 @@ def test_a_disk_cache_fill_killed_midway_is_harmless(tmp_path):
     prefix = tmp_path / "cache" / "examples"
     prefix.parent.mkdir()
     killed = fill(prefix, 0.5)
-    deadline = time.monotonic() + 120
-    while not list(prefix.parent.glob("*.lockfile")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert list(prefix.parent.glob("*.lockfile")), "the fill never started"
+    wait_for(lambda: list(prefix.parent.glob("*.lockfile")), "the fill to start", 120, job=killed)
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=30)
     assert not Path(f"{prefix}-train.index").exists()

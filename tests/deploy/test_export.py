@@ -2,7 +2,6 @@
 in its own runtime against the Keras model, and logged to the run."""
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -11,170 +10,112 @@ from dlx import api
 from dlx.deploy.export import RunModels, export_run
 from dlx.errors import UsageError
 from tests.conftest import ROOT
-from tests.train.processes import dlx
+from tests.deploy.conftest import train
+from tests.in_process import dlx_in_process
 from tests.train.test_resume import store
 
 pytestmark = pytest.mark.slow
 
 SPECS = ROOT / "specs"
-ONE_EPOCH = ["train.epochs=1"]
-
-SOURCES = '''
-import numpy as np
 
 
-def two_inputs(count=300):
-    """Two named inputs, one class."""
-    rng = np.random.default_rng(0)
-    numbers = rng.normal(5.0, 3.0, (count, 8)).astype("float32")
-    flags = rng.integers(0, 2, (count, 4)).astype("float32")
-    label = (numbers[:, 0] > 5).astype("int64") + (flags[:, 0] > 0).astype("int64")
-    return {"numbers": numbers, "flags": flags}, label
+class TestSharedRuns:
+    """The tests of the shared runs (tests/deploy/conftest.py), here and in the other module's
+    class of this name: together in one worker, which trains each once (tests/conftest.py)."""
+
+    def test_cli_exports_a_cnn_to_three_formats_within_1e_5_and_int8_with_its_accuracy(
+        self, folder, cnn
+    ):
+        result = dlx_in_process(
+            "export", cnn[:10], "--output", "out", "--quantize", "int8", cwd=folder
+        )
+        assert result.returncode == 0, result.stderr
+        for line in ("saved_model", "onnx", "litert", "litert_int8", "keras"):
+            assert line in result.stdout
+        run = store(folder).get_run(cnn)
+        metrics = run.data.metrics
+        for name in ("saved_model", "onnx", "litert"):
+            assert metrics[f"export_{name}_max_abs_diff"] <= 1e-5
+            assert metrics[f"export_{name}_argmax_agreement"] == 1.0
+        assert metrics["export_litert_accuracy"] == pytest.approx(
+            metrics["test_accuracy"], abs=0.01
+        )
+        assert 0.0 <= metrics["export_litert_int8_accuracy"] <= 1.0
+        assert "export_litert_int8_max_abs_diff" in metrics
+        assert run.info.status == "FINISHED"  # logging the exports left the run as it was
+        artifacts = store(folder).list_artifacts(cnn, "export")
+        names = {Path(a.path).name for a in artifacts}
+        assert {"saved_model", "onnx", "litert", "summary.json"} <= names
+        files = {Path(a.path).name for a in store(folder).list_artifacts(cnn, "export/litert")}
+        assert files == {"model.tflite", "model_int8.tflite"}
+        assert (folder / "out" / "onnx" / "model.onnx").stat().st_size > 10_000
+        summary = json.loads((folder / "out" / "summary.json").read_text())
+        assert summary["examples"] == 180  # the digits' test split
+        sizes = {(e["format"], e["quantize"]): e["size_bytes"] for e in summary["exports"]}
+        assert sizes[("litert", "int8")] < sizes[("litert", None)] / 2
+        assert all(set(e["latency_ms"]) == {"1", "32"} for e in summary["exports"])
+        assert {e["via"] for e in summary["exports"]} == {"keras"}
+
+    def test_an_export_over_the_tolerance_exits_1_with_the_numbers_and_is_logged(self, folder, cnn):
+        result = dlx_in_process(
+            "export",
+            cnn,
+            "--format",
+            "onnx",
+            "--tolerance",
+            "1e-12",
+            "--output",
+            "tight",
+            cwd=folder,
+        )
+        assert result.returncode == 1
+        assert "error: export predictions differ from the Keras model's on 180 examples" in (
+            result.stderr
+        )
+        assert "onnx: max abs diff" in result.stderr and "> tolerance 1e-12" in result.stderr
+        assert "onnx" in result.stdout  # the table is shown all the same
+
+    def test_unknown_format_and_quantize_without_litert_exit_2(self, folder, cnn):
+        result = dlx_in_process("export", cnn, "--format", "onx", cwd=folder)
+        assert result.returncode == 2
+        assert "unknown format 'onx' (did you mean 'onnx'?)" in result.stderr
+        with pytest.raises(UsageError, match="add litert to --format"):
+            api.export(cnn, ["onnx"], quantize="int8", tracking_uri=f"sqlite:///{folder}/mlflow.db")
+
+    def test_float16_litert_halves_the_file(self, folder, uri, cnn, tmp_path):
+        done = api.export(cnn, ["litert"], output=tmp_path, quantize="float16", tracking_uri=uri)
+        plain, half = done.checks
+        assert half.quantize == "float16" and half.size_bytes < plain.size_bytes * 0.6
+        assert half.max_abs_diff < 1e-2 and half.argmax_agreement >= 0.98
+
+    def test_two_named_inputs(self, folder, uri, two_inputs, tmp_path, monkeypatch):
+        monkeypatch.chdir(folder)
+        run_id = two_inputs
+        done = api.export(run_id, output=tmp_path, tracking_uri=uri)
+        assert [c.format for c in done.checks] == ["saved_model", "onnx", "litert"]
+        assert all(c.max_abs_diff <= 1e-5 and c.argmax_agreement == 1.0 for c in done.checks)
+        assert done.checks[2].metric[0] == "accuracy"
+
+    def test_string_inputs_export_as_saved_model_and_are_refused_by_onnx_and_litert(
+        self, folder, uri, reviews, tmp_path, monkeypatch
+    ):
+        monkeypatch.chdir(folder)
+        run_id = reviews
+        with pytest.raises(UsageError) as caught:
+            api.export(run_id, ["saved_model", "onnx", "litert"], output=tmp_path, tracking_uri=uri)
+        assert "takes strings" in str(caught.value)
+        assert "onnx, litert carry numeric tensors only (" in str(caught.value)
+        assert "Export it as saved_model" in str(caught.value)
+        done = api.export(run_id, ["saved_model"], output=tmp_path, tracking_uri=uri)
+        assert done.checks[0].max_abs_diff <= 1e-5 and done.checks[0].argmax_agreement == 1.0
 
 
-def reviews(count=120):
-    rng = np.random.default_rng(0)
-    words = np.array(["good", "bad", "fine", "awful", "great", "poor"])
-    picks = rng.integers(0, 6, (count, 5))
-    texts = np.array([" ".join(words[p]) for p in picks], dtype=object)
-    return texts, (picks % 2 == 0).sum(axis=1).clip(0, 1).astype("int64")
-'''
-
-TWO_INPUTS = """
-version: 1
-name: two-inputs
-seed: 1
-data:
-  source: {python: {function: "export_sources:two_inputs"}}
-  test_split: 0.2
-model:
-  layers:
-    - input: {shape: [8], name: numbers}
-    - input: {shape: [4], name: flags}
-    - concatenate: {inputs: [numbers, flags]}
-    - dense: {units: 16, activation: relu}
-    - dense: {units: 3, activation: softmax, name: label}
-train:
-  epochs: 1
-  loss: sparse_categorical_crossentropy
-"""
-
-REVIEWS = """
-version: 1
-name: reviews
-seed: 1
-data:
-  source: {python: {function: "export_sources:reviews"}}
-  test_split: 0.2
-model:
-  layers:
-    - input: {shape: [], dtype: string}
-    - text_vectorization: {max_tokens: 20, output_sequence_length: 5}
-    - embedding: {input_dim: 20, output_dim: 4}
-    - flatten
-    - dense: {units: 2, activation: softmax}
-train:
-  epochs: 1
-  loss: sparse_categorical_crossentropy
-"""
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    """A folder with a store holding one run of each kind (one epoch each)."""
-    here = tmp_path_factory.mktemp("export")
-    (here / "export_sources.py").write_text(SOURCES)
-    (here / "two_inputs.yaml").write_text(textwrap.dedent(TWO_INPUTS))
-    (here / "reviews.yaml").write_text(textwrap.dedent(REVIEWS))
-    return here
-
-
-@pytest.fixture(scope="module")
-def uri(folder):
-    return f"sqlite:///{folder / 'mlflow.db'}"
-
-
-def _train(folder: Path, uri: str, spec: Path, overrides=()) -> str:
-    return api.train(spec, [*ONE_EPOCH, *overrides], tracking_uri=uri).run_id
-
-
-@pytest.fixture(scope="module")
-def cnn(folder, uri):
-    return _train(folder, uri, SPECS / "digits_cnn.yaml")
-
-
-def test_cli_exports_a_cnn_to_three_formats_within_1e_5_and_int8_with_its_accuracy(folder, cnn):
-    result = dlx(
-        "export", cnn[:10], "--output", "out", "--quantize", "int8", cwd=folder, timeout=280
-    )
-    assert result.returncode == 0, result.stderr
-    for line in ("saved_model", "onnx", "litert", "litert_int8", "keras"):
-        assert line in result.stdout
-    run = store(folder).get_run(cnn)
-    metrics = run.data.metrics
-    for name in ("saved_model", "onnx", "litert"):
-        assert metrics[f"export_{name}_max_abs_diff"] <= 1e-5
-        assert metrics[f"export_{name}_argmax_agreement"] == 1.0
-    assert metrics["export_litert_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=0.01)
-    assert 0.0 <= metrics["export_litert_int8_accuracy"] <= 1.0
-    assert "export_litert_int8_max_abs_diff" in metrics
-    assert run.info.status == "FINISHED"  # logging the exports left the run as it was
-    artifacts = store(folder).list_artifacts(cnn, "export")
-    names = {Path(a.path).name for a in artifacts}
-    assert {"saved_model", "onnx", "litert", "summary.json"} <= names
-    files = {Path(a.path).name for a in store(folder).list_artifacts(cnn, "export/litert")}
-    assert files == {"model.tflite", "model_int8.tflite"}
-    assert (folder / "out" / "onnx" / "model.onnx").stat().st_size > 10_000
-    summary = json.loads((folder / "out" / "summary.json").read_text())
-    assert summary["examples"] == 180  # the digits' test split
-    sizes = {(e["format"], e["quantize"]): e["size_bytes"] for e in summary["exports"]}
-    assert sizes[("litert", "int8")] < sizes[("litert", None)] / 2
-    assert all(set(e["latency_ms"]) == {"1", "32"} for e in summary["exports"])
-    assert {e["via"] for e in summary["exports"]} == {"keras"}
-
-
-def test_an_export_over_the_tolerance_exits_1_with_the_numbers_and_is_logged(folder, cnn):
-    result = dlx(
-        "export", cnn, "--format", "onnx", "--tolerance", "1e-12", "--output", "tight", cwd=folder
-    )
-    assert result.returncode == 1
-    assert "error: export predictions differ from the Keras model's on 180 examples" in (
-        result.stderr
-    )
-    assert "onnx: max abs diff" in result.stderr and "> tolerance 1e-12" in result.stderr
-    assert "onnx" in result.stdout  # the table is shown all the same
-
-
-def test_unknown_format_and_quantize_without_litert_exit_2(folder, cnn):
-    result = dlx("export", cnn, "--format", "onx", cwd=folder, timeout=120)
-    assert result.returncode == 2
-    assert "unknown format 'onx' (did you mean 'onnx'?)" in result.stderr
-    with pytest.raises(UsageError, match="add litert to --format"):
-        api.export(cnn, ["onnx"], quantize="int8", tracking_uri=f"sqlite:///{folder}/mlflow.db")
-
-
-def test_float16_litert_halves_the_file(folder, uri, cnn, tmp_path):
-    done = api.export(cnn, ["litert"], output=tmp_path, quantize="float16", tracking_uri=uri)
-    plain, half = done.checks
-    assert half.quantize == "float16" and half.size_bytes < plain.size_bytes * 0.6
-    assert half.max_abs_diff < 1e-2 and half.argmax_agreement >= 0.98
-
-
-def test_normalization_inside_the_model_is_exported_with_it(folder, uri, tmp_path):
-    run_id = _train(folder, uri, SPECS / "iris_mlp.yaml")
+def test_normalization_inside_the_model_is_exported_with_it(uri, tmp_path):
+    run_id = train(SPECS / "iris_mlp.yaml", uri)
     done = api.export(run_id, output=tmp_path, tracking_uri=uri)
     assert all(c.max_abs_diff <= 1e-5 and c.argmax_agreement == 1.0 for c in done.checks)
     # Keras's own ONNX export leaves the layer's statistics as graph inputs.
     assert [c.via for c in done.checks] == ["keras", "tf2onnx on the SavedModel", "keras"]
-
-
-def test_two_named_inputs(folder, uri, tmp_path, monkeypatch):
-    monkeypatch.chdir(folder)
-    run_id = _train(folder, uri, folder / "two_inputs.yaml")
-    done = api.export(run_id, output=tmp_path, tracking_uri=uri)
-    assert [c.format for c in done.checks] == ["saved_model", "onnx", "litert"]
-    assert all(c.max_abs_diff <= 1e-5 and c.argmax_agreement == 1.0 for c in done.checks)
-    assert done.checks[2].metric[0] == "accuracy"
 
 
 def test_two_outputs_keep_their_order_in_every_format(tmp_path):
@@ -213,7 +154,7 @@ def test_two_outputs_keep_their_order_in_every_format(tmp_path):
 
 
 def test_autoencoder_exports_its_model_and_its_encoder(folder, uri, tmp_path):
-    run_id = _train(folder, uri, SPECS / "digits_autoencoder.yaml")
+    run_id = train(SPECS / "digits_autoencoder.yaml", uri)
     done = api.export(run_id, ["onnx", "litert"], output=tmp_path, tracking_uri=uri)
     assert [(c.format, c.model) for c in done.checks] == [
         ("onnx", "model"),
@@ -228,19 +169,18 @@ def test_autoencoder_exports_its_model_and_its_encoder(folder, uri, tmp_path):
     assert (tmp_path / "litert" / "encoder.tflite").is_file()
 
 
-def test_gan_exports_its_generator(folder, uri, tmp_path):
-    run_id = _train(folder, uri, SPECS / "digits_gan.yaml")
+def test_gan_exports_its_generator(uri, tmp_path):
+    run_id = train(SPECS / "digits_gan.yaml", uri)
     done = api.export(run_id, ["saved_model", "onnx"], output=tmp_path, tracking_uri=uri)
     assert [c.model for c in done.checks] == ["model", "model"]
     assert all(c.max_abs_diff <= 1e-5 for c in done.checks)
     assert done.examples == 256  # latent vectors drawn from the spec's seed
 
 
-def test_a_mixed_precision_model_is_exported_as_float32(folder, uri, tmp_path):
-    run_id = _train(
-        folder,
-        uri,
+def test_a_mixed_precision_model_is_exported_as_float32(uri, tmp_path):
+    run_id = train(
         SPECS / "digits_cnn.yaml",
+        uri,
         ["runtime.mixed_precision=mixed_bfloat16", "runtime.jit_compile=false"],
     )
     done = api.export(run_id, ["onnx"], output=tmp_path, tolerance=1e-2, tracking_uri=uri)
@@ -251,17 +191,3 @@ def test_a_mixed_precision_model_is_exported_as_float32(folder, uri, tmp_path):
         onnx.TensorProto.FLOAT
     }
     assert done.checks[0].argmax_agreement >= 0.98
-
-
-def test_string_inputs_export_as_saved_model_and_are_refused_by_onnx_and_litert(
-    folder, uri, tmp_path, monkeypatch
-):
-    monkeypatch.chdir(folder)
-    run_id = _train(folder, uri, folder / "reviews.yaml")
-    with pytest.raises(UsageError) as caught:
-        api.export(run_id, ["saved_model", "onnx", "litert"], output=tmp_path, tracking_uri=uri)
-    assert "takes strings" in str(caught.value)
-    assert "onnx, litert carry numeric tensors only (" in str(caught.value)
-    assert "Export it as saved_model" in str(caught.value)
-    done = api.export(run_id, ["saved_model"], output=tmp_path, tracking_uri=uri)
-    assert done.checks[0].max_abs_diff <= 1e-5 and done.checks[0].argmax_agreement == 1.0

@@ -2,7 +2,6 @@
 
 import json
 import socket
-import textwrap
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -10,11 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from dlx import api
 from dlx.track.logged_models import load_logged_model
-from tests.conftest import ROOT
-from tests.deploy.test_export import REVIEWS, SOURCES, TWO_INPUTS
-from tests.train.processes import dlx, kill_group, start, wait_for
+from tests.in_process import dlx_in_process
+from tests.train.processes import kill_group, start, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -47,12 +44,9 @@ def ping(port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """A digits CNN run, served by `dlx serve` on a free port: (folder, run id, port)."""
-    folder = tmp_path_factory.mktemp("serve")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    run_id = api.train(ROOT / "specs" / "digits_cnn.yaml", ["train.epochs=1"], tracking_uri=uri)
-    run_id = run_id.run_id
+def served(folder, uri, cnn):
+    """A digits CNN run, served by `dlx serve` on a free port: (folder, uri, run id, port)."""
+    run_id = cnn
     port = free_port()
     server = start("serve", run_id, "--port", str(port), cwd=folder)
     try:
@@ -63,87 +57,81 @@ def served(tmp_path_factory):
         kill_group(server)
 
 
-def test_predictions_over_http_are_model_predict_s_in_each_json_form(served):
-    folder, uri, run_id, port = served
-    from sklearn.datasets import load_digits
+class TestSharedRuns:
+    """The tests of the shared runs (tests/deploy/conftest.py), here and in the other module's
+    class of this name: together in one worker, which trains each once (tests/conftest.py)."""
 
-    x = (load_digits().images[:16] / 16.0).astype("float32")[..., None]
-    expected = load_logged_model(uri, run_id).predict(x, verbose=0)
-    for key in ("inputs", "instances"):
-        status, answer = post(port, json.dumps({key: x.tolist()}).encode())
-        assert status == 200
-        got = np.asarray(answer["predictions"])
-        assert got.shape == (16, 10)
-        assert (got.argmax(-1) == expected.argmax(-1)).all()
-        np.testing.assert_allclose(got, expected, atol=1e-5)
+    def test_predictions_over_http_are_model_predict_s_in_each_json_form(self, served):
+        folder, uri, run_id, port = served
+        from sklearn.datasets import load_digits
 
+        x = (load_digits().images[:16] / 16.0).astype("float32")[..., None]
+        expected = load_logged_model(uri, run_id).predict(x, verbose=0)
+        for key in ("inputs", "instances"):
+            status, answer = post(port, json.dumps({key: x.tolist()}).encode())
+            assert status == 200
+            got = np.asarray(answer["predictions"])
+            assert got.shape == (16, 10)
+            assert (got.argmax(-1) == expected.argmax(-1)).all()
+            np.testing.assert_allclose(got, expected, atol=1e-5)
 
-def test_a_malformed_body_a_wrong_shape_and_a_wrong_type_are_http_400(served):
-    _, _, _, port = served
-    status, answer = post(port, b"{inputs: [")
-    assert status == 400 and "Invalid input" in answer["message"]
-    status, answer = post(port, json.dumps({"inputs": np.zeros((2, 8, 8)).tolist()}).encode())
-    assert status == 400
-    assert (
-        "Shape of input (2, 8, 8) does not match expected shape (-1, 8, 8, 1)"
-        in (answer["message"])
-    )
-    status, answer = post(port, json.dumps({"inputs": [[["a"] * 8] * 8]}).encode())
-    assert status == 400 and "could not convert string to float" in answer["message"]
+    def test_a_malformed_body_a_wrong_shape_and_a_wrong_type_are_http_400(self, served):
+        _, _, _, port = served
+        status, answer = post(port, b"{inputs: [")
+        assert status == 400 and "Invalid input" in answer["message"]
+        status, answer = post(port, json.dumps({"inputs": np.zeros((2, 8, 8)).tolist()}).encode())
+        assert status == 400
+        assert (
+            "Shape of input (2, 8, 8) does not match expected shape (-1, 8, 8, 1)"
+            in (answer["message"])
+        )
+        status, answer = post(port, json.dumps({"inputs": [[["a"] * 8] * 8]}).encode())
+        assert status == 400 and "could not convert string to float" in answer["message"]
 
+    def test_concurrent_requests_are_all_answered(self, served):
+        _, _, _, port = served
+        body = json.dumps({"inputs": np.zeros((32, 8, 8, 1)).tolist()}).encode()
+        with ThreadPoolExecutor(8) as pool:
+            statuses = [status for status, _ in pool.map(lambda _: post(port, body), range(16))]
+        assert statuses == [200] * 16
 
-def test_concurrent_requests_are_all_answered(served):
-    _, _, _, port = served
-    body = json.dumps({"inputs": np.zeros((32, 8, 8, 1)).tolist()}).encode()
-    with ThreadPoolExecutor(8) as pool:
-        statuses = [status for status, _ in pool.map(lambda _: post(port, body), range(16))]
-    assert statuses == [200] * 16
+    def test_a_taken_port_is_exit_2(self, served):
+        folder, _, run_id, port = served
+        result = dlx_in_process("serve", run_id, "--port", str(port), cwd=folder)
+        assert result.returncode == 2
+        assert f"--port: cannot listen on 127.0.0.1:{port}" in result.stderr
 
+    def test_named_inputs_as_in_the_spec(self, folder, two_inputs):
+        run_id = two_inputs
+        port = free_port()
+        server = start("serve", run_id, "--port", str(port), "--workers", "1", cwd=folder)
+        try:
+            wait_for(lambda: ping(port) or server.poll() is not None, "dlx serve to answer /ping")
+            rows = {"numbers": np.ones((3, 8)).tolist(), "flags": np.zeros((3, 4)).tolist()}
+            status, answer = post(port, json.dumps({"inputs": rows}).encode())
+            assert status == 200 and np.asarray(answer["predictions"]).shape == (3, 3)
+            status, answer = post(
+                port, json.dumps({"inputs": {"numbers": rows["numbers"]}}).encode()
+            )
+            assert status == 400 and "flags" in answer["message"]
+        finally:
+            kill_group(server)
 
-def test_a_taken_port_is_exit_2(served):
-    folder, _, run_id, port = served
-    result = dlx("serve", run_id, "--port", str(port), cwd=folder, timeout=120)
-    assert result.returncode == 2
-    assert f"--port: cannot listen on 127.0.0.1:{port}" in result.stderr
+    def test_the_served_model_answers_string_inputs_as_model_predict(self, uri, reviews, tmp_path):
+        import mlflow.pyfunc
 
+        from dlx.deploy.serve import save_serving_model
+        from dlx.track.logged_models import download_logged_model
 
-def test_named_inputs_as_in_the_spec(tmp_path, monkeypatch):
-    (tmp_path / "export_sources.py").write_text(SOURCES)
-    (tmp_path / "two_inputs.yaml").write_text(textwrap.dedent(TWO_INPUTS))
-    monkeypatch.chdir(tmp_path)
-    run_id = api.train(tmp_path / "two_inputs.yaml", tracking_uri="sqlite:///mlflow.db").run_id
-    port = free_port()
-    server = start("serve", run_id, "--port", str(port), "--workers", "1", cwd=tmp_path)
-    try:
-        wait_for(lambda: ping(port) or server.poll() is not None, "dlx serve to answer /ping")
-        rows = {"numbers": np.ones((3, 8)).tolist(), "flags": np.zeros((3, 4)).tolist()}
-        status, answer = post(port, json.dumps({"inputs": rows}).encode())
-        assert status == 200 and np.asarray(answer["predictions"]).shape == (3, 3)
-        status, answer = post(port, json.dumps({"inputs": {"numbers": rows["numbers"]}}).encode())
-        assert status == 400 and "flags" in answer["message"]
-    finally:
-        kill_group(server)
-
-
-def test_the_served_model_answers_string_inputs_as_model_predict(tmp_path, monkeypatch):
-    import mlflow.pyfunc
-
-    from dlx.deploy.serve import save_serving_model
-    from dlx.track.logged_models import download_logged_model
-
-    (tmp_path / "export_sources.py").write_text(SOURCES)
-    (tmp_path / "reviews.yaml").write_text(textwrap.dedent(REVIEWS))
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run_id = api.train(tmp_path / "reviews.yaml", tracking_uri=uri).run_id
-    texts = np.array(["good bad fine", "awful great poor poor", "fine"], dtype=object)
-    expected = load_logged_model(uri, run_id).predict(texts, verbose=0)
-    served = mlflow.pyfunc.load_model(
-        str(save_serving_model(download_logged_model(uri, run_id, "model", tmp_path), tmp_path))
-    )
-    got = served.predict(texts)
-    assert got.shape == (3, 2)
-    np.testing.assert_allclose(got, expected, atol=1e-6)
+        run_id = reviews
+        texts = np.array(["good bad fine", "awful great poor poor", "fine"], dtype=object)
+        expected = load_logged_model(uri, run_id).predict(texts, verbose=0)
+        served = mlflow.pyfunc.load_model(
+            str(save_serving_model(download_logged_model(uri, run_id, "model", tmp_path), tmp_path))
+        )
+        got = served.predict(texts)
+        assert got.shape == (3, 2)
+        np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
 def test_several_outputs_are_answered_by_name(tmp_path):

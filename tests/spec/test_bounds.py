@@ -1,16 +1,16 @@
 """A small spec file cannot make dlx grow without bound, recurse away, or echo megabytes.
 
-Each case runs `dlx validate` as a user would, in a subprocess bounded in time: exit 2, the
-problem at its file:line:col, no traceback.
+Each case runs the command line `dlx validate` as a user would (in this process, through
+Typer's runner), bounded in time: exit 2, the problem at its file:line:col, no traceback.
 """
-
-import subprocess
-import sys
 
 import pytest
 
 from dlx.spec import load_spec
 from dlx.spec.document import MAX_DEPTH
+from tests.in_process import dlx_in_process
+
+pytestmark = pytest.mark.timeout(60)
 
 HEAD = "version: 1\nmodel:\n  layers:\n    - input: {shape: [4]}\n    - dense: 3\n"
 
@@ -22,15 +22,13 @@ def _alias_bomb() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _validate(tmp_path, text, *overrides, timeout=60):
+def _validate(tmp_path, text, *overrides):
     spec = tmp_path / "spec.yaml"
     spec.write_text(text)
-    command = [sys.executable, "-m", "dlx", "validate", "spec.yaml"]
+    command = ["validate", "spec.yaml"]
     for override in overrides:
         command += ["--set", override]
-    result = subprocess.run(
-        command, cwd=tmp_path, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    result = dlx_in_process(*command, cwd=tmp_path)
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.returncode == 2, result.stderr[-3000:]
     return result.stderr

@@ -20,38 +20,41 @@ def server(tmp_path_factory):
         yield served.url, served.folder
 
 
-def test_a_run_is_written_to_a_tracking_server(server, tmp_path):
-    url, folder = server
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    x = np.ones((4, 3), dtype=np.float32)
-    with TrackedRun("served", run_name="remote", tracking_uri=url, params={"a": "1"}) as run:
-        run.log_metrics({"loss": 0.5}, step=0)
-        run.log_text("hello", "notes.txt")
-        info = run.log_keras_model(model, x)
+class TestServer:
+    """The tests of the module's `server`: together in one worker, which starts it once
+    (tests/conftest.py)."""
 
-    client = MlflowClient(url)
-    record = client.get_run(run.run_id)
-    assert record.info.status == "FINISHED"
-    assert record.data.params == {"a": "1"}
-    assert record.data.metrics == {"loss": 0.5}
-    experiment = client.get_experiment(run.experiment_id)
-    assert experiment.artifact_location.startswith("mlflow-artifacts:")
-    served = folder / "mlartifacts" / run.experiment_id
-    assert (served / run.run_id / "artifacts" / "notes.txt").read_text() == "hello"
-    assert (served / "models" / info.model_id / "artifacts" / "MLmodel").exists()
-    assert run.ui_hint() == f"{url}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
-    assert not list(tmp_path.iterdir())  # nothing written in the client's working directory
+    def test_a_run_is_written_to_a_tracking_server(self, server, tmp_path):
+        url, folder = server
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        x = np.ones((4, 3), dtype=np.float32)
+        with TrackedRun("served", run_name="remote", tracking_uri=url, params={"a": "1"}) as run:
+            run.log_metrics({"loss": 0.5}, step=0)
+            run.log_text("hello", "notes.txt")
+            info = run.log_keras_model(model, x)
 
+        client = MlflowClient(url)
+        record = client.get_run(run.run_id)
+        assert record.info.status == "FINISHED"
+        assert record.data.params == {"a": "1"}
+        assert record.data.metrics == {"loss": 0.5}
+        experiment = client.get_experiment(run.experiment_id)
+        assert experiment.artifact_location.startswith("mlflow-artifacts:")
+        served = folder / "mlartifacts" / run.experiment_id
+        assert (served / run.run_id / "artifacts" / "notes.txt").read_text() == "hello"
+        assert (served / "models" / info.model_id / "artifacts" / "MLmodel").exists()
+        assert run.ui_hint() == f"{url}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
+        assert not list(tmp_path.iterdir())  # nothing written in the client's working directory
 
-def test_dlx_train_records_its_run_on_the_server(server):
-    from dlx import api
-    from tests.conftest import ROOT
+    def test_dlx_train_records_its_run_on_the_server(self, server):
+        from dlx import api
+        from tests.conftest import ROOT
 
-    url, _ = server
-    spec = ROOT / "specs" / "digits_cnn.yaml"
-    result = api.train(spec, ["train.epochs=2", f"tracking.uri={url}"])
-    record = MlflowClient(url).get_run(result.run_id)
-    assert record.info.status == "FINISHED"
-    assert record.data.metrics["val_accuracy"] == result.metrics["val_accuracy"]
-    assert record.data.tags["dlx.strategy"] == "default"
-    assert not (Path.cwd() / "mlflow.db").exists()
+        url, _ = server
+        spec = ROOT / "specs" / "digits_cnn.yaml"
+        result = api.train(spec, ["train.epochs=2", f"tracking.uri={url}"])
+        record = MlflowClient(url).get_run(result.run_id)
+        assert record.info.status == "FINISHED"
+        assert record.data.metrics["val_accuracy"] == result.metrics["val_accuracy"]
+        assert record.data.tags["dlx.strategy"] == "default"
+        assert not (Path.cwd() / "mlflow.db").exists()

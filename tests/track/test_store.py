@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from dlx.errors import DlxError
 from dlx.track import TrackedRun, ensure_experiment, resolve_tracking_uri, ui_hint
 from dlx.track.store import StoreError, artifact_location, mlflow_uri, open_for_writing
+from tests.in_process import dlx_in_process
 
 # A spec that trains in a second, for tests about the store rather than the training.
 TINY_SPEC = """\
@@ -112,8 +113,9 @@ def test_ui_hint_links_to_a_server_and_says_how_to_open_a_local_store():
 
 
 def dlx(*arguments: str, cwd: Path, timeout: float = 60, prefix: tuple[str, ...] = ()):
-    """Run `dlx` in a process; within `timeout` seconds (MLflow alone retries a store that
-    fails to open for minutes)."""
+    """Run `dlx` in a process (under `prefix`, a command that changes what the process may
+    do); within `timeout` seconds (MLflow alone retries a store that fails to open for
+    minutes)."""
     return subprocess.run(
         [*prefix, sys.executable, "-m", "dlx", *arguments],
         cwd=cwd,
@@ -213,8 +215,8 @@ def test_a_damaged_store_is_one_line_for_every_command_and_is_left_as_it_was(
     before = path.read_bytes()
     (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
     for command in (["runs"], ["compare"], ["compare", "--filter", "params.seed = '1'"]):
-        one_error_line(dlx(*command, cwd=tmp_path), expected)
-    one_error_line(dlx("train", "tiny.yaml", cwd=tmp_path), expected)
+        one_error_line(dlx_in_process(*command, cwd=tmp_path), expected)
+    one_error_line(dlx_in_process("train", "tiny.yaml", cwd=tmp_path), expected)
     assert path.read_bytes() == before
 
 
@@ -222,7 +224,7 @@ def test_a_damaged_store_is_one_line_for_every_command_and_is_left_as_it_was(
 def test_an_empty_file_is_an_empty_store_that_a_run_initialises(tmp_path):
     path = tmp_path / "mlflow.db"
     path.touch()
-    one_error_line(dlx("runs", cwd=tmp_path), "no runs in sqlite:///")
+    one_error_line(dlx_in_process("runs", cwd=tmp_path), "no runs in sqlite:///")
     with TrackedRun("tiny", tracking_uri=f"sqlite:///{path}") as run:
         run.log_metrics({"loss": 0.5}, step=0)
     assert MlflowClient(f"sqlite:///{path}").get_run(run.run_id).info.status == "FINISHED"
@@ -277,7 +279,7 @@ def test_a_missing_database_driver_is_one_line_that_says_what_to_install():
 def test_runs_are_recorded_in_and_read_from_a_postgresql_store(postgres_uri, tmp_path):
     with TrackedRun("pg", tracking_uri=postgres_uri, params={"seed": "1"}) as run:
         run.log_metrics({"loss": 0.5}, step=0)
-    done = dlx("runs", "--format", "json", "--tracking-uri", postgres_uri, cwd=tmp_path)
+    done = dlx_in_process("runs", "--format", "json", "--tracking-uri", postgres_uri, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     [listed] = json.loads(done.stdout)
     assert (listed["run_id"], listed["status"]) == (run.run_id, "FINISHED")

@@ -26,20 +26,64 @@ def trained(tmp_path_factory):
     return result, uri
 
 
-@pytest.mark.slow
-def test_trains_input_to_input_and_logs_its_artifacts(trained):
-    result, uri = trained
-    client = MlflowClient(uri)
-    run = client.get_run(result.run_id)
-    assert run.info.status == "FINISHED"
-    assert {"loss", "val_loss", "test_loss", "reconstruction_error_p95"} <= set(run.data.metrics)
-    assert (
-        run.data.metrics["reconstruction_error_p95"] > run.data.metrics["reconstruction_error_mean"]
-    )
-    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
-    assert {"reconstructions.png", "reconstruction_errors.png", "learning_curves.png"} <= artifacts
-    models = client.search_logged_models([run.info.experiment_id])
-    assert sorted(m.name for m in models) == ["encoder", "model"]
+class TestAutoencoderRun:
+    """The tests of the `trained` run: together in one worker, which trains it once
+    (tests/conftest.py)."""
+
+    @pytest.mark.slow
+    def test_trains_input_to_input_and_logs_its_artifacts(self, trained):
+        result, uri = trained
+        client = MlflowClient(uri)
+        run = client.get_run(result.run_id)
+        assert run.info.status == "FINISHED"
+        assert {"loss", "val_loss", "test_loss", "reconstruction_error_p95"} <= set(
+            run.data.metrics
+        )
+        assert (
+            run.data.metrics["reconstruction_error_p95"]
+            > run.data.metrics["reconstruction_error_mean"]
+        )
+        artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+        assert {
+            "reconstructions.png",
+            "reconstruction_errors.png",
+            "learning_curves.png",
+        } <= artifacts
+        models = client.search_logged_models([run.info.experiment_id])
+        assert sorted(m.name for m in models) == ["encoder", "model"]
+
+    @pytest.mark.slow
+    def test_score_writes_errors_and_embeddings(self, trained, tmp_path):
+        result, uri = trained
+        command = ["score", result.run_id[:8], "--tracking-uri", uri, "--output", "scores.csv"]
+        done = runner.invoke(app, [*command, "--embed", "codes.npy"])
+        assert done.exit_code == 0, done.output
+        assert "270 examples scored (test data)" in done.stdout
+        assert "over threshold" in done.stdout
+        lines = (tmp_path / "scores.csv").read_text().splitlines()
+        assert lines[0] == "index,error" and len(lines) == 271
+        errors = np.array([float(line.split(",")[1]) for line in lines[1:]])
+        p95 = MlflowClient(uri).get_run(result.run_id).data.metrics["reconstruction_error_p95"]
+        assert np.percentile(errors, 95) == pytest.approx(p95, rel=1e-4)  # the same test split
+        assert np.load(tmp_path / "codes.npy").shape == (270, 16)
+
+    @pytest.mark.slow
+    def test_score_another_spec_reads_all_its_data(self, trained):
+        result, uri = trained
+        done = runner.invoke(
+            app,
+            ["score", result.run_id, str(SPEC), "--set", "data.test_split=0"]
+            + ["--set", "data.validation_split=0", "--tracking-uri", uri],
+        )
+        assert done.exit_code == 0, done.output
+        assert "1797 examples scored (all data)" in done.stdout
+
+    @pytest.mark.slow
+    def test_score_an_unknown_run_is_a_usage_error(self, trained):
+        _, uri = trained
+        done = runner.invoke(app, ["score", "0123abcd", "--tracking-uri", uri])
+        assert done.exit_code == 2
+        assert "no run with id '0123abcd'" in done.stderr
 
 
 def test_noise_goes_on_training_inputs_only():
@@ -69,42 +113,6 @@ def test_reconstruction_errors_of_a_perfect_and_a_constant_model():
     assert np.allclose(reconstruction_errors(identity, x, batch_size=3), 0.0)
     expected = (x**2).reshape(10, -1).mean(axis=1)
     assert np.allclose(reconstruction_errors(zeros, x, batch_size=3), expected, atol=1e-6)
-
-
-@pytest.mark.slow
-def test_score_writes_errors_and_embeddings(trained, tmp_path):
-    result, uri = trained
-    command = ["score", result.run_id[:8], "--tracking-uri", uri, "--output", "scores.csv"]
-    done = runner.invoke(app, [*command, "--embed", "codes.npy"])
-    assert done.exit_code == 0, done.output
-    assert "270 examples scored (test data)" in done.stdout
-    assert "over threshold" in done.stdout
-    lines = (tmp_path / "scores.csv").read_text().splitlines()
-    assert lines[0] == "index,error" and len(lines) == 271
-    errors = np.array([float(line.split(",")[1]) for line in lines[1:]])
-    p95 = MlflowClient(uri).get_run(result.run_id).data.metrics["reconstruction_error_p95"]
-    assert np.percentile(errors, 95) == pytest.approx(p95, rel=1e-4)  # the same test split
-    assert np.load(tmp_path / "codes.npy").shape == (270, 16)
-
-
-@pytest.mark.slow
-def test_score_another_spec_reads_all_its_data(trained):
-    result, uri = trained
-    done = runner.invoke(
-        app,
-        ["score", result.run_id, str(SPEC), "--set", "data.test_split=0"]
-        + ["--set", "data.validation_split=0", "--tracking-uri", uri],
-    )
-    assert done.exit_code == 0, done.output
-    assert "1797 examples scored (all data)" in done.stdout
-
-
-@pytest.mark.slow
-def test_score_an_unknown_run_is_a_usage_error(trained):
-    _, uri = trained
-    done = runner.invoke(app, ["score", "0123abcd", "--tracking-uri", uri])
-    assert done.exit_code == 2
-    assert "no run with id '0123abcd'" in done.stderr
 
 
 @pytest.mark.slow

@@ -5,9 +5,9 @@ from mlflow import MlflowClient
 
 from dlx import api
 from tests.conftest import ROOT
-from tests.train.processes import dlx
+from tests.in_process import dlx_in_process
 
-pytestmark = pytest.mark.slow  # each test trains or runs dlx in processes
+pytestmark = pytest.mark.slow  # each test trains
 
 DIGITS = ROOT / "specs" / "digits_cnn.yaml"
 HUGE_STEPS = "--set=train.optimizer={adam: {learning_rate: 1.0e6}}"
@@ -17,7 +17,7 @@ HUGE_STEPS = "--set=train.optimizer={adam: {learning_rate: 1.0e6}}"
 def diverged(tmp_path_factory):
     """`dlx train` of the digits CNN with a learning rate of 1e6: (process, store, folder)."""
     folder = tmp_path_factory.mktemp("diverged")
-    done = dlx("train", str(DIGITS), "--set=train.epochs=3", HUGE_STEPS, cwd=folder)
+    done = dlx_in_process("train", str(DIGITS), "--set=train.epochs=3", HUGE_STEPS, cwd=folder)
     return done, MlflowClient(f"sqlite:///{folder / 'mlflow.db'}"), folder
 
 

@@ -31,31 +31,35 @@ def trained(tmp_path_factory):
     return result, uri
 
 
-@pytest.mark.slow
-def test_trains_and_logs_losses_samples_and_the_generator(trained):
-    result, uri = trained
-    client = MlflowClient(uri)
-    run = client.get_run(result.run_id)
-    assert run.info.status == "FINISHED"
-    assert set(result.metrics) == {"d_loss", "g_loss"}  # no validation, no test
-    for metric in ("d_loss", "g_loss"):
-        assert len(client.get_metric_history(result.run_id, metric)) == 3
-    samples = {a.path for a in client.list_artifacts(result.run_id, "samples")}
-    assert samples == {"samples/epoch_002.png", "samples/epoch_003.png"}  # every 2, and the last
-    models = client.search_logged_models([run.info.experiment_id])
-    assert [m.name for m in models] == ["model"]
+class TestGanRun:
+    """The tests of the `trained` run: together in one worker, which trains it once
+    (tests/conftest.py)."""
 
+    @pytest.mark.slow
+    def test_trains_and_logs_losses_samples_and_the_generator(self, trained):
+        result, uri = trained
+        client = MlflowClient(uri)
+        run = client.get_run(result.run_id)
+        assert run.info.status == "FINISHED"
+        assert set(result.metrics) == {"d_loss", "g_loss"}  # no validation, no test
+        for metric in ("d_loss", "g_loss"):
+            assert len(client.get_metric_history(result.run_id, metric)) == 3
+        samples = {a.path for a in client.list_artifacts(result.run_id, "samples")}
+        # Every two epochs, and the last.
+        assert samples == {"samples/epoch_002.png", "samples/epoch_003.png"}
+        models = client.search_logged_models([run.info.experiment_id])
+        assert [m.name for m in models] == ["model"]
 
-@pytest.mark.slow
-def test_the_logged_model_is_the_generator(trained):
-    import mlflow.keras
+    @pytest.mark.slow
+    def test_the_logged_model_is_the_generator(self, trained):
+        import mlflow.keras
 
-    result, uri = trained
-    client = MlflowClient(uri)
-    (model,) = client.search_logged_models([client.get_run(result.run_id).info.experiment_id])
-    generator = mlflow.keras.load_model(model.artifact_location)
-    assert tuple(generator.input.shape) == (None, 32)
-    assert tuple(generator.output.shape) == (None, 8, 8, 1)
+        result, uri = trained
+        client = MlflowClient(uri)
+        (model,) = client.search_logged_models([client.get_run(result.run_id).info.experiment_id])
+        generator = mlflow.keras.load_model(model.artifact_location)
+        assert tuple(generator.input.shape) == (None, 32)
+        assert tuple(generator.output.shape) == (None, 8, 8, 1)
 
 
 @pytest.mark.slow

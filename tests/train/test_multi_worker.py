@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from dlx.errors import DlxError
 from dlx.train.multi_worker import KNOWN_SOURCES, Cluster, source_digest
 from tests.conftest import ROOT
+from tests.in_process import dlx_in_process
 from tests.train.processes import (
     BOUND_S,
     dlx,
@@ -180,14 +181,9 @@ def test_a_worker_whose_peers_never_come_gives_up_with_a_clear_error(tmp_path):
 )
 def test_strategies_that_cannot_run_a_cluster_are_clear_errors(tmp_path, strategy, message):
     env = {"TF_CONFIG": tf_config(free_ports(2), 0)}
-    done = dlx(
-        "train",
-        str(SPEC),
-        "--set",
-        f"runtime.strategy={strategy}",
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
+    # Refused before any strategy is made: nothing of the cluster starts in this process.
+    done = dlx_in_process(
+        "train", str(SPEC), "--set", f"runtime.strategy={strategy}", cwd=tmp_path, env=env
     )
     assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "mlflow.db").exists()
@@ -195,7 +191,7 @@ def test_strategies_that_cannot_run_a_cluster_are_clear_errors(tmp_path, strateg
 
 @pytest.mark.slow
 def test_the_launcher_checks_the_spec_once_before_starting_any_worker(tmp_path):
-    done = dlx(*TWO_WORKERS, "--set", "runtime.strategy=one_device", cwd=tmp_path, timeout=60)
+    done = dlx_in_process(*TWO_WORKERS, "--set", "runtime.strategy=one_device", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.count("a cluster of 2 workers (TF_CONFIG) needs multi_worker_mirrored") == 1
     assert "workers on 127.0.0.1" not in done.stderr  # nothing was started
@@ -210,63 +206,82 @@ def launched(tmp_path_factory):
     return cwd, done, marker
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(BOUND_S + 30)
-def test_the_launcher_runs_two_workers_as_one_finished_run(launched):
-    cwd, done, marker = launched
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert "(multi_worker_mirrored, 2 replicas, 2 workers)" in done.stdout
-    assert "2 workers on 127.0.0.1" in done.stderr
-    _, run = only_run(cwd)
-    assert run.info.status == "FINISHED" and run.data.tags["dlx.workers"] == "2"
-    # Data in memory: every worker reads every example and keeps its part of each batch.
-    assert "training data sharded by example: the data is in memory" in done.stdout
-    assert run.data.tags["dlx.shard_policy"] == "data"
-    assert "dlx.files_per_worker" not in run.data.tags
-    assert processes_with("DLX_TEST_MARKER", marker) == []  # no worker left behind
+class TestLaunchedJob:
+    """The tests of the `launched` job: together in one worker, which runs it once
+    (tests/conftest.py)."""
 
+    @pytest.mark.slow
+    @pytest.mark.timeout(BOUND_S + 30)
+    def test_the_launcher_runs_two_workers_as_one_finished_run(self, launched):
+        cwd, done, marker = launched
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        assert "(multi_worker_mirrored, 2 replicas, 2 workers)" in done.stdout
+        assert "2 workers on 127.0.0.1" in done.stderr
+        _, run = only_run(cwd)
+        assert run.info.status == "FINISHED" and run.data.tags["dlx.workers"] == "2"
+        # Data in memory: every worker reads every example and keeps its part of each batch.
+        assert "training data sharded by example: the data is in memory" in done.stdout
+        assert run.data.tags["dlx.shard_policy"] == "data"
+        assert "dlx.files_per_worker" not in run.data.tags
+        assert processes_with("DLX_TEST_MARKER", marker) == []  # no worker left behind
 
-@pytest.mark.slow
-@pytest.mark.timeout(2 * BOUND_S + 60)
-def test_a_job_whose_worker_is_killed_resumes_to_the_uninterrupted_metrics(launched, tmp_path):
-    reference_dir, reference, _ = launched
-    assert reference.returncode == 0
-    _, uninterrupted = only_run(reference_dir)
+    @pytest.mark.slow
+    @pytest.mark.timeout(2 * BOUND_S + 60)
+    def test_a_job_whose_worker_is_killed_resumes_to_the_uninterrupted_metrics(
+        self, launched, tmp_path
+    ):
+        reference_dir, reference, _ = launched
+        assert reference.returncode == 0
+        _, uninterrupted = only_run(reference_dir)
 
-    marker = uuid.uuid4().hex
-    job = start(*TWO_WORKERS, cwd=tmp_path, env={"DLX_TEST_MARKER": marker})
-    try:
-        wait_for(lambda: journal_lines(tmp_path) >= 2, "two epochs journaled")
-        (worker,) = [
-            pid
-            for pid in processes_with("DLX_TEST_MARKER", marker)
-            if '"index": 1' in environment_of(pid).get("TF_CONFIG", "")
-        ]
-        os.kill(worker, signal.SIGKILL)
-        output = job.communicate(timeout=BOUND_S)[0]
-    finally:
-        kill_group(job)
-    assert job.returncode == 1, output[-3000:]
-    assert "worker 1 exited with status -9" in output
-    assert "training failed: a worker of the job stopped answering" in output
-    assert "Exception ignored" not in output
-    assert processes_with("DLX_TEST_MARKER", marker) == []
-    client, failed = only_run(tmp_path)
-    assert failed.info.status == "FAILED"
+        marker = uuid.uuid4().hex
+        job = start(*TWO_WORKERS, cwd=tmp_path, env={"DLX_TEST_MARKER": marker})
+        try:
+            wait_for(lambda: journal_lines(tmp_path) >= 2, "two epochs journaled")
+            (worker,) = [
+                pid
+                for pid in processes_with("DLX_TEST_MARKER", marker)
+                if '"index": 1' in environment_of(pid).get("TF_CONFIG", "")
+            ]
+            os.kill(worker, signal.SIGKILL)
+            output = job.communicate(timeout=BOUND_S)[0]
+        finally:
+            kill_group(job)
+        assert job.returncode == 1, output[-3000:]
+        assert "worker 1 exited with status -9" in output
+        assert "training failed: a worker of the job stopped answering" in output
+        assert "Exception ignored" not in output
+        assert processes_with("DLX_TEST_MARKER", marker) == []
+        client, failed = only_run(tmp_path)
+        assert failed.info.status == "FAILED"
 
-    resumed = dlx("train", "--resume", failed.info.run_id, "--workers", "2", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
-    _, run = only_run(tmp_path)
-    assert run.info.status == "FINISHED" and run.data.tags["dlx.resumed"] == "1"
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
-        assert steps == list(range(6)), key
-    assert run.data.metrics == pytest.approx(uninterrupted.data.metrics, abs=1e-6)
+        resumed = dlx("train", "--resume", failed.info.run_id, "--workers", "2", cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+        _, run = only_run(tmp_path)
+        assert run.info.status == "FINISHED" and run.data.tags["dlx.resumed"] == "1"
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+            assert steps == list(range(6)), key
+        assert run.data.metrics == pytest.approx(uninterrupted.data.metrics, abs=1e-6)
+
+    @pytest.mark.slow
+    @pytest.mark.timeout(BOUND_S + 30)
+    def test_reproducing_a_job_on_one_process_says_the_placement_differs(self, launched):
+        cwd, done, _ = launched
+        assert done.returncode == 0
+        _, run = only_run(cwd)
+        reproduced = dlx_in_process("reproduce", run.info.run_id, cwd=cwd)
+        assert reproduced.returncode == 3
+        assert (
+            "note: the original ran on multi_worker_mirrored, 2 replicas, 2 workers, the "
+            "reproduction on default, 1 replica" in reproduced.stderr
+        )
 
 
 @pytest.mark.slow
 def test_tpu_without_a_tpu_is_a_clear_error(tmp_path):
-    done = dlx("train", str(SPEC), "--set", "runtime.strategy=tpu", cwd=tmp_path, timeout=120)
+    # TensorFlow's TPU resolver refuses an empty address at once: nothing starts in this process.
+    done = dlx_in_process("train", str(SPEC), "--set", "runtime.strategy=tpu", cwd=tmp_path)
     assert done.returncode == 1
     assert "error: runtime.strategy: tpu: no TPU found" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "mlflow.db").exists()
@@ -287,20 +302,6 @@ def test_a_tpu_address_that_never_answers_is_given_up_on(tmp_path):
     )
     assert done.returncode == -signal.SIGKILL
     assert "the TPU 'grpc://127.0.0.1:1' did not answer within 3 s" in done.stderr
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(BOUND_S + 30)
-def test_reproducing_a_job_on_one_process_says_the_placement_differs(launched):
-    cwd, done, _ = launched
-    assert done.returncode == 0
-    _, run = only_run(cwd)
-    reproduced = dlx("reproduce", run.info.run_id, cwd=cwd)
-    assert reproduced.returncode == 3
-    assert (
-        "note: the original ran on multi_worker_mirrored, 2 replicas, 2 workers, the reproduction "
-        "on default, 1 replica" in reproduced.stderr
-    )
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from dlx import api
 from dlx.cli import app
 from tests.conftest import ROOT
+from tests.in_process import dlx_in_process
 from tests.train.processes import BOUND_S, dlx, journal_lines, kill_group, start, wait_for
 
 pytestmark = pytest.mark.slow  # every test here trains
@@ -59,14 +60,14 @@ def test_kill_9_then_resume_gives_one_finished_run_equal_to_an_uninterrupted_one
     straight.mkdir()
     killed.mkdir()
     epochs = "train.epochs=20"
-    assert dlx("train", str(DIGITS), "--set", epochs, cwd=straight).returncode == 0
+    assert dlx_in_process("train", str(DIGITS), "--set", epochs, cwd=straight).returncode == 0
     (reference,) = runs(store(straight))
 
     client, run = killed_after_three_epochs(killed, "train", str(DIGITS), "--set", epochs)
     assert run.info.status == "RUNNING"  # kill -9: nothing could record the end
     assert len(client.get_metric_history(run.info.run_id, "loss")) < 20
 
-    resumed = dlx("train", "--resume", run.info.run_id[:8], cwd=killed)
+    resumed = dlx_in_process("train", "--resume", run.info.run_id[:8], cwd=killed)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"run {run.info.run_id} finished" in resumed.stdout
     (run,) = runs(client)
@@ -157,7 +158,7 @@ def test_kill_9_then_resume_a_streamed_images_spec_equals_an_uninterrupted_run(t
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     straight.mkdir()
     killed.mkdir()
-    finished = dlx("train", str(write_images_spec(straight)), cwd=straight)
+    finished = dlx_in_process("train", str(write_images_spec(straight)), cwd=straight)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "data streamed from its files, cache: none" in finished.stdout
     (reference,) = runs(store(straight))
@@ -168,7 +169,7 @@ def test_kill_9_then_resume_a_streamed_images_spec_equals_an_uninterrupted_run(t
     assert run.info.status == "RUNNING"
     assert len(client.get_metric_history(run.info.run_id, "loss")) < 20
 
-    resumed = dlx("train", "--resume", run.info.run_id[:8], cwd=killed)
+    resumed = dlx_in_process("train", "--resume", run.info.run_id[:8], cwd=killed)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     (run,) = runs(client)
     assert run.info.status == "FINISHED"
@@ -203,9 +204,9 @@ def test_kill_9_while_a_checkpoint_is_written_then_resume_equals_an_uninterrupte
     (run,) = runs(client)
     assert run.info.status == "RUNNING"
 
-    resumed = dlx("train", "--resume", run.info.run_id[:8], cwd=tmp_path)
+    resumed = dlx_in_process("train", "--resume", run.info.run_id[:8], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    reference = dlx("train", str(spec), cwd=tmp_path)  # the marker is there: no kill now
+    reference = dlx_in_process("train", str(spec), cwd=tmp_path)  # the marker is there: no kill
     assert reference.returncode == 0, reference.stderr[-3000:]
     run, straight = runs(client)
     assert run.info.status == "FINISHED"

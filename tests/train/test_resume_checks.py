@@ -2,7 +2,6 @@
 
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from mlflow import MlflowClient
 from dlx.errors import UsageError
 from dlx.track.tags import CHECKPOINTS, PROCESS, RESUMED
 from dlx.train.resume import Resume, resume_point, this_process
+from tests.train.processes import wait_for
 
 pytestmark = pytest.mark.slow  # each test trains or runs dlx in processes
 
@@ -61,10 +61,12 @@ def test_a_running_run_whose_process_is_a_zombie_resumes_one_more_time(store, tm
     with subprocess.Popen(["sleep", "60"]) as process:
         process.kill()
         stat = Path(f"/proc/{process.pid}/stat")
-        deadline = time.monotonic() + 10
-        while stat.read_text().rpartition(")")[2].split()[0] != "Z":
-            assert time.monotonic() < deadline, "the killed process never became a zombie"
-            time.sleep(0.01)
+        wait_for(
+            lambda: stat.read_text().rpartition(")")[2].split()[0] == "Z",
+            "the killed process to become a zombie",
+            timeout=10,
+            every=0.01,
+        )
         tags = {
             PROCESS: f"{socket.gethostname()}:{process.pid}",
             CHECKPOINTS: str(tmp_path),

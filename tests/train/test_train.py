@@ -28,44 +28,62 @@ def _runs(client, experiment="digits-cnn"):
     return client.search_runs([found.experiment_id]) if found else []
 
 
-def test_train_records_a_complete_run():
-    result = api.train(DIGITS, FAST)
-    client = _store()
-    (run,) = _runs(client)
-    assert run.info.run_id == result.run_id
-    assert run.info.status == "FINISHED"
-    assert run.data.params["train.optimizer.adam.learning_rate"] == "0.002"
-    assert run.data.params["train.epochs"] == "2"
-    tags = run.data.tags
-    for tag in (
-        "dlx.spec_hash",
-        "dlx.data_fingerprint",
-        "dlx.version.tensorflow",
-        "dlx.version.keras",
-        "dlx.version.mlflow",
-        "dlx.version.python",
-    ):
-        assert tags[tag]
-    assert (tags["dlx.seed"], tags["dlx.strategy"], tags["dlx.replicas"]) == ("42", "default", "1")
-    assert len(client.get_metric_history(result.run_id, "val_accuracy")) == 2
-    assert {"test_accuracy", "test_loss", "val_accuracy", "loss"} <= set(run.data.metrics)
-    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
-    assert {
-        "spec.yaml",
-        "model_summary.txt",
-        "history.csv",
-        "learning_curves.png",
-        "confusion_matrix.png",
-    } <= artifacts
-    models = client.search_logged_models([run.info.experiment_id])
-    assert [m.source_run_id for m in models] == [result.run_id]
+@pytest.fixture(scope="module")
+def trained_twice(tmp_path_factory):
+    """`api.train(DIGITS, FAST)` twice, each in a store of its own (the working directory's
+    `mlflow.db`, as by default): the two results."""
+    results = []
+    for name in ("first", "second"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(tmp_path_factory.mktemp(name))
+            results.append(api.train(DIGITS, FAST))
+    return results
 
 
-def test_same_spec_twice_gives_identical_metrics():
-    first = api.train(DIGITS, FAST)
-    second = api.train(DIGITS, FAST)
-    assert first.metrics == second.metrics
-    assert first.run_id != second.run_id
+class TestTrainedTwice:
+    """The tests of `trained_twice`: together in one worker, which trains them once
+    (tests/conftest.py)."""
+
+    def test_train_records_a_complete_run(self, trained_twice):
+        result = trained_twice[0]
+        client = MlflowClient(result.tracking_uri)
+        (run,) = _runs(client)
+        assert run.info.run_id == result.run_id
+        assert run.info.status == "FINISHED"
+        assert run.data.params["train.optimizer.adam.learning_rate"] == "0.002"
+        assert run.data.params["train.epochs"] == "2"
+        tags = run.data.tags
+        for tag in (
+            "dlx.spec_hash",
+            "dlx.data_fingerprint",
+            "dlx.version.tensorflow",
+            "dlx.version.keras",
+            "dlx.version.mlflow",
+            "dlx.version.python",
+        ):
+            assert tags[tag]
+        assert (tags["dlx.seed"], tags["dlx.strategy"], tags["dlx.replicas"]) == (
+            "42",
+            "default",
+            "1",
+        )
+        assert len(client.get_metric_history(result.run_id, "val_accuracy")) == 2
+        assert {"test_accuracy", "test_loss", "val_accuracy", "loss"} <= set(run.data.metrics)
+        artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+        assert {
+            "spec.yaml",
+            "model_summary.txt",
+            "history.csv",
+            "learning_curves.png",
+            "confusion_matrix.png",
+        } <= artifacts
+        models = client.search_logged_models([run.info.experiment_id])
+        assert [m.source_run_id for m in models] == [result.run_id]
+
+    def test_same_spec_twice_gives_identical_metrics(self, trained_twice):
+        first, second = trained_twice
+        assert first.metrics == second.metrics
+        assert first.run_id != second.run_id
 
 
 def test_expect_gates_exit_3_after_the_run_is_recorded():

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from dlx.train.reproduction import _data_changed
-from tests.train.processes import dlx
+from tests.in_process import dlx_in_process
 from tests.train.test_resume import runs, store, write_images_spec
 
 ADVICE = "Fix or remove the file, or leave such files out with `data.on_error: skip`"
@@ -29,7 +29,7 @@ def test_a_broken_file_read_to_adapt_refuses_the_spec(tmp_path):
     spec = write_images_spec(tmp_path)  # `normalization` adapts on the first examples
     for number in range(100):
         (tmp_path / "shapes" / "light" / f"{number}.png").write_bytes(b"not an image")
-    refused = dlx("train", str(spec), cwd=tmp_path)
+    refused = dlx_in_process("train", str(spec), cwd=tmp_path)
     assert refused.returncode == 2, refused.stderr[-3000:]
     assert f"error: data: could not read {Path('shapes', 'light')}" in refused.stderr
     assert ADVICE in refused.stderr
@@ -40,7 +40,7 @@ def test_a_broken_file_fails_the_run_naming_it_and_the_run_resumes_once_fixed(tm
     spec = rescaled_images_spec(tmp_path)
     good = (tmp_path / BROKEN).read_bytes()
     (tmp_path / BROKEN).write_bytes(b"not an image")
-    failed = dlx("train", str(spec), "--set", "train.epochs=2", cwd=tmp_path)
+    failed = dlx_in_process("train", str(spec), "--set", "train.epochs=2", cwd=tmp_path)
     assert failed.returncode == 1, failed.stderr[-3000:]
     first = failed.stderr.strip().splitlines()[0]
     assert first.startswith(
@@ -52,7 +52,7 @@ def test_a_broken_file_fails_the_run_naming_it_and_the_run_resumes_once_fixed(tm
     assert run.info.status == "FAILED"
 
     (tmp_path / BROKEN).write_bytes(good)
-    resumed = dlx("train", "--resume", run.info.run_id, cwd=tmp_path)
+    resumed = dlx_in_process("train", "--resume", run.info.run_id, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     (run,) = runs(client)
     assert run.info.status == "FINISHED"
@@ -62,7 +62,7 @@ def test_a_broken_file_fails_the_run_naming_it_and_the_run_resumes_once_fixed(tm
 def test_skip_leaves_a_broken_file_out_and_says_so(tmp_path):
     spec = rescaled_images_spec(tmp_path)
     (tmp_path / BROKEN).write_bytes(b"not an image")
-    done = dlx(
+    done = dlx_in_process(
         "train", str(spec), "--set", "train.epochs=2", "--set", "data.on_error=skip", cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -73,12 +73,14 @@ def test_skip_leaves_a_broken_file_out_and_says_so(tmp_path):
 
 def test_reproduce_says_when_the_files_changed(tmp_path):
     spec = rescaled_images_spec(tmp_path)
-    assert dlx("train", str(spec), "--set", "train.epochs=1", cwd=tmp_path).returncode == 0
+    assert (
+        dlx_in_process("train", str(spec), "--set", "train.epochs=1", cwd=tmp_path).returncode == 0
+    )
     (run,) = runs(store(tmp_path))
     assert run.data.tags["dlx.data_fingerprint_kind"] == "files"
     touched = tmp_path / "shapes" / "dark" / "7.png"
     touched.write_bytes(touched.read_bytes())  # the same bytes, a new modification time
-    again = dlx("reproduce", run.info.run_id, cwd=tmp_path)
+    again = dlx_in_process("reproduce", run.info.run_id, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]  # the same bytes: the same metrics
     assert "note: the data changed since the run: fingerprint" in again.stderr
     assert "data.fingerprint: content compares their bytes" in again.stderr
