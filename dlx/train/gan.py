@@ -3,8 +3,9 @@
 `Adversarial` (`dlx.train.gan_tensorflow`) is a `keras.Model` that holds both networks and
 alternates their updates in its own `train_step`, so that `Model.fit` (and with it the
 runner's strategy, callbacks and tracking) trains it like any other model. Every
-`model.sample_every` epochs, and after the last one, the run logs a grid of samples the generator makes from one fixed latent batch, so that
-the grids of different epochs compare. The generator is the run's model.
+`model.sample_every` epochs, and after the last one, the run logs a grid of samples the
+generator makes from one fixed latent batch, so that the grids of different epochs compare.
+The generator is the run's model.
 """
 
 from __future__ import annotations
