@@ -49,7 +49,8 @@ class ArrayBatches(keras.utils.PyDataset):
         seed: the seed each epoch's order is drawn from; `None`: the arrays' order.
         first: the first epoch; `end`: the epoch after the last.
         transform: applied to each batch (`(x, y)` unpacked as arguments, or `x` alone), as
-            `tf.data.Dataset.map` would.
+            `tf.data.Dataset.map` would; with `numbered`, the batch's number since epoch 0
+            comes first (what `tf.data.Dataset.counter` zipped in gives).
     """
 
     def __init__(
@@ -61,8 +62,10 @@ class ArrayBatches(keras.utils.PyDataset):
         first: int = 0,
         end: int = 1,
         transform: Callable[..., Any] | None = None,
+        numbered: bool = False,
     ) -> None:
         super().__init__()
+        self.numbered = numbered
         self.arrays = arrays
         self.batch_size = batch_size
         self.seed = seed
@@ -86,15 +89,21 @@ class ArrayBatches(keras.utils.PyDataset):
         batch = inputs if y is None else (inputs, y[chosen])
         if self.transform is None:
             return batch
-        return self.transform(*batch) if isinstance(batch, tuple) else self.transform(batch)
+        parts = batch if isinstance(batch, tuple) else (batch,)
+        if self.numbered:
+            return self.transform(epoch * self.steps + step, *parts)
+        return self.transform(*parts)
 
-    def map(self, transform: Callable[..., Any]) -> ArrayBatches:
-        """The same batches with `transform` applied after this one's own."""
-        own = self.transform
+    def map(self, transform: Callable[..., Any], *, numbered: bool = False) -> ArrayBatches:
+        """The same batches with `transform` applied after this one's own; with `numbered`,
+        it is called with the batch's number since epoch 0 first."""
+        own, own_numbered = self.transform, self.numbered
 
-        def both(*batch: Any) -> Any:
-            first = batch if own is None else own(*batch)
-            return transform(*first) if isinstance(first, tuple) else transform(first)
+        def both(number: int, *batch: Any) -> Any:
+            if own is not None:
+                done = own(number, *batch) if own_numbered else own(*batch)
+                batch = done if isinstance(done, tuple) else (done,)
+            return transform(number, *batch) if numbered else transform(*batch)
 
         return ArrayBatches(
             self.arrays,
@@ -103,6 +112,7 @@ class ArrayBatches(keras.utils.PyDataset):
             first=self.first,
             end=self.end,
             transform=both,
+            numbered=True,
         )
 
     def epochs(self, first: int, end: int) -> ArrayBatches:
@@ -114,6 +124,7 @@ class ArrayBatches(keras.utils.PyDataset):
             first=first,
             end=end,
             transform=self.transform,
+            numbered=self.numbered,
         )
 
     @property
