@@ -141,7 +141,10 @@ def train(
     if Cluster.from_environment().is_chief:
         store = resolve_tracking_uri(spec.tracking.uri or tracking_uri)
         check_store(resume.tracking_uri if resume else store)
+    began = _began(loaded)  # before Keras is set to the spec's backend (`KERAS_BACKEND`)
     backend = backend_of(loaded)
+    if progress is not None:
+        progress.run_began(began)
     from dlx.track.store import quiet_mlflow
     from dlx.train.execution import choose_steps_per_execution
     from dlx.train.preparation import prepare
@@ -449,6 +452,16 @@ def _record(
         steps_per_execution=fitting.execution.describe(),
         jit_compile=fitting.jit.describe(),
     )
+
+
+def _began(loaded: LoadedSpec) -> list[str]:
+    """What `dlx train` says before training: the backend, and a `KERAS_BACKEND` that the
+    spec overrides."""
+    from dlx.backend import environment_note
+
+    backend = loaded.spec.runtime.backend
+    note = environment_note(backend)
+    return [f"backend: {backend}", *([f"note: {note}"] if note else [])]
 
 
 def _reason(exc: Exception, workers: int, splits: Any) -> str:
