@@ -7,7 +7,7 @@ from typing import Any
 
 from dlx.build.resolver import CALLBACK, LOSS, METRIC, OPTIMIZER, Resolver
 from dlx.errors import SpecError
-from dlx.spec import LoadedSpec, normalize_name
+from dlx.spec import LoadedSpec, PathKey, normalize_name
 from dlx.spec.schema import GAN_ROLES
 
 # Metric names that `Model.compile` itself interprets by the loss and output shape (keras/src/
@@ -56,7 +56,7 @@ def build_compile_args(loaded: LoadedSpec, output_names: list[str] | None = None
     return CompileArgs(**results)
 
 
-def build_optimizer(resolver: Resolver, value: Any, path: tuple) -> Any:
+def build_optimizer(resolver: Resolver, value: Any, path: PathKey) -> Any:
     """The optimizer; for a GAN, a mapping of role (generator, discriminator) to optimizer."""
     if isinstance(value, dict) and set(value) == set(GAN_ROLES):
         return {role: resolver.build(OPTIMIZER, value[role], (*path, role)) for role in GAN_ROLES}
@@ -64,7 +64,7 @@ def build_optimizer(resolver: Resolver, value: Any, path: tuple) -> Any:
 
 
 def _per_output(
-    resolver: Resolver, kind: Any, value: Any, path: tuple, outputs: list[str] | None
+    resolver: Resolver, kind: Any, value: Any, path: PathKey, outputs: list[str] | None
 ) -> Any:
     if value is None:
         return None
@@ -88,7 +88,7 @@ def _metrics(resolver: Resolver, value: Any, outputs: list[str] | None) -> Any:
     return [_metric(resolver, m, ("train", "metrics", i)) for i, m in enumerate(value)]
 
 
-def _metric(resolver: Resolver, value: Any, path: tuple) -> Any:
+def _metric(resolver: Resolver, value: Any, path: PathKey) -> Any:
     """A metric; a bare name stays a string so that `compile` picks the right variant."""
     name, _, _ = resolver.split(value, path, METRIC.label)
     if isinstance(value, str):

@@ -16,7 +16,7 @@ from typing import Any
 from dlx.build.graph import GraphBuilder
 from dlx.build.resolver import APPLICATION, Resolver, keras_message
 from dlx.errors import UsageError, did_you_mean
-from dlx.spec import LoadedSpec
+from dlx.spec import LoadedSpec, PathKey
 
 RunModelLoader = Callable[[str | None, str], Any]
 """Loads the Keras model a run logged, for a backbone given by run id (`backbone: {run: <id>}`):
@@ -81,15 +81,17 @@ def build_model(loaded: LoadedSpec, load_run_model: RunModelLoader | None = None
     import keras
 
     model = loaded.spec.model
+    layers = model.layers
+    assert layers is not None  # a supervised model needs `layers` (the spec's `Model` checks it)
     builder = model_builder(loaded)
     name = keras_name(loaded.name)
     if model.backbone is not None:
         backbone = _backbone(loaded, builder.resolver, load_run_model)
         _reserve_names(builder, backbone)
-        out, named = builder.connect(model.layers, ("model", "layers"), scope_input=backbone.output)
+        out, named = builder.connect(layers, ("model", "layers"), scope_input=backbone.output)
         outputs = _outputs(loaded, out, named)
         return BuiltModel(keras.Model(backbone.inputs, outputs, name=name), backbone=backbone)
-    out, named = builder.connect(model.layers, ("model", "layers"))
+    out, named = builder.connect(layers, ("model", "layers"))
     outputs = _outputs(loaded, out, named)
     if not builder.inputs:
         raise loaded.error(("model", "layers"), "the model has no input entry")
@@ -97,7 +99,7 @@ def build_model(loaded: LoadedSpec, load_run_model: RunModelLoader | None = None
     return BuiltModel(_model(loaded, inputs, outputs, name))
 
 
-def functional(builder: GraphBuilder, entries: list[Any], path: tuple, name: str) -> Any:
+def functional(builder: GraphBuilder, entries: list[Any], path: PathKey, name: str) -> Any:
     """A Keras model of `entries`, which start with their own input entry."""
     import keras
 
@@ -159,7 +161,7 @@ def _reserve_names(builder: GraphBuilder, backbone: Any) -> None:
 
 
 def _run_model(
-    loaded: LoadedSpec, run_id: str, path: tuple, load_run_model: RunModelLoader | None
+    loaded: LoadedSpec, run_id: str, path: PathKey, load_run_model: RunModelLoader | None
 ) -> Any:
     """The Keras model a dlx run logged, from the store the spec tracks to."""
     if load_run_model is None:
@@ -205,6 +207,7 @@ def _backbone(loaded: LoadedSpec, resolver: Resolver, load_run_model: RunModelLo
             raise loaded.error((*path, "model"), f"no such model file: {file}")
         backbone = keras.saving.load_model(file, compile=False)
     else:
+        assert spec.run is not None  # a backbone has exactly one origin (the spec checks it)
         backbone = _run_model(loaded, spec.run, (*path, "run"), load_run_model)
     if spec.until is not None:
         try:

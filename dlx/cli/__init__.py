@@ -97,8 +97,9 @@ def _run(call: Callable[[], T], show: Callable[[T], None] | None = None) -> T:
         with sigterm_raised():
             result = call()
     except (Exception, KeyboardInterrupt) as exc:
-        if show is not None and getattr(exc, "result", None) is not None:
-            show(exc.result)
+        shown = getattr(exc, "result", None)
+        if show is not None and shown is not None:
+            show(shown)
         status = _exit_status(exc)
     else:
         if show is not None:
@@ -224,6 +225,7 @@ def train(
             render.training,
         )
     else:
+        assert spec is not None  # `check` asked for a SPEC or --resume
         if api.declares_sweep(spec, set_ or []):
             render.stderr(
                 f"note: {spec} has a sweep: section; dlx train trains the spec as written and "
@@ -619,4 +621,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dlx.data.fingerprint import digest_source
 from dlx.data.sources import (
     Features,
+    FileStream,
     SourceContext,
     SourceData,
     SourceError,
@@ -35,7 +37,6 @@ from dlx.data.stream import (
     choose_cache,
     choose_sharding,
     describe_unreadable,
-    digest_stream,
     split_files,
 )
 
@@ -148,6 +149,7 @@ class Splits:
         self.sharding = choose_sharding(files, workers, self.batch_size, replicas)
         if self.sharding.policy == "file":
             stream = self.stream
+            assert stream is not None  # only files are shared by file (`choose_sharding`)
             whole = TrainStream(stream.files, stream.seed, stream.buffer, "none")
             self.train = whole.epochs(0, 1, self.batch_size).prefetch(tf.data.AUTOTUNE)
             self.stream = stream.for_worker(workers, index)
@@ -156,6 +158,7 @@ class Splits:
     @functools.cached_property
     def _train_tensors(self) -> Any:
         """The training examples as tensors, which each epoch's batches are gathered from."""
+        assert self.examples is not None  # read only for training examples in memory
         return self.examples.batch(self.num_train).get_single_element()
 
     def epochs(self, first: int, end: int) -> tf.data.Dataset:
@@ -171,6 +174,7 @@ class Splits:
         import tensorflow as tf
 
         if self.sharding is not None and self.sharding.policy == "file":
+            assert self.stream is not None  # only files are shared by file (`choose_sharding`)
             share = self.steps_per_epoch * self.batch_size // self.sharding.workers
             stream = self.stream.epochs(first, end, self.batch_size, share)
             return _distributable(stream, by_file=True).prefetch(tf.data.AUTOTUNE)
@@ -227,7 +231,7 @@ def check_sources(data: Data, context: SourceContext) -> list[SourceError]:
         One error for each source at fault, its `path` from the spec's root
         (`("data", "source", "sklearn")`); none when all are fine.
     """
-    components = [(data.source, ("data", "source"))]
+    components: list[tuple[Any, tuple[str, ...]]] = [(data.source, ("data", "source"))]
     components += [(component, keys) for _, component, keys in data.explicit_sources()]
     errors = []
     for component, keys in components:
@@ -304,8 +308,8 @@ def make_splits(
             _load_rows(read)
     digest = hashlib.sha256()
     content = data.fingerprint == "content"
-    count = _digest_source(digest, source, content)
-    counts = {name: _digest_source(digest, read, content) for name, read in explicit.items()}
+    count = digest_source(digest, source, content)
+    counts = {name: digest_source(digest, read, content) for name, read in explicit.items()}
 
     num_test = _fraction_of(count, data.test_split)
     num_validation = _fraction_of(count, data.validation_split)
@@ -324,6 +328,7 @@ def make_splits(
         cache = f"{cache}-{worker}of{workers}"  # workers on one machine: a disk cache each
     train_stream, files = None, []
     if source.stream is not None:
+        assert cache is not None  # chosen for every streamed source
         files = list(
             split_files(
                 source.stream, data.validation_split, data.test_split, context.seed, data.on_error
@@ -349,6 +354,7 @@ def make_splits(
     for name, given in explicit.items():
         part = _explicit_part(given, data, cache, name, counts[name])
         if isinstance(part, FileSplit):
+            assert cache is not None  # chosen for every streamed source
             explicit_files[name] = part
             part = _streamed_part(part, cache, name)
         if name == "validation":
@@ -386,11 +392,11 @@ def make_splits(
         labels, file_counts = [files[0].labels, None, None], [files[0].count, None, None]
         for index, name in ((1, "validation"), (2, "test")):
             if (has_validation, has_test)[index - 1]:
-                given = explicit.get(name)
-                read = files[index] if given is None else explicit_files.get(name)
-                labels[index] = given.y if read is None else read.labels
-                file_counts[index] = None if read is None else read.count
-        splits.labels, splits.file_counts = tuple(labels), tuple(file_counts)
+                streamed = explicit_files.get(name) if name in explicit else files[index]
+                labels[index] = explicit[name].y if streamed is None else streamed.labels
+                file_counts[index] = None if streamed is None else streamed.count
+        splits.labels = tuple(labels)
+        splits.file_counts = (file_counts[0], file_counts[1], file_counts[2])
     # Before any epoch is read: a worker that reads only its own files caches only those.
     if workers > 1 and splits.shard(workers, worker, replicas).policy == "file":
         return splits
@@ -503,7 +509,7 @@ def _load_rows(source: SourceData | None) -> None:
         return
     stream = source.stream
     x, y = (
-        _stream_split(source, "fail")
+        _stream_split(stream, "fail")
         .files_dataset()
         .batch(stream.num_examples)
         .get_single_element()
@@ -535,6 +541,7 @@ def _relabel(validation: SourceData, class_names: list[str], keys: tuple[str, ..
     """
     if validation.class_names == class_names or (validation.y is None and not validation.stream):
         return
+    assert validation.class_names is not None  # called for a source that names its classes
     unknown = sorted(set(validation.class_names) - set(class_names))
     if unknown:
         raise SourceError(
@@ -587,15 +594,15 @@ def _explicit_part(
     """An explicit validation or test source's split: the source's examples, whole; the files
     of a streamed source (read through `_streamed_part`)."""
     if source.stream is not None:
-        return _stream_split(source, data.on_error)
+        return _stream_split(source.stream, data.on_error)
     if data.window is None:
         return _part(source, None, 0, count)
     return _windowed(source, data.window, 0, count, name)
 
 
-def _stream_split(source: SourceData, on_error: str) -> FileSplit:
+def _stream_split(stream: FileStream, on_error: str) -> FileSplit:
     """All the files of a streamed source, in its order (an explicit validation source)."""
-    return FileSplit(source.stream, np.arange(len(source.stream.files)), on_error=on_error)
+    return FileSplit(stream, np.arange(len(stream.files)), on_error=on_error)
 
 
 def _streamed_part(files: FileSplit, cache: str, name: str) -> _Part:
@@ -641,6 +648,7 @@ def _windowed(source: SourceData, window: Window, start: int, stop: int, split: 
     steps = starts[:, np.newaxis] + np.arange(window.size)
     targets = starts + window.size + window.horizon - 1
     x, y = source.x, source.y
+    assert x is not None  # a series is arrays (`_check_series`, `_load_rows`)
 
     def series(array: np.ndarray) -> np.ndarray:
         return array[:, np.newaxis] if array.ndim == 1 else array
@@ -650,12 +658,15 @@ def _windowed(source: SourceData, window: Window, start: int, stop: int, split: 
         if isinstance(x, dict)
         else series(x)[steps]
     )
-    arrays = (inputs, (x if y is None else y)[targets])
+    target_series = x if y is None else y
+    assert not isinstance(target_series, dict)  # without y, x is one array (`_check_series`)
+    arrays = (inputs, target_series[targets])
     return _Part(None, arrays, count)
 
 
 def _take(source: SourceData, indices: np.ndarray | slice) -> Arrays:
     x = source.x
+    assert x is not None  # a source that gives no dataset gives arrays (`_check_examples`)
     inputs = (
         {name: array[indices] for name, array in x.items()} if isinstance(x, dict) else x[indices]
     )
@@ -702,55 +713,3 @@ def _distributable(dataset: tf.data.Dataset, by_file: bool = False) -> tf.data.D
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = policy.OFF if by_file else policy.DATA
     return dataset.with_options(options)
-
-
-def _digest_source(digest: Any, source: SourceData, content: bool) -> int:
-    """Add a source's data to a sha256 digest, and count its examples; a streamed source's
-    files by their bytes with `content`, else by their sizes and times (`digest_stream`)."""
-    for name in source.class_names or []:
-        _digest_text(digest, name)
-    if source.stream is not None:
-        return digest_stream(digest, source.stream, content)
-    if source.dataset is not None:
-        return _digest_dataset(digest, source.dataset)
-    arrays = source.named_arrays()
-    for name, array in arrays:
-        _digest_text(digest, name)
-        _digest_array(digest, array)
-    if source.y is None:
-        _digest_text(digest, "y")  # a `y` without an array: data without targets
-    _, first = arrays[0]
-    return len(first)
-
-
-def _digest_dataset(digest: Any, dataset: tf.data.Dataset) -> int:
-    import tensorflow as tf
-
-    if int(dataset.cardinality()) == tf.data.INFINITE_CARDINALITY:
-        raise SourceError(
-            "the source's dataset is infinite: expected a finite dataset of (x, y) examples"
-        )
-    count = 0
-    for example in dataset.as_numpy_iterator():
-        for value in tf.nest.flatten(example):
-            _digest_array(digest, np.asarray(value))
-        count += 1
-    if count == 0:
-        raise SourceError("the source's dataset holds no examples")
-    return count
-
-
-def _digest_array(digest: Any, array: np.ndarray) -> None:
-    digest.update(f"{array.dtype.str}{array.shape}".encode())
-    if array.dtype == object:
-        # An object array's bytes are pointers; digest the values (strings, bytes) instead.
-        for value in array.ravel():
-            _digest_text(digest, value)
-    else:
-        digest.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
-
-
-def _digest_text(digest: Any, value: str | bytes) -> None:
-    data = value if isinstance(value, bytes) else str(value).encode()
-    digest.update(len(data).to_bytes(8, "little"))
-    digest.update(data)

@@ -148,6 +148,7 @@ class FileSplit:
         count = self.count
         positions = tf.range(count, dtype=tf.int64) if order is None else order
         decode, unreadable, skip = self.stream.decode, self._unreadable, self.on_error == "skip"
+        assert decode is not None  # a stream without `read` decodes its files, one example each
         decoded = (
             tf.data.Dataset.from_tensor_slices(positions)
             .enumerate()
@@ -203,6 +204,7 @@ class FileSplit:
         offsets = tf.constant(self.stream.offsets[self.indices], tf.int64)
         keep = None if self.keep is None else tf.constant(self.keep)
         read, skip = self.stream.read, self.on_error == "skip"
+        assert read is not None  # called for a stream that reads its files (`files_dataset`)
 
         def examples(i: tf.Tensor) -> tf.data.Dataset:
             dataset = read(tf.gather(paths, i))
@@ -243,7 +245,8 @@ def describe_unreadable(error: BaseException, streams: list[FileStream]) -> str 
     path = found.group(1)
     reason = "TensorFlow could not decode it"
     for stream in streams:
-        if any(str(file) == path for file in stream.files):
+        # Only files of one example (those a stream decodes) are reported by this marker.
+        if stream.decode is not None and any(str(file) == path for file in stream.files):
             try:
                 stream.decode(tf.constant(path), tf.constant(0, tf.int32))
             except (tf.errors.OpError, ValueError) as decoding:
@@ -341,7 +344,10 @@ def split_files(
                 f"by a hash of their paths (validation_split={validation_split}, "
                 f"test_split={test_split}); give more files or larger fractions"
             ).at("data")
-    return tuple(FileSplit(stream, part, on_error=on_error) for part in (train, validation, test))
+    train_files, validation_files, test_files = (
+        FileSplit(stream, part, on_error=on_error) for part in (train, validation, test)
+    )
+    return train_files, validation_files, test_files
 
 
 def _split_examples(
@@ -387,6 +393,7 @@ def digest_stream(digest: Any, stream: FileStream, content: bool = False) -> int
     takes as long as a pass over the files on disk).
     """
     labels = stream.labels if stream.counts is None else [""] * len(stream.files)
+    assert labels is not None  # a stream of files of one example has their labels
     for relative, file, label in sorted(
         (file.relative_to(stream.root).as_posix(), file, str(label))
         for file, label in zip(stream.files, labels, strict=True)
@@ -463,8 +470,8 @@ def _fill_disk_cache(dataset: tf.data.Dataset, prefix: str) -> None:
             for leftover in [*folder.glob(f"{name}.*"), *folder.glob(f"{name}_*")]:
                 leftover.unlink(missing_ok=True)
     filling = f"{prefix}.fill-{os.getpid()}"
-    with open(f"{filling}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(f"{filling}.lock", "a") as filling_lock:
+        fcntl.flock(filling_lock, fcntl.LOCK_EX)
         for _ in dataset.cache(filling):
             pass
         # The data files first: a cache is complete once its `.index` is in place.

@@ -234,14 +234,15 @@ def export_run(
         named = _named(model, run.inputs)
         expected = _as_list(model, model.predict(run.inputs, verbose=0))
         if name == "model":
-            done.keras_latency_ms = _latency(
-                lambda x, m=model: m.predict_on_batch(x if len(x) > 1 else next(iter(x.values()))),
-                named,
-            )
+
+            def predict_batch(x: dict[str, np.ndarray], m: Any = model) -> Any:
+                return m.predict_on_batch(x if len(x) > 1 else next(iter(x.values())))
+
+            done.keras_latency_ms = _latency(predict_batch, named)
         classifiers = [i for i, o in enumerate(model.output_names) if o in run.classifier_outputs]
         if name != "model":
             classifiers = []
-        variants = [(f, None) for f in formats]
+        variants: list[tuple[str, str | None]] = [(f, None) for f in formats]
         if quantize is not None:
             variants.append(("litert", quantize))
         for format_name, quantization in variants:
@@ -305,7 +306,7 @@ def _export_one(
     folder.mkdir(parents=True, exist_ok=True)
     stem = name + (f"_{quantize}" if quantize else "")
     path = folder / f"{stem}{export_format.suffix}"
-    options = {}
+    options: dict[str, Any] = {}
     if quantize is not None:
         options["quantize"] = quantize
         options["calibration"] = _named(model, run.calibration)

@@ -135,7 +135,7 @@ class _Loader(_BoundedComposer, yaml.SafeLoader):
 
 if yaml.__with_libyaml__:
 
-    class _FastLoader(_BoundedComposer, yaml.cyaml.CParser):
+    class _LibyamlLoader(_BoundedComposer, yaml.cyaml.CParser):
         """libyaml's parser under the same composer: a 50 MB value in seconds, not minutes."""
 
         def __init__(self, stream: str) -> None:
@@ -144,6 +144,7 @@ if yaml.__with_libyaml__:
             yaml.resolver.Resolver.__init__(self)
             self._start_bounds()
 
+    _FastLoader: type[_BoundedComposer] = _LibyamlLoader
 else:  # PyYAML built without libyaml
     _FastLoader = _Loader
 
@@ -315,18 +316,19 @@ def _plain(node: yaml.Node, path: PathKey, doc: Document, problems: list[Problem
         key = _constructor.construct_object(key_node)
         if not isinstance(key, (str, int)) or isinstance(key, bool):
             key = str(key_node.value)
+        key_path = (*path, key)
         if key in result:
-            first = doc.keys[(*path, key)]
+            first = doc.keys[key_path]
             problems.append(
                 Problem(
                     f"duplicate key '{key}' (first given at line {first.line})",
-                    format_path((*path, key)),
+                    format_path(key_path),
                     key_at,
                 )
             )
             continue
-        doc.keys[(*path, key)] = key_at
-        result[key] = _plain(value_node, (*path, key), doc, problems)
+        doc.keys[key_path] = key_at
+        result[key] = _plain(value_node, key_path, doc, problems)
     return result
 
 

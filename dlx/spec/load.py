@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from dlx.errors import Problem, SpecError, did_you_mean, received
 from dlx.spec.component import ComponentError
@@ -141,7 +143,7 @@ _EXPECTED = {
 }
 
 
-def _message(error: dict[str, Any], path: PathKey, missing: str | None) -> str:
+def _message(error: ErrorDetails, path: PathKey, missing: str | None) -> str:
     kind = error["type"]
     value = error.get("input")
     if kind == "missing":
@@ -170,7 +172,11 @@ def _quoted_hint(kind: str, value: Any) -> str:
     """Say so when a number or true/false was written in quotes (YAML then reads a string)."""
     if not isinstance(value, str) or len(value) > 100:
         return ""
-    readers = {"int_": int, "float_": float, "bool_": _read_bool}
+    readers: dict[str, Callable[[str], object]] = {
+        "int_": int,
+        "float_": float,
+        "bool_": _read_bool,
+    }
     read = next((r for prefix, r in readers.items() if kind.startswith(prefix)), None)
     try:
         read(value.strip()) if read else None

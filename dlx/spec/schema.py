@@ -7,6 +7,7 @@ knows Keras; this module imports neither TensorFlow nor Keras.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -35,8 +36,8 @@ _COMPONENT_JSON_SCHEMA = {
 }
 
 
-def component(label: str) -> Any:
-    """The type of one kind of component, written `name` or `{name: arguments}`.
+def _component_check(label: str) -> Callable[[Any], Any]:
+    """The check of one kind of component, written `name` or `{name: arguments}`.
 
     `label` names the kind in messages: `expected a metric: a name, or a mapping ...`.
     """
@@ -45,12 +46,27 @@ def component(label: str) -> Any:
         split_component(value, label)  # its ComponentError is a ValueError: pydantic reports it
         return value
 
-    return Annotated[Any, AfterValidator(check), WithJsonSchema(_COMPONENT_JSON_SCHEMA)]
+    return check
 
 
-Source = component("data source")
-Entries = list[component("layer")]
-Metric = component("metric")
+# One kind of component each (a name, or a mapping {name: arguments}), checked as `label`:
+# written out, not made by a function, so that type checkers read them as types.
+Source = Annotated[
+    Any, AfterValidator(_component_check("data source")), WithJsonSchema(_COMPONENT_JSON_SCHEMA)
+]
+LayerEntry = Annotated[
+    Any, AfterValidator(_component_check("layer")), WithJsonSchema(_COMPONENT_JSON_SCHEMA)
+]
+Entries = list[LayerEntry]
+Metric = Annotated[
+    Any, AfterValidator(_component_check("metric")), WithJsonSchema(_COMPONENT_JSON_SCHEMA)
+]
+CallbackComponent = Annotated[
+    Any, AfterValidator(_component_check("callback")), WithJsonSchema(_COMPONENT_JSON_SCHEMA)
+]
+PrunerComponent = Annotated[
+    Any, AfterValidator(_component_check("pruner")), WithJsonSchema(_COMPONENT_JSON_SCHEMA)
+]
 
 GAN_ROLES = ("generator", "discriminator")
 
@@ -183,7 +199,7 @@ class Data(Strict):
         """The explicit validation and test sources: each split's name, its source component,
         and the spec keys it is written at (`("data", "test", "source")`, or `("data", "test")`
         for a source written directly)."""
-        found = []
+        found: list[tuple[str, Any, tuple[str, ...]]] = []
         for name in ("validation", "test"):
             value = getattr(self, name)
             if isinstance(value, ValidationSource):
@@ -303,7 +319,8 @@ def register_model_kind(name: str, kind: ModelKind) -> None:
     holds. A kind that needs `model` fields of its own adds them to `Model` first.
     """
     MODEL_KINDS[name] = kind
-    Model.model_fields["kind"].annotation = Literal[tuple(MODEL_KINDS)]  # type: ignore[valid-type]
+    # A Literal of names known only at run time: a type form, where pydantic's field says `type`.
+    Model.model_fields["kind"].annotation = Literal[tuple(MODEL_KINDS)]  # type: ignore[assignment]
     Model.model_rebuild(force=True)
     Spec.model_rebuild(force=True)
 
@@ -319,24 +336,26 @@ class FineTune(Strict):
 class Train(Strict):
     """Section 5: how the model is trained."""
 
-    epochs: int = Field(1, gt=0, description="Passes over the training data.")
+    epochs: int = Field(default=1, gt=0, description="Passes over the training data.")
     batch_size: int = Field(
-        32, gt=0, le=2**31 - 1, description="The global batch, split across replicas."
+        default=32, gt=0, le=2**31 - 1, description="The global batch, split across replicas."
     )
-    optimizer: Optimizer = Field("rmsprop", description="The optimizer (Keras's default: rmsprop).")
+    optimizer: Optimizer = Field(
+        default="rmsprop", description="The optimizer (Keras's default: rmsprop)."
+    )
     loss: Any = Field(
-        None, description="A loss component, or a mapping of output name to loss component."
+        default=None, description="A loss component, or a mapping of output name to loss component."
     )
     metrics: list[Metric] | dict[str, list[Metric]] = Field(default_factory=list)
-    callbacks: list[component("callback")] = Field(default_factory=list)
+    callbacks: list[CallbackComponent] = Field(default_factory=list)
     class_weight: Literal["balanced"] | dict[int, float] | None = None
     fine_tune: FineTune | None = None
     on_nan: Literal["stop", "continue"] = Field(
-        "stop",
+        default="stop",
         description="When an epoch's loss is NaN or infinite: stop the run (FAILED), or go on.",
     )
     steps_per_execution: StepsPerExecution = Field(
-        "auto",
+        default="auto",
         description=(
             "Training steps run in one call into TensorFlow: a positive integer, or auto (as "
             "many as take a few tens of milliseconds). Always a divisor of the epoch's steps: "
@@ -354,7 +373,7 @@ class Runtime(Strict):
     """Section 6: where and how the model runs."""
 
     backend: Literal["tensorflow", "jax"] = Field(
-        "tensorflow",
+        default="tensorflow",
         description="The Keras backend that trains the model: tensorflow (tf.distribute "
         "strategies) or jax (keras.distribution).",
     )
@@ -377,9 +396,11 @@ class Runtime(Strict):
 class Tracking(Strict):
     """Section 7: where the run is recorded."""
 
-    experiment: str | None = Field(None, description="MLflow experiment; default: the spec's name.")
+    experiment: str | None = Field(
+        default=None, description="MLflow experiment; default: the spec's name."
+    )
     uri: str | None = Field(
-        None, description="Tracking URI; default: $MLFLOW_TRACKING_URI or ./mlflow.db."
+        default=None, description="Tracking URI; default: $MLFLOW_TRACKING_URI or ./mlflow.db."
     )
     tags: dict[str, str] = Field(default_factory=dict)
     log_model: bool = True
@@ -415,6 +436,7 @@ class SweepParam(Strict):
             )
         (kind,) = given
         bounds = self.values_of(kind)
+        assert bounds is not None  # `given` holds the kinds whose values are set
         if kind != "choice" and not bounds[0] < bounds[1]:
             raise ValueError(f"{kind}: expected low < high. Received: {bounds}")
         if kind == "log_uniform" and bounds[0] <= 0:
@@ -465,7 +487,7 @@ class Sweep(Strict):
     params: dict[str, SweepParam] = Field(
         min_length=1, description="Dotted paths (those --set takes) and the values they take."
     )
-    prune: component("pruner") | None = Field(
+    prune: PrunerComponent | None = Field(
         None,
         description="Stop poor trials early, fed each epoch's metric: median, hyperband or "
         "successive_halving, e.g. {median: {warmup_epochs: 2}}.",
@@ -489,6 +511,8 @@ class Spec(Strict):
     )
     data: Data | None = None
     model: Model
+    # Train's and Tracking's fields give `default=` by name: type checkers then see that these
+    # two are made without arguments.
     train: Train = Field(default_factory=Train)
     runtime: Runtime = Field(default_factory=Runtime)
     tracking: Tracking = Field(default_factory=Tracking)

@@ -66,7 +66,11 @@ def _grid(sweep: Sweep, seed: int) -> Any:
         def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
             return None
 
-    space = {path: grid_values(param) for path, param in sweep.params.items()}
+    space: dict[str, list[Any]] = {}
+    for path, param in sweep.params.items():
+        values = grid_values(param)
+        assert values is not None  # a grid's params are choice or int (`sweep_problems` checks)
+        space[path] = values
     return Grid(space, seed=seed)
 
 

@@ -34,10 +34,12 @@ def summary(config: SweepConfig, sweep: Sweep, study: Any) -> SweepResult:
             len(trial.intermediate_values),
         )
         result.trials.append(row)
-    complete = [r for r in result.trials if r.state == "COMPLETE" and r.value is not None]
+    complete = [
+        (r.value, r) for r in result.trials if r.state == "COMPLETE" and r.value is not None
+    ]
     if complete:
         pick = max if result.goal == "max" else min
-        result.best = pick(complete, key=lambda r: r.value)
+        result.best = pick(complete, key=lambda scored: scored[0])[1]
         result.best_run_id = result.best.run_ids[0] if result.best.run_ids else None
     return result
 

@@ -48,6 +48,8 @@ class AutoencoderTask(Task):
         import keras
 
         model = self.loaded.spec.model
+        # An autoencoder needs both (the spec's `Model` checks it).
+        assert model.encoder is not None and model.decoder is not None
         builder = model_builder(self.loaded)
         name = keras_name(self.loaded.name)
         encoder = functional(builder, model.encoder, ("model", "encoder"), f"{name}_encoder")

@@ -77,9 +77,10 @@ class RunCheckpoints:
     def __init__(self, folder: Path | None, *, writer: bool = True):
         self.writer = writer
         self._scratch = None if writer else Path(tempfile.mkdtemp(prefix="dlx-worker-checkpoints-"))
-        if folder is None and self._scratch is None:
+        folder = folder or self._scratch
+        if folder is None:
             raise ValueError("the chief's checkpoints need the run's folder")
-        self.folder = folder or self._scratch
+        self.folder = folder
         if writer:  # at once: a run killed in its first epoch can be resumed (from the start)
             self.folder.mkdir(parents=True, exist_ok=True)
 
@@ -149,8 +150,8 @@ def _signals_deferred() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-        for number in received:
-            signal.raise_signal(number)
+        for signum in received:
+            signal.raise_signal(signum)
 
 
 @functools.cache

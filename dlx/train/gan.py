@@ -47,6 +47,9 @@ class GanTask(Task):
     def build_models(self) -> BuiltModel:
         """The generator, from a latent vector, and the discriminator, on its samples."""
         model = self.loaded.spec.model
+        # A GAN needs these three (the spec's `Model` checks it).
+        assert model.latent_dim is not None
+        assert model.generator is not None and model.discriminator is not None
         builder = model_builder(self.loaded)
         latent = keras.Input(shape=(model.latent_dim,), name="latent")
         out, _ = builder.connect(model.generator, ("model", "generator"), scope_input=latent)
@@ -82,6 +85,7 @@ class GanTask(Task):
             optimizers = {"generator": optimizers, "discriminator": copy}
         from dlx.train.gan_tensorflow import Adversarial
 
+        assert spec.model.latent_dim is not None  # a GAN's spec has one (`MODEL_KINDS`)
         model = Adversarial(
             self.built.generator, self.built.discriminator, spec.model.latent_dim, spec.seed
         )

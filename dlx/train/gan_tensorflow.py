@@ -42,7 +42,7 @@ class Adversarial(keras.Model):
         self.discriminator_optimizer: Any = None
         self.built = True  # both networks are built; the model itself has no weights of its own
 
-    def compile(  # type: ignore[override]
+    def compile(
         self, generator_optimizer: Any, discriminator_optimizer: Any, jit_compile: Any = "auto"
     ) -> None:
         """Set the two optimizers (built here, in the strategy's scope) and compile."""

@@ -78,7 +78,7 @@ def make_placement(loaded: LoadedSpec) -> Placement:
     import keras
 
     runtime = loaded.spec.runtime
-    name = runtime.strategy
+    name: str = runtime.strategy
     cluster = Cluster.from_environment()
     accelerators = [d for d in jax.devices() if d.platform != "cpu"]
     local = accelerators or jax.devices()

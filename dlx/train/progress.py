@@ -91,22 +91,22 @@ class _EpochProgress(keras.callbacks.Callback):
         self._epoch = EpochProgress(stage, 1, epochs, steps)
         self._started = 0.0
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.listener.training_began()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = EpochProgress(self.stage, epoch - self.first + 1, self.epochs, self.steps)
         self._started = time.perf_counter()
         self.listener.epoch_began(self._epoch)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         seconds = time.perf_counter() - self._started
         self.listener.epoch_ended(self._epoch, seconds, scalar_logs(logs))
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.listener.training_ended()
 
 
 class _BatchProgress(_EpochProgress):
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.listener.batch_ended(self._epoch, batch, scalar_logs(logs))

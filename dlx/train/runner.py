@@ -381,7 +381,7 @@ def _record(
             epochs_trained = fitting.stages(checkpoints, recorder)
             fit_seconds = time.perf_counter() - fit_started
             # Epochs journaled before a kill but never sent, then whatever an outage held back.
-            outbox.requeue([row["epoch"] for row in recorder.history])
+            outbox.requeue([int(row["epoch"]) for row in recorder.history])
             outbox.send(wait=True)
             final = dict(recorder.history[-1]) if recorder.history else {}
             final.pop("epoch", None)
@@ -408,13 +408,13 @@ def _record(
             raise
         except Diverged as exc:
             # Its weights are NaN: nothing to resume from once its metrics are all in the store.
-            kept = not outbox.send()
-            if not kept:
+            unsent = not outbox.send()
+            if not unsent:
                 checkpoints.remove()
             failed = TrainingFailed(
                 f"{exc}\nThe run {run.run_id} is recorded as FAILED with the metrics of its "
                 "epochs up to that one"
-                + (f"; the ones not sent yet are kept in {folder}" if kept else "")
+                + (f"; the ones not sent yet are kept in {folder}" if unsent else "")
                 + f".\n{run.ui_hint()}"
             )
             failed.folder = folder
@@ -470,12 +470,11 @@ def _reason(exc: Exception, workers: int, splits: Any) -> str:
     unreadable = splits.unreadable(exc)
     if unreadable is not None:
         return unreadable
+    lost: tuple[type[BaseException], ...] = ()
     if workers > 1 and "tensorflow" in sys.modules:
         import tensorflow as tf
 
         lost = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError)
-    else:
-        lost = ()
     if lost and isinstance(exc, lost):
         return (
             f"a worker of the job stopped answering (TensorFlow: {type(exc).__name__}; "

@@ -19,7 +19,7 @@ from dlx.build.compile import CompileArgs, build_compile_args
 from dlx.build.model import BuiltModel, build_model
 from dlx.data import Splits
 from dlx.errors import DlxError, SpecError, UsageError
-from dlx.spec import LoadedSpec, split_component
+from dlx.spec import LoadedSpec, PathKey, split_component
 from dlx.track.logged_models import load_run_model
 
 ADAPT_SAMPLE = 10000
@@ -241,6 +241,7 @@ class SupervisedTask(Task):
         import keras
 
         fine_tune = self.loaded.spec.train.fine_tune
+        assert fine_tune is not None  # the fine-tune stage exists only with `train.fine_tune`
         backbone = self.built.backbone if self.built else None
         if backbone is None:
             raise self.loaded.error(
@@ -380,6 +381,7 @@ def _target_problem(y: np.ndarray, loss: str, units: int | None, output: str) ->
 def _output(loaded: LoadedSpec) -> str:
     """Where the spec writes the model's output: `dense at line 12`."""
     model = loaded.spec.model
+    path: PathKey
     if model.outputs is not None:
         first = model.outputs if isinstance(model.outputs, str) else model.outputs[0]
         path, name = ("model", "outputs"), f"the entry '{first}'"
@@ -391,8 +393,9 @@ def _output(loaded: LoadedSpec) -> str:
     else:
         return "the last entry"
     location = loaded.document.locate(path)
-    in_file = location is not None and location.path != "--set"
-    return f"{name} at line {location.line}" if in_file else name
+    if location is None or location.path == "--set":
+        return name
+    return f"{name} at line {location.line}"
 
 
 def _check_inputs(loaded: LoadedSpec, model: Any, splits: Splits) -> None:

@@ -48,6 +48,7 @@ def _check_csv(
                 f"header of {_shown(context, files[0])} ({', '.join(header)})",
                 "path",
             )
+    assert header is not None  # `_glob` names at least one file, or raises
     return files, header, _csv_columns(_shown(context, files[0]), header, label, features)
 
 
