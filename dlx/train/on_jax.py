@@ -143,6 +143,18 @@ def keep_tensorflow_out() -> None:
     module_utils.tensorflow._available = False
 
 
+def unsupported(model: Any) -> str | None:
+    """What in a built model Keras cannot train on JAX: text inputs (JAX arrays hold numbers;
+    `text_vectorization` inside a model needs TensorFlow's strings)."""
+    if any(str(tensor.dtype) == "string" for tensor in model.inputs):
+        return (
+            "the model reads text (an input with dtype: string): JAX arrays hold numbers only, "
+            "so a model that turns text into numbers itself trains on the tensorflow backend "
+            "(set runtime.backend: tensorflow)"
+        )
+    return None
+
+
 def after_build(model: Any) -> None:
     """Nothing to adjust on JAX once the model is built."""
 

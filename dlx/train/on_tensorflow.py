@@ -57,6 +57,11 @@ def keep_tensorflow_out() -> None:
     """Nothing to keep out: TensorFlow is the backend."""
 
 
+def unsupported(model: Any) -> str | None:
+    """Nothing a built model holds is beyond TensorFlow."""
+    return None
+
+
 def after_build(model: Any) -> None:
     """Turn Grappler's remapper off for a model with a leaky ReLU.
 

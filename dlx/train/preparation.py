@@ -134,11 +134,11 @@ def prepare(loaded: LoadedSpec, purpose: str, placement: Placement | None = None
     splits = read_splits(
         loaded, purpose, workers=workers, worker=worker, replicas=replicas, feed=backend.FEED
     )
-    if splits.in_memory:
-        backend.keep_tensorflow_out()
     scope = placement.strategy.scope() if placement is not None else contextlib.nullcontext()
     with scope:
         model = task.build(spec.runtime.jit_compile)
+        if (unsupported := backend.unsupported(model)) is not None:
+            raise loaded.error(("runtime", "backend"), unsupported)
         try:
             task.prepare(model, splits)
         except backend.unreadable_errors() as exc:
@@ -146,6 +146,8 @@ def prepare(loaded: LoadedSpec, purpose: str, placement: Placement | None = None
             if (unreadable := splits.unreadable(exc)) is None:
                 raise
             raise SpecError([loaded.document.problem(("data",), unreadable)]) from None
+    if splits.in_memory:
+        backend.keep_tensorflow_out()
     in_sync = placement.strategy.num_replicas_in_sync if placement is not None else 1
     jit = choose_jit_compile(
         spec.runtime.jit_compile,
@@ -167,8 +169,12 @@ def backend_of(loaded: LoadedSpec) -> ModuleType:
     """
     from dlx.backend import use_backend
 
-    backend = loaded.spec.runtime.backend
-    use_backend(backend)
+    use_backend(loaded.spec.runtime.backend)
+    return backend_module(loaded.spec.runtime.backend)
+
+
+def backend_module(backend: str) -> ModuleType:
+    """`dlx.train.on_jax` for `jax`, else `dlx.train.on_tensorflow` (Keras left as it is)."""
     if backend == "jax":
         from dlx.train import on_jax
 

@@ -29,7 +29,7 @@ def check_spec(loaded: LoadedSpec, check_data: bool) -> tuple[BuiltModel | None,
     import keras
 
     from dlx.train.kinds import task_for
-    from dlx.train.preparation import source_context
+    from dlx.train.preparation import backend_module, source_context
 
     # Layer names start afresh: the same spec, the same names. (Python's own collector frees
     # old models; a full collection here would cost half a second per call.)
@@ -43,6 +43,9 @@ def check_spec(loaded: LoadedSpec, check_data: bool) -> tuple[BuiltModel | None,
         built = task.build_models()
     except SpecError as exc:
         problems.extend(exc.problems)
+    backend = backend_module(loaded.spec.runtime.backend)
+    if built is not None and (unsupported := backend.unsupported(built.model)) is not None:
+        problems.append(loaded.document.problem(("runtime", "backend"), unsupported))
     output_names = list(built.model.output_names) if built is not None else None
     try:
         build_compile_args(loaded, output_names)
