@@ -81,7 +81,7 @@ def only_run(folder: Path):
     return client, run
 
 
-def test_a_cnn_trains_on_jax_from_memory_without_importing_tensorflow(tmp_path):
+def test_a_cnn_trains_on_jax_from_memory_without_importing_tensorflow_and_exports(tmp_path):
     done = dlx_on_jax("train", str(DIGITS), "--set", JAX, cwd=tmp_path)
 
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
@@ -93,6 +93,16 @@ def test_a_cnn_trains_on_jax_from_memory_without_importing_tensorflow(tmp_path):
     assert run.data.tags["dlx.backend"] == "jax"
     assert "dlx.version.jax" in run.data.tags and "dlx.version.tensorflow" not in run.data.tags
     assert run.data.metrics["val_accuracy"] >= 0.95  # as on TensorFlow (0.97-0.98)
+
+    # Exported under TensorFlow (this process's backend), checked in each runtime as any run.
+    exported = api.export(
+        run.info.run_id,
+        ["saved_model", "onnx"],
+        output=tmp_path / "export",
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
+    assert [check.format for check in exported.checks] == ["saved_model", "onnx"]
+    assert all(check.max_abs_diff <= 1e-5 for check in exported.checks)
 
 
 def test_data_parallel_on_two_host_devices_is_one_run_of_two_replicas(tmp_path):
