@@ -48,7 +48,7 @@ def dlx_epochs(spec: Path, store: Path) -> list[float]:
     from dlx import api
 
     with contextlib.redirect_stdout(io.StringIO()):
-        result = api.train(spec, live=False, tracking_uri=f"sqlite:///{store}")
+        result = api.train(spec, tracking_uri=f"sqlite:///{store}")
     with contextlib.closing(sqlite3.connect(store)) as connection:
         stamps = [
             row[0]

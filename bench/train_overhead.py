@@ -98,7 +98,7 @@ def dlx_fit(spec: Path) -> float:
     from dlx import api
 
     with contextlib.redirect_stdout(io.StringIO()):
-        result = api.train(spec, live=False)
+        result = api.train(spec)
     return result.samples_per_second
 
 

@@ -175,7 +175,7 @@ def dlx_epochs(spec: Path) -> tuple[list[float], str]:
     from dlx import api
 
     with contextlib.redirect_stdout(io.StringIO()):
-        result = api.train(spec, live=False)
+        result = api.train(spec)
     history = MlflowClient(result.tracking_uri).get_metric_history(result.run_id, "loss")
     stamps = [m.timestamp / 1000 for m in sorted(history, key=lambda m: m.step)]
     return list(np.diff(stamps)), result.steps_per_execution

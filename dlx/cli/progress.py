@@ -26,6 +26,10 @@ class PlainLines:
 
     batches = False
 
+    def run_began(self, lines: list[str]) -> None:
+        for line in lines:
+            print(line, flush=True)
+
     def training_began(self) -> None:
         pass
 

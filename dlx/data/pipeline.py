@@ -116,7 +116,14 @@ class Splits:
     def unreadable(self, error: BaseException) -> str | None:
         """The file an error of reading the data names, why it cannot be read and what to do,
         in a line; `None` when the error is not about a file that could not be decoded."""
+        if not self.files:
+            return None
         return describe_unreadable(error, [part.stream for part in self.files])
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the splits are batches of arrays fed without `tf.data` (`feed="arrays"`)."""
+        return not hasattr(self.train, "with_options")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -162,6 +169,8 @@ class Splits:
         `e` reads exactly the batches an uninterrupted run reads there. Each epoch ends with
         its own partial batch: train with `steps_per_epoch`.
         """
+        if self.in_memory:
+            return self.train.epochs(first, end)
         import tensorflow as tf
 
         if self.sharding is not None and self.sharding.policy == "file":
@@ -193,11 +202,21 @@ class Splits:
 
 @dataclass
 class _Part:
-    """One split before batching: its examples, as arrays for an array source, and their count."""
+    """One split before batching: its examples, as arrays for an array source, and their count.
+
+    An array source's `tf.data` dataset is made when first asked for (`examples`): a split fed
+    as arrays (`feed="arrays"`) never imports TensorFlow.
+    """
 
     dataset: tf.data.Dataset | None
     arrays: Arrays | None
     count: int
+
+    @property
+    def examples(self) -> tf.data.Dataset | None:
+        if self.dataset is None and self.arrays is not None:
+            self.dataset = _from_arrays(self.arrays)
+        return self.dataset
 
 
 def check_sources(data: Data, context: SourceContext) -> list[SourceError]:
@@ -231,6 +250,7 @@ def make_splits(
     workers: int = 1,
     worker: int = 0,
     replicas: int = 1,
+    feed: str = "tf.data",
 ) -> Splits:
     """Read a spec's data and split it into batched train, validation and test datasets.
 
@@ -262,6 +282,9 @@ def make_splits(
         workers: the workers of the job; with several, see `Splits.shard`.
         worker: this process's place among them.
         replicas: the replicas of all workers.
+        feed: `tf.data`, or `arrays`: data in memory is fed to Keras as batches of arrays
+            (`dlx.data.batches.ArrayBatches`) without TensorFlow (the JAX backend); streamed
+            and dataset sources are `tf.data` either way.
 
     Returns:
         The splits, their arrays, their sizes and the data's fingerprint.
@@ -341,10 +364,15 @@ def make_splits(
 
     shuffle_seed = context.seed if data.shuffle else None
     has_validation, has_test = split_validation.count > 0, test.count > 0
+    in_memory = all(p.arrays is not None for p in (train, split_validation, test) if p.count)
+    if feed == "arrays" and in_memory and workers == 1:
+        return _array_splits(
+            (train, split_validation, test), source, fingerprint, batch_size, shuffle_seed
+        )
     splits = Splits(
-        train=train.dataset,  # replaced below by its first epoch
-        validation=_batched(split_validation.dataset, batch_size) if has_validation else None,
-        test=_batched(test.dataset, batch_size) if has_test else None,
+        train=train.examples,  # replaced below by its first epoch
+        validation=_batched(split_validation.examples, batch_size) if has_validation else None,
+        test=_batched(test.examples, batch_size) if has_test else None,
         train_arrays=train.arrays,
         validation_arrays=split_validation.arrays if has_validation else None,
         test_arrays=test.arrays if has_test else None,
@@ -355,7 +383,7 @@ def make_splits(
         fingerprint=fingerprint,
         batch_size=batch_size,
         shuffle_seed=shuffle_seed,
-        examples=train.dataset,
+        examples=train.examples,
         stream=train_stream,
         cache=cache,
         files=[*files, *explicit_files.values()],
@@ -375,6 +403,39 @@ def make_splits(
     with _naming_unreadable(streams):
         splits.train = splits.epochs(0, 1)
     return splits
+
+
+def _array_splits(
+    parts: tuple[_Part, _Part, _Part],
+    source: SourceData,
+    fingerprint: str,
+    batch_size: int,
+    shuffle_seed: int | None,
+) -> Splits:
+    """Splits of data in memory as batches of arrays (`feed="arrays"`)."""
+    from dlx.data.batches import ArrayBatches
+
+    train, validation, test = parts
+    batches = [
+        None if part.count == 0 or part.arrays is None else ArrayBatches(part.arrays, batch_size)
+        for part in (validation, test)
+    ]
+    assert train.arrays is not None
+    return Splits(
+        train=ArrayBatches(train.arrays, batch_size, seed=shuffle_seed),
+        validation=batches[0],
+        test=batches[1],
+        train_arrays=train.arrays,
+        validation_arrays=validation.arrays if validation.count else None,
+        test_arrays=test.arrays if test.count else None,
+        class_names=source.class_names,
+        num_train=train.count,
+        num_validation=validation.count,
+        num_test=test.count,
+        fingerprint=fingerprint,
+        batch_size=batch_size,
+        shuffle_seed=shuffle_seed,
+    )
 
 
 @contextlib.contextmanager
@@ -524,7 +585,7 @@ def _part(source: SourceData, order: np.ndarray | None, start: int, stop: int) -
         dataset = source.dataset.skip(start).take(count)
         return _Part(_with_cardinality(dataset, count), None, count)
     arrays = _take(source, slice(start, stop) if order is None else np.sort(order[start:stop]))
-    return _Part(_from_arrays(arrays), arrays, count)
+    return _Part(None, arrays, count)
 
 
 def _explicit_part(
@@ -600,7 +661,7 @@ def _windowed(source: SourceData, window: Window, start: int, stop: int, split: 
     target_series = x if y is None else y
     assert not isinstance(target_series, dict)  # without y, x is one array (`_check_series`)
     arrays = (inputs, target_series[targets])
-    return _Part(_from_arrays(arrays), arrays, count)
+    return _Part(None, arrays, count)
 
 
 def _take(source: SourceData, indices: np.ndarray | slice) -> Arrays:

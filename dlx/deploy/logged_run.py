@@ -34,7 +34,7 @@ def export_logged_run(
 ) -> Export:
     """Export a run's logged models to each format, check each, and log them to the run
     (`dlx.api.export` documents it)."""
-    from dlx.tensorflow_import import import_tensorflow_quietly
+    from dlx.backend import use_backend
 
     names = parse_formats(",".join(formats))
     if quantize is not None and quantize not in QUANTIZATIONS:
@@ -42,7 +42,9 @@ def export_logged_run(
             f"--quantize: expected one of {', '.join(QUANTIZATIONS)}. Received: {quantize!r}"
         )
     run_id = run.info.run_id
-    import_tensorflow_quietly()
+    # The exporters are TensorFlow's: a run trained on JAX is loaded under TensorFlow (its
+    # `.keras` model is the same on either backend).
+    use_backend("tensorflow")
     models = run_models(store.uri, run_id, store.logged_spec(run))
     folder = Path(output) if output is not None else default_output(run_id)
     return export_run(

@@ -372,6 +372,11 @@ class Train(Strict):
 class Runtime(Strict):
     """Section 6: where and how the model runs."""
 
+    backend: Literal["tensorflow", "jax"] = Field(
+        default="tensorflow",
+        description="The Keras backend that trains the model: tensorflow (tf.distribute "
+        "strategies) or jax (keras.distribution).",
+    )
     strategy: Literal[
         "auto",
         "default",

@@ -321,7 +321,6 @@ class TrackedRun:
         """
         import keras
         import mlflow.keras
-        import tensorflow as tf
         from mlflow.entities import LoggedModelOutput, LoggedModelStatus
         from mlflow.models import Model, infer_signature
 
@@ -343,10 +342,7 @@ class TrackedRun:
                     local_path,
                     mlflow_model=mlflow_model,
                     signature=signature,
-                    pip_requirements=[
-                        f"tensorflow=={tf.__version__}",
-                        f"keras=={keras.__version__}",
-                    ],
+                    pip_requirements=[*_backend_requirements(), f"keras=={keras.__version__}"],
                 )
                 client.log_model_artifacts(logged.model_id, local_path)
             client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
@@ -365,6 +361,17 @@ class TrackedRun:
         if self.client is None or self.experiment_id is None or self.run_id is None:
             raise DlxError("the MLflow run has not been started; use `with TrackedRun(...)`")
         return self.client, self.experiment_id, self.run_id
+
+
+def _backend_requirements() -> list[str]:
+    """The pip requirements of the backend Keras runs here: what loads the logged model."""
+    import importlib
+
+    import keras
+
+    modules = {"tensorflow": ("tensorflow",), "jax": ("jax", "jaxlib")}
+    names = modules.get(keras.backend.backend(), ())
+    return [f"{name}=={importlib.import_module(name).__version__}" for name in names]
 
 
 def _safe_tags(tags: Mapping[str, str]) -> dict[str, str]:

@@ -39,6 +39,8 @@ FILES_PER_WORKER = "dlx.files_per_worker"
 """With `dlx.shard_policy` `file`: how many training files each worker read (`16`, or `16-17`
 when they do not divide evenly)."""
 SEED = "dlx.seed"
+BACKEND = "dlx.backend"
+"""The Keras backend the run trained on: `tensorflow` or `jax` (`runtime.backend`)."""
 STRATEGY = "dlx.strategy"
 """The `tf.distribute` strategy the run trained under (e.g. `mirrored`)."""
 REPLICAS = "dlx.replicas"
@@ -90,7 +92,9 @@ VERSION_PREFIX = "dlx.version."
 _GIT_TIMEOUT_S = 5
 
 # The distribution whose version each `dlx.version.*` tag records, by module name.
-_VERSIONED_MODULES = ("tensorflow", "keras", "mlflow")
+_VERSIONED_MODULES = ("keras", "mlflow")
+_BACKEND_MODULES = {"tensorflow": ("tensorflow",), "jax": ("jax", "jaxlib")}
+"""The libraries of each backend whose versions a run records (never importing the other)."""
 
 
 def resolved_spec_text(loaded: LoadedSpec) -> str:
@@ -154,13 +158,14 @@ def standard_tags(
             "mlflow.user": _user(),
             SPEC_HASH: hashlib.sha256(spec_text.encode()).hexdigest(),
             SEED: str(spec.seed),
+            BACKEND: spec.runtime.backend,
             STRATEGY: strategy,
             REPLICAS: str(replicas),
             f"{VERSION_PREFIX}dlx": dlx.__version__,
             f"{VERSION_PREFIX}python": platform.python_version(),
         }
     )
-    for module in _VERSIONED_MODULES:
+    for module in (*_VERSIONED_MODULES, *_BACKEND_MODULES[spec.runtime.backend]):
         tags[f"{VERSION_PREFIX}{module}"] = importlib.import_module(module).__version__
     if data_fingerprint is not None:
         tags[DATA_FINGERPRINT] = data_fingerprint

@@ -72,11 +72,20 @@ class AutoencoderTask(Task):
 
     def datasets(self, splits: Splits, first: int = 0, end: int = 1) -> tuple[Any, Any, Any]:
         """`(x, x)` pairs; training inputs get the spec's noise, targets never do."""
-        import tensorflow as tf
-
         stddev = self.loaded.spec.model.noise_stddev
         train = splits.epochs(first, end).map(_to_itself)
+        validation = None if splits.validation is None else splits.validation.map(_to_itself)
+        test = None if splits.test is None else splits.test.map(_to_itself)
+        if stddev and splits.in_memory:  # batches of arrays: the noise drawn by NumPy
+            seed = self.loaded.spec.seed
+            return (
+                train.map(lambda n, x, y: (_add_noise_numpy(x, stddev, seed, n), y), numbered=True),
+                validation,
+                test,
+            )
         if stddev:
+            import tensorflow as tf
+
             # Each batch's noise is drawn from (seed, the batch's number since the run began),
             # so it differs every batch and epoch, and a resumed run draws the same noise.
             numbers = tf.data.Dataset.counter(first * splits.steps_per_epoch)
@@ -84,8 +93,6 @@ class AutoencoderTask(Task):
             train = tf.data.Dataset.zip(train, numbers).map(
                 lambda pair, number: (_add_noise(pair[0], stddev, seed, number), pair[1])
             )
-        validation = None if splits.validation is None else splits.validation.map(_to_itself)
-        test = None if splits.test is None else splits.test.map(_to_itself)
         return train, validation, test
 
     def log_artifacts(self, run: Any, model: Any, splits: Splits) -> None:
@@ -138,16 +145,26 @@ def reconstruction_errors(model: Any, data: Any, batch_size: int = 256) -> np.nd
     Returns:
         One float32 error per example, in the data's order.
     """
-    import tensorflow as tf
+    import keras
 
-    if not isinstance(data, tf.data.Dataset):
-        data = tf.data.Dataset.from_tensor_slices(data).batch(batch_size)
     errors = []
-    for x in data.map(_inputs):
-        x = tf.cast(x, tf.float32)
-        squared = tf.square(tf.cast(model(x, training=False), tf.float32) - x)
-        errors.append(tf.reduce_mean(tf.reshape(squared, (tf.shape(x)[0], -1)), axis=1).numpy())
+    for x in _input_batches(data, batch_size):
+        x = np.asarray(x, np.float32)
+        reconstructed = keras.ops.convert_to_numpy(model(x, training=False)).astype(np.float32)
+        errors.append(np.square(reconstructed - x).reshape(len(x), -1).mean(axis=1))
     return np.concatenate(errors) if errors else np.zeros(0, np.float32)
+
+
+def _input_batches(data: Any, batch_size: int) -> Any:
+    """The inputs of `data`, batch by batch: an array, a `tf.data.Dataset` or batches of
+    arrays (`x` or `(x, y)` elements)."""
+    if isinstance(data, np.ndarray):
+        for start in range(0, len(data), batch_size):
+            yield data[start : start + batch_size]
+        return
+    elements = data.as_numpy_iterator() if hasattr(data, "as_numpy_iterator") else iter(data)
+    for element in elements:
+        yield element[0] if isinstance(element, tuple) else element
 
 
 def _held_out(splits: Splits) -> tuple[str, Any]:
@@ -159,14 +176,16 @@ def _held_out(splits: Splits) -> tuple[str, Any]:
     return "training", splits.train
 
 
-def _inputs(*element: Any) -> Any:
-    """The inputs of a dataset element, `x` or `(x, y)`."""
-    return element[0]
-
-
 def _to_itself(*element: Any) -> tuple[Any, Any]:
     x = element[0]
     return x, x
+
+
+def _add_noise_numpy(x: np.ndarray, stddev: float, seed: int, number: int) -> np.ndarray:
+    """Gaussian noise drawn from `(seed, the batch's number)`, as `_add_noise` draws it on
+    `tf.data` (another generator: other numbers, the same distribution)."""
+    noise = np.random.default_rng([seed, number]).normal(0.0, stddev, size=x.shape)
+    return (x + noise).astype(x.dtype)
 
 
 def _add_noise(x: Any, stddev: float, seed: int, number: Any) -> Any:

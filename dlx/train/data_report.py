@@ -73,9 +73,6 @@ def data_report(loaded: LoadedSpec, workers: int = 1) -> DataReport:
     Raises:
         SpecError: the data cannot be read, or does not fit the model, at its spec location.
     """
-    from dlx.tensorflow_import import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
     from dlx.train.preparation import prepare, process_settings
 
     with process_settings(loaded):
@@ -142,15 +139,22 @@ def _fields(batch: Any) -> dict[str, dict[str, Any]]:
         for key, tensor in named:
             fields[f"{name}.{key}" if key else name] = {
                 "shape": list(tensor.shape),
-                "dtype": tensor.dtype.name,
+                "dtype": _dtype_name(tensor.dtype),
             }
     return fields
 
 
-def _examples_in(batch: Any) -> int:
-    import tensorflow as tf
+def _dtype_name(dtype: Any) -> str:
+    """A tensor's dtype as `tf.data` names it: NumPy's text arrays are `string`."""
+    if getattr(dtype, "kind", None) in ("O", "U", "S"):
+        return "string"
+    return str(dtype.name)
 
-    return int(tf.nest.flatten(batch)[0].shape[0])
+
+def _examples_in(batch: Any) -> int:
+    import keras
+
+    return int(keras.tree.flatten(batch)[0].shape[0])
 
 
 def _input_rate(dataset: Any) -> float:
@@ -167,9 +171,14 @@ def _input_rate(dataset: Any) -> float:
 def _train_rate(model: Any, train: Any, fit_arguments: dict[str, Any]) -> float:
     """Examples per second the model trains on batches already in memory (the pipeline's
     cost taken out), after `WARMUP_BATCHES` steps that trace the step."""
-    batches = train.take(WARMUP_BATCHES + MEASURED_BATCHES).cache().repeat()
-    # Each `fit` reads the batches from their start: the timed one, the first ones.
-    examples = sum(_examples_in(batch) for batch in batches.take(MEASURED_BATCHES))
+    if hasattr(train, "take"):  # tf.data: the first batches, cached
+        batches = train.take(WARMUP_BATCHES + MEASURED_BATCHES).cache().repeat()
+        # Each `fit` reads the batches from their start: the timed one, the first ones.
+        examples = sum(_examples_in(batch) for batch in batches.take(MEASURED_BATCHES))
+    else:  # batches of arrays, in memory already
+        batches = train
+        iterator = iter(train)
+        examples = sum(_examples_in(next(iterator)) for _ in range(MEASURED_BATCHES))
     model.fit(
         batches, steps_per_epoch=WARMUP_BATCHES, epochs=1, verbose=0, shuffle=False, **fit_arguments
     )

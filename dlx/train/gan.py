@@ -1,10 +1,11 @@
 """The GAN kind: a generator trained against a discriminator (docs/spec.md section 4.6).
 
-`Adversarial` is a `keras.Model` that holds both networks and alternates their updates in its
-own `train_step`, so that `Model.fit` (and with it the runner's strategy, callbacks and
-tracking) trains it like any other model. Every `model.sample_every` epochs, and after the last
-one, the run logs a grid of samples the generator makes from one fixed latent batch, so that
-the grids of different epochs compare. The generator is the run's model.
+`Adversarial` (`dlx.train.gan_tensorflow`) is a `keras.Model` that holds both networks and
+alternates their updates in its own `train_step`, so that `Model.fit` (and with it the
+runner's strategy, callbacks and tracking) trains it like any other model. Every
+`model.sample_every` epochs, and after the last one, the run logs a grid of samples the
+generator makes from one fixed latent batch, so that the grids of different epochs compare.
+The generator is the run's model.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from dlx.build.compile import build_compile_args
 from dlx.build.model import BuiltModel, model_builder
@@ -27,110 +27,22 @@ SAMPLES = 64
 SIGNATURE_SAMPLES = 8
 
 
-class Adversarial(keras.Model):
-    """A generator and a discriminator, trained in turns by `fit` (TensorFlow backend).
-
-    Each step draws a latent batch and updates the discriminator on real examples (label 1)
-    against generated ones (label 0), then draws another and updates the generator to make the
-    discriminator say 1 (the non-saturating loss). The discriminator outputs one logit per
-    example; both losses are binary cross-entropy on logits.
-
-    Under a `tf.distribute` strategy Keras runs `train_step` once per replica on that replica's
-    share of the global batch. Each replica's loss is its examples' sum divided by the *global*
-    batch (`tf.nn.compute_average_loss`), and the optimizers sum the replicas' gradients, so a
-    step is the same as on one device with the whole batch. The `d_loss` and `g_loss` trackers
-    are weighted by each replica's examples and reset at each epoch.
-
-    Args:
-        generator: latent vectors `(batch, latent_dim)` -> samples.
-        discriminator: samples -> one logit each.
-        latent_dim: the size of a latent vector.
-        seed: seeds the latent batches the steps draw.
-    """
-
-    def __init__(self, generator: Any, discriminator: Any, latent_dim: int, seed: int) -> None:
-        super().__init__(name="gan")
-        self.generator = generator
-        self.discriminator = discriminator
-        self.latent_dim = latent_dim
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
-        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
-        self.cross_entropy = keras.losses.BinaryCrossentropy(from_logits=True, reduction=None)
-        self.generator_optimizer: Any = None
-        self.discriminator_optimizer: Any = None
-        self.built = True  # both networks are built; the model itself has no weights of its own
-
-    def compile(
-        self, generator_optimizer: Any, discriminator_optimizer: Any, jit_compile: Any = "auto"
-    ) -> None:
-        """Set the two optimizers (built here, in the strategy's scope) and compile."""
-        if keras.mixed_precision.global_policy().name == "mixed_float16":
-            generator_optimizer = keras.optimizers.LossScaleOptimizer(generator_optimizer)
-            discriminator_optimizer = keras.optimizers.LossScaleOptimizer(discriminator_optimizer)
-        generator_optimizer.build(self.generator.trainable_variables)
-        discriminator_optimizer.build(self.discriminator.trainable_variables)
-        self.generator_optimizer = generator_optimizer
-        self.discriminator_optimizer = discriminator_optimizer
-        super().compile(optimizer=None, jit_compile=jit_compile)
-
-    @property
-    def metrics(self) -> list[Any]:
-        return [self.d_loss_tracker, self.g_loss_tracker]
-
-    def call(self, latent: Any, training: bool = False) -> Any:
-        return self.generator(latent, training=training)
-
-    def train_step(self, data: Any) -> dict[str, Any]:
-        real = data[0] if isinstance(data, (tuple, list)) else data
-        batch = tf.shape(tf.nest.flatten(real)[0])[0]
-
-        with tf.GradientTape() as tape:
-            fake = self.generator(self._latent(batch), training=True)
-            real_logits = self._logits(real)
-            fake_logits = self._logits(fake)
-            d_losses = self.cross_entropy(
-                tf.ones_like(real_logits), real_logits
-            ) + self.cross_entropy(tf.zeros_like(fake_logits), fake_logits)
-            d_loss = self.discriminator_optimizer.scale_loss(tf.nn.compute_average_loss(d_losses))
-        self._update(self.discriminator_optimizer, self.discriminator, tape, d_loss)
-
-        with tf.GradientTape() as tape:
-            fake_logits = self._logits(self.generator(self._latent(batch), training=True))
-            g_losses = self.cross_entropy(tf.ones_like(fake_logits), fake_logits)
-            g_loss = self.generator_optimizer.scale_loss(tf.nn.compute_average_loss(g_losses))
-        self._update(self.generator_optimizer, self.generator, tape, g_loss)
-
-        self.d_loss_tracker.update_state(tf.reduce_mean(d_losses), sample_weight=batch)
-        self.g_loss_tracker.update_state(tf.reduce_mean(g_losses), sample_weight=batch)
-        return {metric.name: metric.result() for metric in self.metrics}
-
-    def _latent(self, batch: Any) -> Any:
-        """A latent batch: the seed generator's next seed, with the replica's id folded in.
-
-        Every replica's seed generator gives the same seeds; without its id, each replica would
-        draw the very same latent vectors.
-        """
-        seed = self.seed_generator.next()
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        seed = seed + tf.cast(tf.stack([replica, 0]), seed.dtype)
-        return tf.random.stateless_normal((batch, self.latent_dim), seed=seed)
-
-    def _logits(self, samples: Any) -> Any:
-        return tf.cast(self.discriminator(samples, training=True), tf.float32)
-
-    @staticmethod
-    def _update(optimizer: Any, network: Any, tape: Any, loss: Any) -> None:
-        weights = network.trainable_weights
-        optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
-
-
 @register_task("gan")
 class GanTask(Task):
     """Trains a spec's generator against its discriminator; logs sample grids as it goes."""
 
     value_range: tuple[float, float] = (0.0, 1.0)
     """The training data's smallest and largest values (when it gives arrays)."""
+
+    def unsupported_on(self, backend: str) -> tuple[tuple[str, ...], str] | None:
+        """The GAN's alternating step is written for TensorFlow (`tf.GradientTape`)."""
+        if backend == "tensorflow":
+            return None
+        return (
+            ("model", "kind"),
+            f"a GAN trains on the tensorflow backend only: its alternating training step is "
+            f"not written for {backend} yet (set runtime.backend: tensorflow)",
+        )
 
     def build_models(self) -> BuiltModel:
         """The generator, from a latent vector, and the discriminator, on its samples."""
@@ -171,7 +83,9 @@ class GanTask(Task):
         if not isinstance(optimizers, dict):  # one optimizer: a copy for each network
             copy = type(optimizers).from_config(optimizers.get_config())
             optimizers = {"generator": optimizers, "discriminator": copy}
-        assert spec.model.latent_dim is not None  # a GAN needs it (the spec's `Model` checks it)
+        from dlx.train.gan_tensorflow import Adversarial
+
+        assert spec.model.latent_dim is not None  # a GAN's spec has one (`MODEL_KINDS`)
         model = Adversarial(
             self.built.generator, self.built.discriminator, spec.model.latent_dim, spec.seed
         )
@@ -259,4 +173,4 @@ class SampleGrids(keras.callbacks.Callback):
         self.outbox.send()
 
 
-__all__ = ["SAMPLES", "SAMPLE_EVERY", "Adversarial", "GanTask", "SampleGrids"]
+__all__ = ["SAMPLES", "SAMPLE_EVERY", "GanTask", "SampleGrids"]

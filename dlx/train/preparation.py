@@ -7,6 +7,8 @@ scoring work with.
   and XLA chosen.
 - `process_settings`: the process-wide settings a spec asks for (op determinism, the precision
   policy), restored as they were afterwards.
+- `backend_of`: what differs on the spec's Keras backend (`dlx.train.on_tensorflow`,
+  `dlx.train.on_jax`), Keras set to it in this process.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from dlx.errors import SpecError
@@ -39,7 +42,13 @@ class Prepared:
 
 
 def read_splits(
-    loaded: LoadedSpec, purpose: str, *, workers: int = 1, worker: int = 0, replicas: int = 1
+    loaded: LoadedSpec,
+    purpose: str,
+    *,
+    workers: int = 1,
+    worker: int = 0,
+    replicas: int = 1,
+    feed: str = "tf.data",
 ) -> Splits:
     """A spec's `data` section read into batched splits.
 
@@ -48,6 +57,7 @@ def read_splits(
         purpose: what the data is for, in the error of a spec without data (`to train`).
         workers: the workers of the job that reads it; `worker` is this one.
         replicas: the replicas training in sync (devices of all the workers).
+        feed: how data in memory reaches Keras: `tf.data`, or `arrays` (no TensorFlow).
 
     Raises:
         SpecError: the spec has no data, or its data cannot be read, at its spec location.
@@ -63,6 +73,7 @@ def read_splits(
             workers=workers,
             worker=worker,
             replicas=replicas,
+            feed=feed,
         )
 
 
@@ -100,34 +111,43 @@ def prepare(loaded: LoadedSpec, purpose: str, placement: Placement | None = None
         SpecError: the data cannot be read, or does not fit the model (a file that cannot be
             decoded while preprocessing layers adapt is named).
     """
+    backend = backend_of(loaded)
     import keras
-    import tensorflow as tf
 
+    from dlx.backend import set_random_seed
     from dlx.train.execution import choose_jit_compile
     from dlx.train.kinds import task_for
 
     spec = loaded.spec
     # Clearing resets the precision policy and the seeds, so it goes first.
     keras.utils.clear_session()
-    keras.utils.set_random_seed(spec.seed)
+    set_random_seed(spec.seed)
     if spec.runtime.mixed_precision:
         keras.mixed_precision.set_global_policy(spec.runtime.mixed_precision)
     workers, worker, replicas = 1, 0, 1
     if placement is not None:
         workers, worker = placement.cluster.workers, placement.cluster.index
         replicas = placement.replicas
-    splits = read_splits(loaded, purpose, workers=workers, worker=worker, replicas=replicas)
     task = task_for(loaded)
+    if (unsupported := task.unsupported_on(spec.runtime.backend)) is not None:
+        raise loaded.error(*unsupported)
+    splits = read_splits(
+        loaded, purpose, workers=workers, worker=worker, replicas=replicas, feed=backend.FEED
+    )
     scope = placement.strategy.scope() if placement is not None else contextlib.nullcontext()
     with scope:
         model = task.build(spec.runtime.jit_compile)
+        if (unsupported := backend.unsupported(model)) is not None:
+            raise loaded.error(("runtime", "backend"), unsupported)
         try:
             task.prepare(model, splits)
-        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as exc:
+        except backend.unreadable_errors() as exc:
             # Adapting preprocessing read a file that cannot be decoded: before any run.
             if (unreadable := splits.unreadable(exc)) is None:
                 raise
             raise SpecError([loaded.document.problem(("data",), unreadable)]) from None
+    if splits.in_memory:
+        backend.keep_tensorflow_out()
     in_sync = placement.strategy.num_replicas_in_sync if placement is not None else 1
     jit = choose_jit_compile(
         spec.runtime.jit_compile,
@@ -139,34 +159,35 @@ def prepare(loaded: LoadedSpec, purpose: str, placement: Placement | None = None
     return Prepared(loaded, task, model, splits, jit)
 
 
-@contextlib.contextmanager
-def process_settings(loaded: LoadedSpec) -> Iterator[None]:
-    """Set the process-wide settings a spec asks for, and restore them afterwards.
+def backend_of(loaded: LoadedSpec) -> ModuleType:
+    """The module of what differs on the spec's backend (`runtime.backend`):
+    `dlx.train.on_tensorflow` or `dlx.train.on_jax`, with Keras on that backend in this
+    process.
 
-    Op determinism is process-wide: each run sets its own, and leaves the process as it was
-    (`tf.config` exposes only `enable_op_determinism`). The precision policy and Grappler's
-    remapper (which a run may turn off, see `dlx.train.runner`) are restored too.
+    Raises:
+        BackendMismatch: this process's Keras already runs the other backend.
     """
-    import keras
-    import tensorflow as tf
-    from tensorflow.python.framework import config as tf_config
+    from dlx.backend import use_backend
 
-    determinism = tf_config.is_op_determinism_enabled()
-    policy = keras.mixed_precision.global_policy()
-    remapping = tf.config.optimizer.get_experimental_options().get("remapping", True)
-    if loaded.spec.runtime.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    else:
-        tf_config.disable_op_determinism()
-    try:
-        yield
-    finally:
-        if determinism:
-            tf.config.experimental.enable_op_determinism()
-        else:
-            tf_config.disable_op_determinism()
-        keras.mixed_precision.set_global_policy(policy)
-        tf.config.optimizer.set_experimental_options({"remapping": remapping})
+    use_backend(loaded.spec.runtime.backend)
+    return backend_module(loaded.spec.runtime.backend)
+
+
+def backend_module(backend: str) -> ModuleType:
+    """`dlx.train.on_jax` for `jax`, else `dlx.train.on_tensorflow` (Keras left as it is)."""
+    if backend == "jax":
+        from dlx.train import on_jax
+
+        return on_jax
+    from dlx.train import on_tensorflow
+
+    return on_tensorflow
+
+
+def process_settings(loaded: LoadedSpec) -> contextlib.AbstractContextManager[None]:
+    """Set the process-wide settings a spec asks for (op determinism, the precision policy, a
+    distribution), and restore them afterwards."""
+    return backend_of(loaded).process_settings(loaded)
 
 
 def has_data(loaded: LoadedSpec, purpose: str) -> Data:

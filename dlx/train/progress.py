@@ -39,6 +39,10 @@ class ProgressListener(Protocol):
     """Whether `batch_ended` is wanted (a batch hook makes Keras fetch the logs after every
     step, which costs throughput that a line per epoch would not show anyway)."""
 
+    def run_began(self, lines: list[str]) -> None:
+        """What the run trains with, said once before it starts (`backend: jax`)."""
+        ...
+
     def training_began(self) -> None: ...
 
     def epoch_began(self, epoch: EpochProgress) -> None: ...

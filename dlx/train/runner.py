@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,8 @@ class TrainResult:
     """The training steps run per call into TensorFlow, and why (`25 (auto: ...)`)."""
     jit_compile: str = ""
     """Whether XLA compiled the training step, and why (`on (auto: ...)`)."""
+    backend: str = "tensorflow"
+    """The Keras backend that trained it (`runtime.backend`)."""
 
 
 class TrainingFailed(DlxError):
@@ -129,33 +132,31 @@ def train(
         Interrupted: interrupted (Ctrl-C, or `Terminated` by SIGTERM); the run is KILLED, and
             the message says how to continue it. A `KeyboardInterrupt`.
     """
-    from dlx.tensorflow_import import import_tensorflow_quietly
     from dlx.track.store import check_store, resolve_tracking_uri
     from dlx.train.multi_worker import Cluster
-    from dlx.train.preparation import has_data
+    from dlx.train.preparation import backend_of, has_data
 
     spec = loaded.spec
     has_data(loaded, "to train")
     if Cluster.from_environment().is_chief:
         store = resolve_tracking_uri(spec.tracking.uri or tracking_uri)
         check_store(resume.tracking_uri if resume else store)
-    import_tensorflow_quietly()
-    import tensorflow as tf
-
+    began = _began(loaded)  # before Keras is set to the spec's backend (`KERAS_BACKEND`)
+    backend = backend_of(loaded)
+    if progress is not None:
+        progress.run_began(began)
     from dlx.track.store import quiet_mlflow
     from dlx.train.execution import choose_steps_per_execution
-    from dlx.train.preparation import prepare, process_settings
-    from dlx.train.strategy import configure_devices, make_placement
+    from dlx.train.preparation import prepare
 
     quiet_mlflow()
-    configure_devices(loaded)
-    with process_settings(loaded):
+    backend.configure_devices(loaded)
+    with backend.process_settings(loaded):
         # Before anything starts TensorFlow's runtime: a multi-worker strategy must configure it.
-        placement = make_placement(loaded)
+        placement = backend.make_placement(loaded)
         prepared = prepare(loaded, "to train", placement)
         task, model, splits = prepared.task, prepared.model, prepared.splits
-        if _has_leaky_relu(model):
-            tf.config.optimizer.set_experimental_options({"remapping": False})
+        backend.after_build(model)
         execution = choose_steps_per_execution(
             spec.train.steps_per_execution,
             model,
@@ -174,26 +175,6 @@ def train(
         return _train_and_record(
             fitting, expectations or [], tracking_uri=tracking_uri, tags=tags or {}, resume=resume
         )
-
-
-def _has_leaky_relu(model: Any) -> bool:
-    """Whether a model (or a model inside it) applies a leaky ReLU, as a layer or an activation.
-
-    Grappler's remapper cannot fuse a convolution and the leaky ReLU after it in a training
-    graph (with oneDNN, and on GPUs): it prints `remapper failed: ... LeakyReluGrad ...` as an
-    error on every run and leaves the graph unfused. For such a model the remapper is turned
-    off for the run, which costs nothing it would have done and keeps the output clean.
-    """
-    import keras
-
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.LeakyReLU):
-            return True
-        if getattr(layer, "activation", None) is keras.activations.leaky_relu:
-            return True
-        if hasattr(layer, "layers") and _has_leaky_relu(layer):
-            return True
-    return False
 
 
 @dataclass
@@ -456,6 +437,7 @@ def _record(
         metrics=final,
         strategy=placement.name,
         replicas=placement.replicas,
+        backend=spec.runtime.backend,
         seconds=time.perf_counter() - started,
         fit_seconds=fit_seconds,
         samples_per_second=splits.num_train * epochs_trained / max(fit_seconds, 1e-9),
@@ -472,17 +454,28 @@ def _record(
     )
 
 
+def _began(loaded: LoadedSpec) -> list[str]:
+    """What `dlx train` says before training: the backend, and a `KERAS_BACKEND` that the
+    spec overrides."""
+    from dlx.backend import environment_note
+
+    backend = loaded.spec.runtime.backend
+    note = environment_note(backend)
+    return [f"backend: {backend}", *([f"note: {note}"] if note else [])]
+
+
 def _reason(exc: Exception, workers: int, splits: Any) -> str:
     """Why training failed, in a line; a job's lost worker and a file that cannot be decoded
     said plainly."""
-    import tensorflow as tf
-
     unreadable = splits.unreadable(exc)
     if unreadable is not None:
         return unreadable
+    lost: tuple[type[BaseException], ...] = ()
+    if workers > 1 and "tensorflow" in sys.modules:
+        import tensorflow as tf
 
-    lost = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError)
-    if workers > 1 and isinstance(exc, lost):
+        lost = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError)
+    if lost and isinstance(exc, lost):
         return (
             f"a worker of the job stopped answering (TensorFlow: {type(exc).__name__}; "
             "see the other workers' output)"

@@ -60,13 +60,13 @@ def score_run(store: Store, run: Any, loaded: LoadedSpec, embed: str | Path | No
     """
     import numpy as np
 
+    from dlx.backend import current, use_backend
     from dlx.data import call_source
-    from dlx.tensorflow_import import import_tensorflow_quietly
     from dlx.track.logged_models import load_logged_model
     from dlx.train.preparation import has_data, read_splits, source_context, sources_located
 
     data = has_data(loaded, "to score")
-    import_tensorflow_quietly()
+    use_backend(current() or loaded.spec.runtime.backend)
     from dlx.train.kinds import task_for
 
     run_id = run.info.run_id
@@ -78,8 +78,9 @@ def score_run(store: Store, run: Any, loaded: LoadedSpec, embed: str | Path | No
             "a kind that scores examples"
         )
     batch_size = loaded.spec.train.batch_size
+    feed = "arrays" if current() == "jax" else "tf.data"
     if data.test_split:
-        split, inputs = "test", read_splits(loaded, "to score").test
+        split, inputs = "test", read_splits(loaded, "to score", feed=feed).test
     else:
         with sources_located(loaded):
             read = call_source(data.source, source_context(loaded))

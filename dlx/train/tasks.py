@@ -69,6 +69,11 @@ class Task(abc.ABC):
     def build(self, jit_compile: Any) -> Any:
         """Build and compile the model that `fit` trains; called inside the strategy's scope."""
 
+    def unsupported_on(self, backend: str) -> tuple[tuple[str, ...], str] | None:
+        """Why the kind cannot train on a Keras backend (`runtime.backend`), at which spec
+        key; `None` when it can."""
+        return None
+
     def build_models(self) -> BuiltModel:
         """The kind's networks, built from the spec without reading data (what `dlx validate`
         and `dlx inspect` build too); by default a supervised model."""

@@ -19,25 +19,33 @@ def check_spec(loaded: LoadedSpec, check_data: bool) -> tuple[BuiltModel | None,
     Returns:
         The model built (`None` when it could not be), and every problem found.
     """
+    from dlx.backend import current, use_backend
     from dlx.build.compile import build_compile_args
     from dlx.data import check_sources
-    from dlx.tensorflow_import import import_tensorflow_quietly
 
-    import_tensorflow_quietly()
+    # A model builds alike on either backend: a process whose Keras runs already checks with
+    # it; otherwise Keras starts on the spec's own (no TensorFlow for a JAX spec).
+    use_backend(current() or loaded.spec.runtime.backend)
     import keras
 
     from dlx.train.kinds import task_for
-    from dlx.train.preparation import source_context
+    from dlx.train.preparation import backend_module, source_context
 
     # Layer names start afresh: the same spec, the same names. (Python's own collector frees
     # old models; a full collection here would cost half a second per call.)
     keras.utils.clear_session(free_memory=False)
     problems: list[Problem] = []
     built = None
+    task = task_for(loaded)
+    if (unsupported := task.unsupported_on(loaded.spec.runtime.backend)) is not None:
+        problems.append(loaded.document.problem(*unsupported))
     try:
-        built = task_for(loaded).build_models()
+        built = task.build_models()
     except SpecError as exc:
         problems.extend(exc.problems)
+    backend = backend_module(loaded.spec.runtime.backend)
+    if built is not None and (unsupported := backend.unsupported(built.model)) is not None:
+        problems.append(loaded.document.problem(("runtime", "backend"), unsupported))
     output_names = list(built.model.output_names) if built is not None else None
     try:
         build_compile_args(loaded, output_names)
