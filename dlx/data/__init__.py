@@ -5,7 +5,7 @@
 `data` section without reading its data. Importing this package does not import TensorFlow.
 """
 
-from dlx.data.pipeline import Arrays, Splits, check_sources, make_splits
+from dlx.data.pipeline import check_sources, make_splits
 from dlx.data.sources import (
     SOURCES,
     Features,
@@ -16,6 +16,7 @@ from dlx.data.sources import (
     check_source,
     register_source,
 )
+from dlx.data.splits import Arrays, Splits
 
 __all__ = [
     "SOURCES",

@@ -22,6 +22,7 @@ def test_standard_tags_record_the_spec_the_data_the_placement_and_the_versions(s
         "dlx.spec_hash": spec_hash,
         "dlx.data_fingerprint": "abc123",
         "dlx.seed": "42",
+        "dlx.backend": "tensorflow",
         "dlx.strategy": "mirrored",
         "dlx.replicas": "2",
         "dlx.version.dlx": dlx.__version__,

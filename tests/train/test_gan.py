@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from dlx import api
 from dlx.cli import app
-from dlx.train.gan import Adversarial
+from dlx.train.gan_tensorflow import Adversarial
 from tests.conftest import ROOT
 from tests.train.mirrored import train_on_two_cpus
 from tests.train.processes import dlx
