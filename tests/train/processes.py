@@ -29,7 +29,9 @@ def dlx(*arguments: str, cwd: Path, env: dict | None = None, timeout: float = BO
 
 
 def start(*arguments: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    """Start `dlx ARGUMENTS` in its own process group (stop it with `kill_group`)."""
+    """Start `dlx ARGUMENTS` in its own process group (stop it with `kill_group`), with
+    Ctrl-C's default meaning, as a shell starts a command: a signal a test process ignores
+    would be ignored by its children too."""
     return subprocess.Popen(
         [*DLX, *arguments],
         cwd=cwd,
@@ -38,7 +40,14 @@ def start(*arguments: str, cwd: Path, env: dict | None = None) -> subprocess.Pop
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=_default_signals,
     )
+
+
+def _default_signals() -> None:
+    """In the child, before `exec`: SIGINT and SIGTERM back to their defaults."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def kill_group(process: subprocess.Popen) -> None:

@@ -109,7 +109,7 @@ _SAME_STEP = textwrap.dedent(
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
 
-    from dlx.train.gan import Adversarial
+    from dlx.train.gan_tensorflow import Adversarial
 
     x = np.random.default_rng(1).random((16, 4, 4, 1)).astype("float32")
     x *= np.arange(16, dtype="float32").reshape(16, 1, 1, 1)
