@@ -125,39 +125,31 @@ def test_data_parallel_on_two_host_devices_is_one_run_of_two_replicas(tmp_path):
     assert (run.data.tags["dlx.strategy"], run.data.tags["dlx.replicas"]) == ("data_parallel", "2")
 
 
-def test_deterministic_reruns_on_jax_are_bitwise_equal(tmp_path):
-    metrics = []
+@pytest.mark.timeout(4 * BOUND_S)
+def test_deterministic_reruns_are_bitwise_equal_and_kill_9_then_resume_equals_them(tmp_path):
+    arguments = (
+        "train",
+        str(DIGITS),
+        "--set",
+        JAX,
+        "--set",
+        "train.epochs=8",
+        "--set",
+        "runtime.deterministic=true",
+        "--set",
+        "tracking.log_model=false",
+    )
+    straight = []
     for name in ("first", "second"):
         folder = tmp_path / name
         folder.mkdir()
-        done = dlx_on_jax(
-            "train",
-            str(DIGITS),
-            "--set",
-            JAX,
-            "--set",
-            "train.epochs=3",
-            "--set",
-            "runtime.deterministic=true",
-            "--set",
-            "tracking.log_model=false",
-            cwd=folder,
-        )
+        done = dlx_on_jax(*arguments, cwd=folder)
         assert done.returncode == 0, done.stderr[-3000:]
-        metrics.append(only_run(folder)[1].data.metrics)
+        straight.append(only_run(folder)[1].data.metrics)
+    assert straight[0] == straight[1]
 
-    assert metrics[0] == metrics[1]
-
-
-@pytest.mark.timeout(4 * BOUND_S)
-def test_kill_9_then_resume_on_jax_equals_an_uninterrupted_run(tmp_path):
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    straight.mkdir()
+    killed = tmp_path / "killed"
     killed.mkdir()
-    arguments = ("train", str(DIGITS), "--set", JAX, "--set", "train.epochs=12")
-    assert dlx_on_jax(*arguments, cwd=straight).returncode == 0
-    _, reference = only_run(straight)
-
     job = dlx_on_jax(*arguments, cwd=killed, job=True)
     try:
         wait_for(lambda: journal_lines(killed) >= 3, "three epochs journaled", job=job)
@@ -172,7 +164,7 @@ def test_kill_9_then_resume_on_jax_equals_an_uninterrupted_run(tmp_path):
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
     _, run = only_run(killed)
     assert run.info.status == "FINISHED"
-    assert run.data.metrics == reference.data.metrics
+    assert run.data.metrics == straight[0]
     assert not (killed / "tensorflow-imports.txt").exists()
 
 
