@@ -53,5 +53,7 @@ def test_each_pod_gets_its_tf_config_and_command(tmp_path, monkeypatch, index, r
         "dlx-digits-x7k2p-1.dlx-workers:2222",
     ]
     monkeypatch.setenv("TF_CONFIG", tf_config)
-    assert Cluster.from_environment() == Cluster(workers=2, index=index)
+    assert Cluster.from_environment() == Cluster(
+        workers=2, index=index, coordinator="dlx-digits-x7k2p-0.dlx-workers:2222"
+    )
     assert arguments == (f"train --resume {resume}" if resume else "train /specs/digits_cnn.yaml")

@@ -225,6 +225,10 @@ def data_report(report: Any, format: str) -> None:
     lines = [
         f"batch size {report.batch_size}"
         + ("" if report.cache is None else f", cache: {report.cache}"),
+        f"backend: {report.backend}, {len(report.devices)} device"
+        + ("s" if len(report.devices) > 1 else "")
+        + f" ({', '.join(report.devices)}), {report.per_device_batch} examples per device "
+        "a step",
         f"{report.workers} worker{'s' if report.workers > 1 else ''}: {report.sharding}",
         f"input pipeline: {report.input_examples_per_second:,.0f} examples/s",
         f"training:       {report.train_examples_per_second:,.0f} examples/s",

@@ -9,7 +9,6 @@ spec sees its examples in another order on each backend.)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +39,26 @@ def _dtype_name(array: np.ndarray) -> str:
     return "string" if array.dtype.kind in "OUS" else array.dtype.name
 
 
+@dataclass(frozen=True)
+class Share:
+    """How each batch is split across the devices that train on it in step.
+
+    JAX shards a batch evenly over its devices: each batch is cut to a multiple of `devices`
+    (an epoch's last batch loses at most `devices - 1` examples), and in a job of several
+    processes each reads only its own contiguous part (`processes`, `index`); the parts make
+    up the global batch in process order.
+    """
+
+    devices: int
+    processes: int = 1
+    index: int = 0
+
+    def part(self, chosen: np.ndarray) -> np.ndarray:
+        kept = len(chosen) - len(chosen) % self.devices
+        each = kept // self.processes
+        return chosen[self.index * each : (self.index + 1) * each]
+
+
 class ArrayBatches(keras.utils.PyDataset):
     """Epochs `first` to `end - 1` of `(x, y)` arrays, batch after batch.
 
@@ -51,6 +70,8 @@ class ArrayBatches(keras.utils.PyDataset):
         transform: applied to each batch (`(x, y)` unpacked as arguments, or `x` alone), as
             `tf.data.Dataset.map` would; with `numbered`, the batch's number since epoch 0
             comes first (what `tf.data.Dataset.counter` zipped in gives).
+        share: how the batches are split across devices and processes (`Share`); `None`:
+            one device.
     """
 
     def __init__(
@@ -63,8 +84,10 @@ class ArrayBatches(keras.utils.PyDataset):
         end: int = 1,
         transform: Callable[..., Any] | None = None,
         numbered: bool = False,
+        share: Share | None = None,
     ) -> None:
         super().__init__()
+        self.share = share
         self.numbered = numbered
         self.arrays = arrays
         self.batch_size = batch_size
@@ -74,7 +97,10 @@ class ArrayBatches(keras.utils.PyDataset):
         self.transform = transform
         x = arrays[0]
         self.count = len(next(iter(x.values())) if isinstance(x, dict) else x)
-        self.steps = max(1, math.ceil(self.count / batch_size))
+        whole, rest = divmod(self.count, batch_size)
+        if share is not None:
+            rest -= rest % share.devices
+        self.steps = max(1, whole + (1 if rest else 0))
         self._orders: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -84,6 +110,8 @@ class ArrayBatches(keras.utils.PyDataset):
         epoch = self.first + index // self.steps
         step = index % self.steps
         chosen = self._order(epoch)[step * self.batch_size : (step + 1) * self.batch_size]
+        if self.share is not None:
+            chosen = self.share.part(chosen)
         x, y = self.arrays
         inputs = keras.tree.map_structure(lambda array: array[chosen], x)
         batch = inputs if y is None else (inputs, y[chosen])
@@ -105,27 +133,27 @@ class ArrayBatches(keras.utils.PyDataset):
                 batch = done if isinstance(done, tuple) else (done,)
             return transform(number, *batch) if numbered else transform(*batch)
 
-        return ArrayBatches(
-            self.arrays,
-            self.batch_size,
-            seed=self.seed,
-            first=self.first,
-            end=self.end,
-            transform=both,
-            numbered=True,
-        )
+        return self._like(transform=both, numbered=True)
 
     def epochs(self, first: int, end: int) -> ArrayBatches:
         """Epochs `first` to `end - 1` of the same examples."""
-        return ArrayBatches(
-            self.arrays,
-            self.batch_size,
-            seed=self.seed,
-            first=first,
-            end=end,
-            transform=self.transform,
-            numbered=self.numbered,
-        )
+        return self._like(first=first, end=end)
+
+    def shared(self, share: Share | None) -> ArrayBatches:
+        """The same batches, split as `share` says (`None`: read whole, by one device)."""
+        return self._like(share=share)
+
+    def _like(self, **changes: Any) -> ArrayBatches:
+        """A copy of these batches with some of their settings changed."""
+        settings: dict[str, Any] = {
+            "seed": self.seed,
+            "first": self.first,
+            "end": self.end,
+            "transform": self.transform,
+            "numbered": self.numbered,
+            "share": self.share,
+        }
+        return ArrayBatches(self.arrays, self.batch_size, **{**settings, **changes})
 
     @property
     def element_spec(self) -> Any:

@@ -33,6 +33,7 @@ from dlx.data.stream import (
     TrainStream,
     cached,
     choose_cache,
+    choose_sharding,
     describe_unreadable,
     split_files,
 )
@@ -40,6 +41,7 @@ from dlx.data.stream import (
 if TYPE_CHECKING:
     import tensorflow as tf
 
+    from dlx.data.batches import Share
     from dlx.spec.schema import Data, Window
 
 
@@ -213,10 +215,22 @@ def make_splits(
     shuffle_seed = context.seed if data.shuffle else None
     has_validation, has_test = split_validation.count > 0, test.count > 0
     in_memory = all(p.arrays is not None for p in (train, split_validation, test) if p.count)
-    if feed == "arrays" and in_memory and workers == 1:
-        return _array_splits(
-            (train, split_validation, test), source, fingerprint, batch_size, shuffle_seed
+    if feed == "arrays" and in_memory:
+        from dlx.data.batches import Share
+
+        share = None if replicas <= 1 else Share(replicas, workers, worker)
+        splits = _array_splits(
+            (train, split_validation, test), source, fingerprint, batch_size, shuffle_seed, share
         )
+        if workers > 1:
+            splits.sharding = choose_sharding(None, workers, batch_size, replicas)
+        return splits
+    if feed == "arrays" and workers > 1:
+        raise SourceError(
+            "a job of several workers on the jax backend reads data in memory (arrays, csv, "
+            "python, sklearn): a streamed source trains on several workers on the tensorflow "
+            "backend (runtime.backend: tensorflow)"
+        ).at("data", "source")
     splits = Splits(
         train=train.examples,  # replaced below by its first epoch
         validation=_batched(split_validation.examples, batch_size) if has_validation else None,
@@ -259,18 +273,22 @@ def _array_splits(
     fingerprint: str,
     batch_size: int,
     shuffle_seed: int | None,
+    share: Share | None,
 ) -> Splits:
-    """Splits of data in memory as batches of arrays (`feed="arrays"`)."""
+    """Splits of data in memory as batches of arrays (`feed="arrays"`), each batch split
+    across devices and processes as `share` says."""
     from dlx.data.batches import ArrayBatches
 
     train, validation, test = parts
     batches = [
-        None if part.count == 0 or part.arrays is None else ArrayBatches(part.arrays, batch_size)
+        None
+        if part.count == 0 or part.arrays is None
+        else ArrayBatches(part.arrays, batch_size, share=share)
         for part in (validation, test)
     ]
     assert train.arrays is not None
     return Splits(
-        train=ArrayBatches(train.arrays, batch_size, seed=shuffle_seed),
+        train=ArrayBatches(train.arrays, batch_size, seed=shuffle_seed, share=share),
         validation=batches[0],
         test=batches[1],
         train_arrays=train.arrays,

@@ -4,7 +4,7 @@ and training reads, epoch by epoch."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -96,7 +96,21 @@ class Splits:
 
     @property
     def steps_per_epoch(self) -> int:
+        if self.in_memory:  # batches cut to the devices' multiple may leave out a last one
+            return int(self.train.steps)
         return -(-self.num_train // self.batch_size)
+
+    def alone(self) -> Splits:
+        """These splits read whole by this process alone: after a job of several processes
+        on JAX, the chief evaluates and predicts on its own, on every example."""
+        if not self.in_memory:
+            return self
+        return replace(
+            self,
+            train=self.train.shared(None),
+            validation=None if self.validation is None else self.validation.shared(None),
+            test=None if self.test is None else self.test.shared(None),
+        )
 
     def shard(self, workers: int, index: int, replicas: int) -> Sharding:
         """Make this worker (`index` of `workers`, `replicas` in all) read its share only.

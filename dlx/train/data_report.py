@@ -20,6 +20,7 @@ from dlx.spec import LoadedSpec
 
 if TYPE_CHECKING:
     from dlx.train.preparation import Prepared
+    from dlx.train.strategy import Placement
 
 WARMUP_BATCHES = 2
 """Batches read (or trained on) before timing: opening files, tracing the step."""
@@ -48,6 +49,12 @@ class DataReport:
     cache: str | None
     """A streamed source's cache (`data.cache`, `auto` resolved); `None` for data in memory."""
     splits: list[SplitReport]
+    backend: str
+    """The Keras backend the spec trains on (`runtime.backend`)."""
+    devices: list[str]
+    """The devices one worker trains on in step (its placement's, as training chooses them)."""
+    per_device_batch: int
+    """The examples each device takes of a step's batch, across the workers' devices."""
     workers: int
     shard_policy: str | None
     """`file` or `data` for several workers (see `dlx.data.stream.Sharding`); `None` for one."""
@@ -73,15 +80,19 @@ def data_report(loaded: LoadedSpec, workers: int = 1) -> DataReport:
     Raises:
         SpecError: the data cannot be read, or does not fit the model, at its spec location.
     """
-    from dlx.train.preparation import prepare, process_settings
+    from dlx.train.preparation import backend_of, prepare
 
-    with process_settings(loaded):
-        return _report(prepare(loaded, "to describe its data"), workers)
+    backend = backend_of(loaded)
+    backend.configure_devices(loaded)
+    with backend.process_settings(loaded):
+        placement = backend.make_placement(loaded)
+        return _report(prepare(loaded, "to describe its data", placement), workers, placement)
 
 
-def _report(prepared: Prepared, workers: int) -> DataReport:
+def _report(prepared: Prepared, workers: int, placement: Placement) -> DataReport:
     loaded, task, model, splits = prepared.loaded, prepared.task, prepared.model, prepared.splits
     batch_size = loaded.spec.train.batch_size
+    devices = _device_names(placement.strategy)
     model.jit_compile = prepared.jit.enabled
 
     files = _split_files(splits)
@@ -111,6 +122,9 @@ def _report(prepared: Prepared, workers: int) -> DataReport:
         batch_size=batch_size,
         cache=splits.cache,
         splits=reports,
+        backend=loaded.spec.runtime.backend,
+        devices=devices,
+        per_device_batch=batch_size // (len(devices) * workers),
         workers=workers,
         shard_policy=policy,
         files_per_worker=per_worker,
@@ -120,6 +134,21 @@ def _report(prepared: Prepared, workers: int) -> DataReport:
         verdict=verdict,
         advice=_advice(verdict, splits.cache, splits.stream is not None),
     )
+
+
+def _device_names(strategy: Any) -> list[str]:
+    """The devices a placement's strategy trains on: JAX's (`TFRT_CPU_0`, `cuda:0`) or
+    `tf.distribute`'s (`/job:localhost/replica:0/task:0/device:GPU:0`, shortened)."""
+    if hasattr(strategy, "devices"):  # on JAX (`dlx.train.on_jax.DeviceGroup`)
+        return [str(device) for device in strategy.devices]
+    try:
+        names = list(strategy.extended.worker_devices)
+    except RuntimeError:  # TensorFlow's default strategy: its default device
+        import tensorflow as tf
+
+        logical = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        names = [logical[0].name]
+    return [name.rsplit("device:", 1)[-1] for name in names]
 
 
 def _split_files(splits: Any) -> dict[str, int | None]:

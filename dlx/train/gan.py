@@ -1,8 +1,10 @@
 """The GAN kind: a generator trained against a discriminator (docs/spec.md section 4.6).
 
-`Adversarial` (`dlx.train.gan_tensorflow`) is a `keras.Model` that holds both networks and
-alternates their updates in its own `train_step`, so that `Model.fit` (and with it the
-runner's strategy, callbacks and tracking) trains it like any other model. Every
+`Adversarial` is a `keras.Model` that holds both networks and alternates their updates in its
+own `train_step`, so that `Model.fit` (and with it the runner's strategy, callbacks and
+tracking) trains it like any other model. The step is written once per backend:
+`dlx.train.gan_tensorflow` (`tf.GradientTape`) and `dlx.train.gan_jax` (`stateless_call` and
+`jax.value_and_grad`); what they share is `dlx.train.adversarial.AdversarialBase`. Every
 `model.sample_every` epochs, and after the last one, the run logs a grid of samples the
 generator makes from one fixed latent batch, so that the grids of different epochs compare.
 The generator is the run's model.
@@ -33,16 +35,6 @@ class GanTask(Task):
 
     value_range: tuple[float, float] = (0.0, 1.0)
     """The training data's smallest and largest values (when it gives arrays)."""
-
-    def unsupported_on(self, backend: str) -> tuple[tuple[str, ...], str] | None:
-        """The GAN's alternating step is written for TensorFlow (`tf.GradientTape`)."""
-        if backend == "tensorflow":
-            return None
-        return (
-            ("model", "kind"),
-            f"a GAN trains on the tensorflow backend only: its alternating training step is "
-            f"not written for {backend} yet (set runtime.backend: tensorflow)",
-        )
 
     def build_models(self) -> BuiltModel:
         """The generator, from a latent vector, and the discriminator, on its samples."""
@@ -83,7 +75,10 @@ class GanTask(Task):
         if not isinstance(optimizers, dict):  # one optimizer: a copy for each network
             copy = type(optimizers).from_config(optimizers.get_config())
             optimizers = {"generator": optimizers, "discriminator": copy}
-        from dlx.train.gan_tensorflow import Adversarial
+        if keras.backend.backend() == "jax":
+            from dlx.train.gan_jax import Adversarial
+        else:
+            from dlx.train.gan_tensorflow import Adversarial
 
         assert spec.model.latent_dim is not None  # a GAN's spec has one (`MODEL_KINDS`)
         model = Adversarial(

@@ -1,4 +1,4 @@
-"""The GAN's training step on TensorFlow: `Adversarial`, both networks in one `keras.Model`."""
+"""The GAN's training step on TensorFlow: `tf.GradientTape`, under `tf.distribute`."""
 
 from __future__ import annotations
 
@@ -7,60 +7,22 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from dlx.train.adversarial import AdversarialBase
 
-class Adversarial(keras.Model):
-    """A generator and a discriminator, trained in turns by `fit` (TensorFlow backend).
 
-    Each step draws a latent batch and updates the discriminator on real examples (label 1)
-    against generated ones (label 0), then draws another and updates the generator to make the
-    discriminator say 1 (the non-saturating loss). The discriminator outputs one logit per
-    example; both losses are binary cross-entropy on logits.
+class Adversarial(AdversarialBase):
+    """Both networks in one `keras.Model`, trained in turns by `fit` on TensorFlow.
 
     Under a `tf.distribute` strategy Keras runs `train_step` once per replica on that replica's
     share of the global batch. Each replica's loss is its examples' sum divided by the *global*
     batch (`tf.nn.compute_average_loss`), and the optimizers sum the replicas' gradients, so a
     step is the same as on one device with the whole batch. The `d_loss` and `g_loss` trackers
     are weighted by each replica's examples and reset at each epoch.
-
-    Args:
-        generator: latent vectors `(batch, latent_dim)` -> samples.
-        discriminator: samples -> one logit each.
-        latent_dim: the size of a latent vector.
-        seed: seeds the latent batches the steps draw.
     """
 
     def __init__(self, generator: Any, discriminator: Any, latent_dim: int, seed: int) -> None:
-        super().__init__(name="gan")
-        self.generator = generator
-        self.discriminator = discriminator
-        self.latent_dim = latent_dim
+        super().__init__(generator, discriminator, latent_dim, seed)
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
-        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
-        self.cross_entropy = keras.losses.BinaryCrossentropy(from_logits=True, reduction=None)
-        self.generator_optimizer: Any = None
-        self.discriminator_optimizer: Any = None
-        self.built = True  # both networks are built; the model itself has no weights of its own
-
-    def compile(
-        self, generator_optimizer: Any, discriminator_optimizer: Any, jit_compile: Any = "auto"
-    ) -> None:
-        """Set the two optimizers (built here, in the strategy's scope) and compile."""
-        if keras.mixed_precision.global_policy().name == "mixed_float16":
-            generator_optimizer = keras.optimizers.LossScaleOptimizer(generator_optimizer)
-            discriminator_optimizer = keras.optimizers.LossScaleOptimizer(discriminator_optimizer)
-        generator_optimizer.build(self.generator.trainable_variables)
-        discriminator_optimizer.build(self.discriminator.trainable_variables)
-        self.generator_optimizer = generator_optimizer
-        self.discriminator_optimizer = discriminator_optimizer
-        super().compile(optimizer=None, jit_compile=jit_compile)
-
-    @property
-    def metrics(self) -> list[Any]:
-        return [self.d_loss_tracker, self.g_loss_tracker]
-
-    def call(self, latent: Any, training: bool = False) -> Any:
-        return self.generator(latent, training=training)
 
     def train_step(self, data: Any) -> dict[str, Any]:
         real = data[0] if isinstance(data, (tuple, list)) else data

@@ -47,10 +47,12 @@ class Cluster:
         workers: how many worker tasks the cluster has (a `chief` task counts as one).
         index: this task's position among them; 0 is the chief.
         is_chief: whether this task writes the job's run (the `chief` task, else worker 0).
+        coordinator: the chief's address (`host:port`), where a JAX job's processes meet.
     """
 
     workers: int = 1
     index: int = 0
+    coordinator: str = ""
 
     @property
     def is_chief(self) -> bool:
@@ -82,7 +84,12 @@ class Cluster:
                 f"TF_CONFIG: task {kind}:{index} is not in its cluster "
                 f"({', '.join(f'{k}: {len(v)}' for k, v in cluster.items())})"
             )
-        return cls(workers=workers, index=index if kind == "chief" else chiefs + index)
+        first = (cluster.get("chief") or cluster.get("worker"))[0]
+        return cls(
+            workers=workers,
+            index=index if kind == "chief" else chiefs + index,
+            coordinator=str(first),
+        )
 
 
 def source_digest(function: Any) -> str:

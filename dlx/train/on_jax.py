@@ -21,7 +21,7 @@ from typing import Any
 from dlx.errors import DlxError
 from dlx.spec import LoadedSpec
 from dlx.train.multi_worker import Cluster
-from dlx.train.strategy import Placement
+from dlx.train.strategy import Placement, waiting_at_most, worker_timeout
 
 FEED = "arrays"
 """How data in memory reaches `fit` (`make_splits(feed=...)`)."""
@@ -80,6 +80,8 @@ def make_placement(loaded: LoadedSpec) -> Placement:
     runtime = loaded.spec.runtime
     name: str = runtime.strategy
     cluster = Cluster.from_environment()
+    if cluster.workers > 1:
+        _join(cluster, loaded.spec.seed)
     accelerators = [d for d in jax.devices() if d.platform != "cpu"]
     local = accelerators or jax.devices()
     if runtime.devices:
@@ -95,7 +97,10 @@ def make_placement(loaded: LoadedSpec) -> Placement:
     else:
         devices = jax.devices() if cluster.workers > 1 else local
     if len(devices) > 1:
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        # Each process feeds its own part of every batch (`dlx.data.batches.Share`).
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
+        )
     if cluster.workers <= 1:
         cluster = Cluster()
     return Placement(DeviceGroup(devices), name, len(devices), cluster)
@@ -146,7 +151,7 @@ def keep_tensorflow_out() -> None:
 def unsupported(model: Any) -> str | None:
     """What in a built model Keras cannot train on JAX: text inputs (JAX arrays hold numbers;
     `text_vectorization` inside a model needs TensorFlow's strings)."""
-    if any(str(tensor.dtype) == "string" for tensor in model.inputs):
+    if any(str(tensor.dtype) == "string" for tensor in getattr(model, "inputs", None) or []):
         return (
             "the model reads text (an input with dtype: string): JAX arrays hold numbers only, "
             "so a model that turns text into numbers itself trains on the tensorflow backend "
@@ -159,11 +164,33 @@ def after_build(model: Any) -> None:
     """Nothing to adjust on JAX once the model is built."""
 
 
-def initialize_cluster(cluster: Cluster, addresses: list[str]) -> None:
-    """Join a multi-process JAX job (`keras.distribution.initialize`): process 0's address is
-    the coordinator's."""
+def _join(cluster: Cluster, seed: int) -> None:
+    """Join the job's other processes (`keras.distribution.initialize`, at the chief's
+    address), before JAX starts; a worker that waits longer than `$DLX_WORKER_TIMEOUT`
+    seconds for the others ends, saying so.
+
+    The spec's seed is set first: every process has it, so Keras need not agree on one
+    across processes (which it does through `keras.utils.set_random_seed`, importing
+    TensorFlow when it is installed).
+    """
     import keras
 
-    keras.distribution.initialize(
-        job_addresses=addresses[0], num_processes=cluster.workers, process_id=cluster.index
-    )
+    from dlx.backend import set_random_seed
+
+    set_random_seed(seed)
+
+    what = f"worker {cluster.index}: the other workers of the job did not all join"
+    with waiting_at_most(what, worker_timeout()):
+        keras.distribution.initialize(
+            job_addresses=cluster.coordinator,
+            num_processes=cluster.workers,
+            process_id=cluster.index,
+        )
+
+
+def alone() -> None:
+    """What the chief of a job does after training it does alone, on one device: no
+    distribution (its collectives would wait for the other processes)."""
+    import keras
+
+    keras.distribution.set_distribution(None)

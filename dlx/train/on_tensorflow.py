@@ -57,6 +57,10 @@ def keep_tensorflow_out() -> None:
     """Nothing to keep out: TensorFlow is the backend."""
 
 
+def alone() -> None:
+    """Nothing to leave: outside its strategy's scope, a model is the chief's alone."""
+
+
 def unsupported(model: Any) -> str | None:
     """Nothing a built model holds is beyond TensorFlow."""
     return None

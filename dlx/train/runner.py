@@ -361,6 +361,7 @@ def _record(
     from dlx.track.outbox import Outbox
     from dlx.train.checkpoints import RunCheckpoints, checkpoint_folder
     from dlx.train.divergence import Diverged
+    from dlx.train.preparation import backend_module
 
     task, model, splits, placement = fitting.task, fitting.model, fitting.splits, fitting.placement
     spec = task.loaded.spec
@@ -387,6 +388,9 @@ def _record(
             final.pop("epoch", None)
             # Several workers: what follows runs on the chief alone, so on a copy of the
             # model outside the strategy (the collectives need every worker).
+            if cluster.workers > 1:
+                backend_module(spec.runtime.backend).alone()
+                splits = splits.alone()
             local = task.detached(model, splits) if cluster.workers > 1 else model
             _, _, test = task.datasets(splits)
             if test is not None:

@@ -138,18 +138,18 @@ def _multi_worker(cluster: Cluster) -> Any:
     """`MultiWorkerMirroredStrategy` over `TF_CONFIG`'s cluster, with Keras's `fit` fixed.
 
     Making the strategy waits for every worker to join, for at most `$DLX_WORKER_TIMEOUT`
-    seconds (see `_bounded`).
+    seconds (see `waiting_at_most`).
     """
     import tensorflow as tf
 
     if cluster.workers > 1:
         patch_keras_fit()
     what = f"worker {cluster.index}: the other workers of TF_CONFIG's cluster did not all join"
-    with _bounded(what, worker_timeout()):
+    with waiting_at_most(what, worker_timeout()):
         return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-def _bounded(what: str, timeout: float) -> contextlib.AbstractContextManager[None]:
+def waiting_at_most(what: str, timeout: float) -> contextlib.AbstractContextManager[None]:
     """End this process, saying why, if the block waits longer than `timeout` seconds."""
     from dlx.proc.watchdog import bounded
 
@@ -183,7 +183,7 @@ def _tpu(address: str | None) -> Any:
     timeout = worker_timeout()
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address or "")
-        with _bounded(f"the TPU '{address}' did not answer", timeout):
+        with waiting_at_most(f"the TPU '{address}' did not answer", timeout):
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
     except Exception as exc:

@@ -71,6 +71,12 @@ def test_an_images_folder_as_json(tmp_path, monkeypatch):
         None,
     )
     assert report["sharding"] == f"sharded by example: {train['files']} files for 64 workers"
+    # One CPU device a worker: 64 of them cannot share a batch of 16.
+    assert (report["backend"], report["devices"], report["per_device_batch"]) == (
+        "tensorflow",
+        ["CPU:0"],
+        0,
+    )
     assert report["input_examples_per_second"] > 0 and report["train_examples_per_second"] > 0
     faster_input = report["input_examples_per_second"] >= report["train_examples_per_second"]
     assert report["verdict"] == ("compute-bound" if faster_input else "input-bound")
@@ -87,10 +93,12 @@ def test_an_in_memory_source_as_json_and_as_a_table(tmp_path, monkeypatch):
     assert all(s["files"] is None and s["classes"] == 10 for s in report["splits"])
     assert report["cache"] is None and report["shard_policy"] == "data"
     assert report["sharding"] == "sharded by example: the data is in memory, not read from files"
+    assert report["per_device_batch"] == 32  # digits_cnn's 64, across 2 workers' CPUs
 
     table = data(DIGITS, cwd=tmp_path)
     assert table.exit_code == 0, table.output
     assert "1 worker: no sharding: it reads every example" in table.stdout
+    assert "backend: tensorflow, 1 device (CPU:0), 64 examples per device a step" in table.stdout
     assert "x (64, 8, 8, 1) float32" in table.stdout
 
 

@@ -76,16 +76,16 @@ def test_the_keras_code_patched_for_multi_worker_is_the_code_it_was_written_for(
         (
             '{"cluster": {"worker": ["a:1", "b:1", "c:1"]}, '
             '"task": {"type": "worker", "index": 2}}',
-            Cluster(3, 2),
+            Cluster(3, 2, "a:1"),
         ),
         (
             '{"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "worker", '
             '"index": 0}}',
-            Cluster(2, 1),
+            Cluster(2, 1, "a:1"),
         ),
         (
             '{"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "chief"}}',
-            Cluster(2, 0),
+            Cluster(2, 0, "a:1"),
         ),
     ],
 )
