@@ -183,6 +183,28 @@ def test_two_workers_on_jax_are_one_run_of_two_replicas_written_by_the_chief(tmp
     assert 0 <= run.data.metrics["test_accuracy"] <= 1
 
 
+def test_a_sweep_of_a_jax_spec_trains_its_trials_on_jax(tmp_path):
+    from tests.sweep.test_sweep import LEARNING_RATE, TINY, parent_and_children, write_spec
+
+    spec = write_spec(
+        tmp_path,
+        {
+            "metric": "val_accuracy",
+            "trials": 2,
+            "params": {LEARNING_RATE: {"choice": [1e-3, 1e-2]}},
+        },
+        train={**TINY["train"], "epochs": 1},
+        runtime={"backend": "jax"},
+    )
+    done = dlx_on_jax("sweep", str(spec), cwd=tmp_path)
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    (parent,), children = parent_and_children(tmp_path)
+    assert parent.info.status == "FINISHED" and len(children) == 2
+    assert {(c.info.status, c.data.tags["dlx.backend"]) for c in children} == {("FINISHED", "jax")}
+    assert not (tmp_path / "tensorflow-imports.txt").exists()
+
+
 def test_a_process_whose_keras_runs_tensorflow_refuses_a_jax_spec_clearly(tmp_path):
     with pytest.raises(BackendMismatch) as caught:
         api.train(IRIS, [JAX], tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
