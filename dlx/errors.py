@@ -6,12 +6,9 @@ spec); only `dlx.cli` prints them and turns them into exit statuses.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import enum
-import signal
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,34 +172,11 @@ class Interrupted(KeyboardInterrupt):
 
 class Terminated(Interrupted):
     """SIGTERM (`timeout`, `docker stop`, Kubernetes), turned into an exception by the
-    handler `sigterm_raised` installs: handled like Ctrl-C, with exit status 143 (128 + 15)."""
+    handler `dlx.proc.signals.stops_raised` installs: handled like Ctrl-C, with exit status 143
+    (128 + 15)."""
 
     exit_status = ExitStatus.TERMINATED
     cause = "terminated (SIGTERM)"
-
-
-@contextlib.contextmanager
-def sigterm_raised() -> Iterator[None]:
-    """While the block runs, SIGTERM raises `Terminated` (a `KeyboardInterrupt`) in it.
-
-    Python runs the handler in the main thread between two bytecodes, so the exception comes
-    out of `fit` between two steps, whatever TensorFlow was doing. Later SIGTERMs are ignored:
-    they would cut short the recording of the run's end that the first one started. Off the
-    main thread (which alone may set handlers) the block runs as it is.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def did_you_mean(word: str, choices: Iterable[str], normalize=None) -> str:

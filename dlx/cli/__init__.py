@@ -87,14 +87,15 @@ def _run(call: Callable[[], T], show: Callable[[T], None] | None = None) -> T:
     """Call the API and return its result, shown by `show`; on an exception, exit.
 
     SIGTERM (`timeout`, `docker stop`, Kubernetes) stops the call as Ctrl-C does: a run in
-    progress is recorded KILLED, and the exit status is 143. A run that fell short of what was
-    asked of it (an error with a `result`: `ExpectationError`, an export that differs) is shown
-    all the same, before the error.
+    progress is recorded KILLED, and the exit status is 143. A second signal ends the process
+    at once, with a line saying so. A run that fell short of what was asked of it (an error
+    with a `result`: `ExpectationError`, an export that differs) is shown all the same, before
+    the error.
     """
-    from dlx.errors import sigterm_raised
+    from dlx.proc.signals import stops_raised
 
     try:
-        with sigterm_raised():
+        with stops_raised(on_second=_stopped_at_once):
             result = call()
     except (Exception, KeyboardInterrupt) as exc:
         shown = getattr(exc, "result", None)
@@ -110,6 +111,17 @@ def _run(call: Callable[[], T], show: Callable[[T], None] | None = None) -> T:
     # out of the `except` block, the exception and the frames of its traceback are released.
     gc.collect()
     raise typer.Exit(status)
+
+
+def _stopped_at_once(signum: int) -> None:
+    """What a second Ctrl-C or SIGTERM leaves, said as the process ends at once."""
+    import signal
+
+    render.stderr(
+        f"dlx: a second {signal.Signals(signum).name}: stopped at once. A run it was recording "
+        "may be left RUNNING: `dlx runs` shows it, and `--resume RUN` continues it from its "
+        "last checkpoint"
+    )
 
 
 def _exit_status(exc: BaseException) -> int:

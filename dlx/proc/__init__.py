@@ -9,6 +9,8 @@ and timeouts are handled one way:
 - `die_with_parent`: have this process signalled when its parent dies, even by `kill -9`.
 - `dlx.proc.watchdog.bounded`: end this process if a call that holds the interpreter waits too
   long (TensorFlow waiting for a cluster).
+- `dlx.proc.signals`: Ctrl-C and SIGTERM as exceptions that cannot be lost, a second one that
+  always ends the process, and both held back while a checkpoint is written.
 
 Nothing here imports TensorFlow.
 """
@@ -20,7 +22,6 @@ import signal
 import sys
 import threading
 import time
-from types import FrameType
 
 PR_SET_PDEATHSIG = 1
 """Linux's `prctl` option: the signal a process gets when its parent dies."""
@@ -54,10 +55,3 @@ def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> Non
         os.kill(os.getpid(), sig)
 
     threading.Thread(target=watch, name="dlx-parent-watch", daemon=True).start()
-
-
-def interrupt_once(signum: int, frame: FrameType | None) -> None:
-    """A SIGINT handler: the first raises `KeyboardInterrupt`, a second while it is handled
-    is ignored (a worker whose Ctrl-C its parent passes on too records its run once)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt

@@ -33,8 +33,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from dlx.errors import Interrupted, Terminated, sigterm_raised
+from dlx.errors import Interrupted, Terminated
 from dlx.proc import die_with_parent, dlx_command
+from dlx.proc.signals import stops_raised
 
 _POLL_SECONDS = 0.2
 _LOG_TAIL_LINES = 20
@@ -67,7 +68,7 @@ def launch(
     )
     children: list[subprocess.Popen] = []
     try:
-        with sigterm_raised():
+        with stops_raised():
             for index in range(workers):
                 task = {"cluster": cluster, "task": {"type": "worker", "index": index}}
                 environment = {

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dlx.errors import DlxError, UsageError
+from dlx.proc import signals
 from dlx.spec.schema import Sweep
 from dlx.sweep.options import SweepConfig
 from dlx.sweep.space import SAMPLERS, goal, pruner, sweep_of
@@ -190,6 +191,7 @@ def wait_for_others(config: SweepConfig, every: float = 2.0) -> None:
     machine, by its pid; on another, by its heartbeat)."""
     study = open_study(config, sweep_of(config), create=False)
     while True:
+        signals.check()
         fail_lost_trials(study)
         trials = study.get_trials(deepcopy=False)
         if not any(t.state.name == "RUNNING" and not trial_gone(t) for t in trials):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dlx.errors import DlxError, SpecError, UsageError
+from dlx.proc import signals
 from dlx.spec import LoadedSpec
 from dlx.spec.schema import Sweep, SweepParam
 from dlx.sweep.options import SweepConfig, TrialRow
@@ -64,6 +65,7 @@ def work(
     # Seeded by the trials already there too: a resumed or joining process draws anew.
     study.sampler = SAMPLERS[sweep.method](sweep, config.seed + len(study.trials))
     while True:
+        signals.check()  # a stop whose exception a garbage collector's callback lost
         trials = study.get_trials(deepcopy=False)
         waiting = any(t.state.name == "WAITING" for t in trials)
         if not waiting and len(counted(trials)) >= config.trials:

@@ -48,9 +48,13 @@ def work_in_processes(config: SweepConfig, jobs: int) -> None:
         )
         # In the environment, not the command line that every user sees (a storage password).
         env[WORKER_CONFIG] = mine.to_json()
-        workers.append(subprocess.Popen(dlx_command("sweep-worker"), env=env))
+        # In a session of their own: Ctrl-C on a terminal reaches the sweep alone, which passes
+        # it on once (a second signal ends a process at once).
+        workers.append(
+            subprocess.Popen(dlx_command("sweep-worker"), env=env, start_new_session=True)
+        )
     try:
-        codes = [worker.wait() for worker in workers]
+        codes = [_waited(worker) for worker in workers]
     except KeyboardInterrupt:
         import signal
 
@@ -65,6 +69,18 @@ def work_in_processes(config: SweepConfig, jobs: int) -> None:
         raise
     if any(code not in (0,) for code in codes):
         raise DlxError(f"a sweep worker exited with status {max(codes)}; see its output above")
+
+
+def _waited(worker: subprocess.Popen) -> int:
+    """The worker's exit status, once it exits; a stop asked for meanwhile is raised."""
+    from dlx.proc import signals
+
+    while True:
+        signals.check()
+        try:
+            return worker.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def die_with_coordinator(config: SweepConfig) -> None:
@@ -88,17 +104,11 @@ def work_as_worker(
     Raises:
         UsageError: not started by a sweep (no `$DLX_SWEEP_WORKER`).
     """
-    import signal
-
-    from dlx.proc import interrupt_once
     from dlx.sweep.trials import work
 
     config = os.environ.get(WORKER_CONFIG)
     if not config:
         raise UsageError(f"dlx sweep-worker is started by dlx sweep --jobs (${WORKER_CONFIG})")
-    # Ctrl-C on a terminal reaches the worker, and then the sweep passes it on too: the
-    # second must not cut short the recording of the trial's run as KILLED.
-    signal.signal(signal.SIGINT, interrupt_once)
     worker = SweepConfig.from_json(config)
     die_with_coordinator(worker)
     work(worker, progress=progress, on_trial=on_trial)

@@ -16,15 +16,17 @@ started at once in an empty folder do not race through MLflow's schema migration
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import shlex
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from dlx.errors import DlxError
+from dlx.proc import signals
 from dlx.track.params import UNSAFE_CHARACTERS, short_hash
 
 if TYPE_CHECKING:
@@ -275,7 +277,8 @@ def open_for_writing(tracking_uri: str) -> MlflowClient:
     database = sqlite_file(tracking_uri)
     if database is None:
         database_server = tracking_uri.partition(":")[0].partition("+")[0] in _SQL_DATABASES
-        return _client(tracking_uri, probe=database_server)
+        client = _client(tracking_uri, probe=database_server)
+        return cast("MlflowClient", _Uninterrupted(client)) if database_server else client
     try:
         database.parent.mkdir(parents=True, exist_ok=True)
         lock = open(database.with_name(database.name + ".lock"), "a+b")  # noqa: SIM115
@@ -288,7 +291,32 @@ def open_for_writing(tracking_uri: str) -> MlflowClient:
         import fcntl
 
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _client(tracking_uri, probe=True)
+        return cast("MlflowClient", _Uninterrupted(_client(tracking_uri, probe=True)))
+
+
+class _Uninterrupted:
+    """A database store's `MlflowClient` whose calls Ctrl-C and SIGTERM do not cut in two.
+
+    A signal's exception raised in the middle of SQLAlchemy's commit leaves the transaction
+    open and its lock held: the same process can then no longer record the run KILLED
+    ("database is locked"). Each call runs with the signals held back (`signals.deferred`),
+    and the stop takes effect as it returns; a second signal still ends the process.
+    """
+
+    def __init__(self, client: MlflowClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def uninterrupted(*args: Any, **kwargs: Any) -> Any:
+            with signals.deferred():
+                return attribute(*args, **kwargs)
+
+        return uninterrupted
 
 
 def mlflow_uri(tracking_uri: str) -> str:

@@ -24,14 +24,12 @@ import functools
 import json
 import os
 import shutil
-import signal
 import tempfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from dlx.errors import DlxError
+from dlx.proc import signals
 
 WEIGHTS = "model.weights.h5"
 SEEDS = "seeds.npz"
@@ -129,31 +127,6 @@ class RunCheckpoints:
         return self.folder / f"stage-{stage}"
 
 
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block is done, then take effect.
-
-    Their Python handlers raise in the main thread between two bytecodes: in the middle of
-    writing a checkpoint, that would leave one that cannot be loaded, and no run to resume.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {
-        number: signal.signal(number, lambda signum, frame: received.append(signum))
-        for number in (signal.SIGINT, signal.SIGTERM)
-        if signal.getsignal(number) is not None  # a handler Python did not set stays
-    }
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        for signum in received:
-            signal.raise_signal(signum)
-
-
 @functools.cache
 def _backup_class() -> type:
     """The callback's class, made on first use: this module must not import Keras itself."""
@@ -172,7 +145,7 @@ def _backup_class() -> type:
             ]
 
         def _save_model(self) -> None:
-            with _signals_deferred():
+            with signals.deferred():
                 self._save_epoch()
 
         def _save_epoch(self) -> None:

@@ -202,9 +202,12 @@ class _Fitting:
         restores its weights, and the next stage goes on from there.
         """
         from dlx.train.divergence import StopOnNonFiniteLoss
+        from dlx.train.interrupts import StopWhenAsked
         from dlx.train.progress import progress_callback
 
-        guards = [] if self.task.loaded.spec.train.on_nan == "continue" else [StopOnNonFiniteLoss()]
+        guards: list[Any] = [StopWhenAsked()]
+        if self.task.loaded.spec.train.on_nan != "continue":
+            guards.append(StopOnNonFiniteLoss())
         fit_arguments = self.task.fit_arguments(self.splits)
         first = 0
         for index, stage in enumerate(self.task.stages(self.model)):
