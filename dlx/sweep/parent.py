@@ -62,13 +62,14 @@ def run_sweep(
     loaded: LoadedSpec, overrides: list[str] | tuple[str, ...], options: SweepOptions
 ) -> SweepResult:
     """Run a sweep, or resume or join one, to its end, as `options` say; see `dlx.api.sweep`."""
-    from dlx.track.store import resolve_tracking_uri
+    from dlx.track.store import check_store, resolve_tracking_uri
 
     trials, storage, resume, join = options.trials, options.storage, options.resume, options.join
     jobs = options.jobs if options.jobs is not None else max(1, len(visible_gpus()))
     sweep = loaded.spec.sweep
     assert sweep is not None
     uri = resolve_tracking_uri(loaded.spec.tracking.uri or options.tracking_uri)
+    check_store(uri)  # before the study's storage is made: a store that cannot take the runs
     existing = resume or join
     parent = _existing_parent(uri, existing) if existing else None
     named = parent is None and storage is not None  # first come creates it, the others join

@@ -329,6 +329,8 @@ def mlflow_uri(tracking_uri: str) -> str:
         StoreError: a PostgreSQL store and neither driver installed.
     """
     scheme, separator, rest = tracking_uri.partition("://")
+    if scheme in ("http", "https"):
+        _check_server(tracking_uri)
     if not separator or scheme != "postgresql":
         return tracking_uri
     if importlib.util.find_spec("psycopg2") is not None:
@@ -339,6 +341,41 @@ def mlflow_uri(tracking_uri: str) -> str:
         f"the MLflow store {tracking_uri} needs a PostgreSQL driver, and none is installed. "
         "Install one with `pip install 'dlx[postgres]'`"
     )
+
+
+SERVER_TIMEOUT_S = 5.0
+"""How long a tracking server gets to answer dlx's first request (connecting and answering)."""
+
+
+@functools.cache
+def _check_server(tracking_uri: str) -> None:
+    """Check that the tracking server at `tracking_uri` answers, in seconds, once a process.
+
+    MLflow retries a request to a server that is down with a growing back-off: a command would
+    wait about four minutes before saying anything. Any HTTP answer will do (its `/health`, or
+    an error page of a proxy that asks for a login): what fails is no answer at all.
+
+    Raises:
+        StoreError: no answer within `SERVER_TIMEOUT_S` seconds, with why.
+    """
+    import socket
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT_S)
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, socket.timeout | TimeoutError):
+            why = f"no answer within {SERVER_TIMEOUT_S:g} s"
+        else:
+            why = getattr(reason, "strerror", None) or str(reason)
+        raise StoreError(
+            f"the MLflow tracking server {tracking_uri} does not answer ({why}). Start it, or "
+            f"record {_ELSEWHERE}"
+        ) from None
 
 
 def _client(tracking_uri: str, *, probe: bool) -> MlflowClient:

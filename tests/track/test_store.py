@@ -283,3 +283,59 @@ def test_runs_are_recorded_in_and_read_from_a_postgresql_store(postgres_uri, tmp
     assert done.returncode == 0, done.stderr
     [listed] = json.loads(done.stdout)
     assert (listed["run_id"], listed["status"]) == (run.run_id, "FINISHED")
+
+
+def _refused_uri() -> str:
+    """A tracking server's URI on a port where nothing listens."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["train", "spec.yaml"],
+        ["runs"],
+        ["compare"],
+        ["sweep", "spec.yaml"],
+        ["export", "0123456789abcdef0123456789abcdef", "-o", "out"],
+    ],
+    ids=lambda arguments: arguments[0],
+)
+def test_a_tracking_server_that_is_down_is_one_line_in_seconds_for_every_command(
+    arguments, tmp_path
+):
+    uri = _refused_uri()
+    sweep = "sweep: {metric: val_accuracy, trials: 2, params: {seed: {choice: [1, 2]}}}\n"
+    (tmp_path / "spec.yaml").write_text(TINY_SPEC + sweep)
+    done = dlx_in_process(*arguments, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: the MLflow tracking server {uri} does not answer (Connection refused). Start "
+        "it, or record elsewhere with --tracking-uri, $MLFLOW_TRACKING_URI or tracking.uri in "
+        "the spec"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]  # no optuna.db, no run
+
+
+def test_a_tracking_server_that_takes_connections_but_never_answers_fails_in_its_timeout(
+    monkeypatch,
+):
+    import socket
+    import time
+
+    from dlx.track import store
+
+    monkeypatch.setattr(store, "SERVER_TIMEOUT_S", 0.5)
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="does not answer \\(no answer within 0.5 s\\)"):
+            mlflow_uri(uri)
+        assert time.monotonic() - started < 5
