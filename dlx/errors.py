@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import errno
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +178,34 @@ class Terminated(Interrupted):
 
     exit_status = ExitStatus.TERMINATED
     cause = "terminated (SIGTERM)"
+
+
+_NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_NO_SPACE_WORDS = ("No space left on device", "database or disk is full", "Disk quota exceeded")
+
+
+def no_space_left(exc: BaseException) -> str | None:
+    """Whether `exc`, or an exception it comes from, is a disk that is full (ENOSPC): what was
+    being written when it is known (a path), `""` when not; `None` for any other error.
+
+    The one place that recognises a full disk, however it surfaces: an `OSError` of Python or
+    h5py, SQLite's "database or disk is full" through SQLAlchemy and MLflow.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _NO_SPACE_ERRNOS:
+            return str(current.filename or "")
+        if any(words in str(current) for words in _NO_SPACE_WORDS):
+            return ""
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def no_space_message(where: str, then: str) -> str:
+    """`no space left on device (PATH): free space there, then THEN`."""
+    return f"no space left on device{f' ({where})' if where else ''}: free space there, then {then}"
 
 
 def did_you_mean(word: str, choices: Iterable[str], normalize=None) -> str:

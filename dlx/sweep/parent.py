@@ -18,7 +18,7 @@ import time
 import zlib
 from typing import Any
 
-from dlx.errors import DlxError, Interrupted, UsageError
+from dlx.errors import DlxError, Interrupted, UsageError, no_space_left, no_space_message
 from dlx.spec import LoadedSpec
 from dlx.spec.schema import Sweep
 from dlx.sweep.options import SweepConfig, SweepOptions, SweepResult
@@ -156,10 +156,14 @@ def run_sweep(
             f"{stopped.cause}: sweep {config.parent_run_id} recorded KILLED; continue it with "
             f"`dlx sweep {loaded.document.path} --resume {config.parent_run_id}`"
         ) from None
-    except BaseException:
+    except BaseException as exc:
         if owner:
             _end_parent(config, "FAILED")
-        raise
+        where = no_space_left(exc)
+        if where is None:
+            raise
+        then = f"`dlx sweep {loaded.document.path} --resume {config.parent_run_id}` goes on"
+        raise DlxError(no_space_message(where, then)) from exc
     finally:
         for thread in (watching, beating):
             if thread is not None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlx.errors import DlxError, SpecError, UsageError
+from dlx.errors import DlxError, SpecError, UsageError, no_space_left
 from dlx.proc import signals
 from dlx.spec import LoadedSpec
 from dlx.spec.schema import Sweep, SweepParam
@@ -143,6 +143,10 @@ def _run_trial(
         raise
     except Exception as exc:  # a failed trial is recorded (its run FAILED), the sweep goes on
         from dlx.train.runner import TrainingFailed
+
+        if no_space_left(exc) is not None:  # every trial after it would fail alike
+            study.tell(trial, state=trial_state("FAIL"))  # interrupted: a `--resume` reruns it
+            raise
 
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if isinstance(exc, SpecError):

@@ -127,6 +127,40 @@ class RunCheckpoints:
         return self.folder / f"stage-{stage}"
 
 
+_MARGIN_BYTES = 1 << 20
+
+
+def _room_for(root: Path, model: Any) -> None:
+    """Raise ENOSPC before a checkpoint is begun that the disk has no room for.
+
+    A write that runs out of space half-way inside h5py leaves objects that can crash the
+    interpreter when they are collected; checking first ends the run with a clean error. The
+    size is the last checkpoint's, or the model's and its optimizer's variables.
+    """
+    import errno
+
+    saved = saved_epochs(root)
+    if saved:
+        needed = sum(f.stat().st_size for f in (root / f"epoch-{saved[0]}").iterdir())
+    else:
+        import math
+
+        import numpy as np
+
+        variables = [*model.weights, *getattr(model.optimizer, "variables", [])]
+        needed = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)
+    needed += _MARGIN_BYTES
+    root.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(root).free
+    if free < needed:
+        raise OSError(
+            errno.ENOSPC,
+            f"No space left on device: a checkpoint needs about {needed >> 20} MB, "
+            f"{free >> 20} MB are free",
+            str(root),
+        )
+
+
 @functools.cache
 def _backup_class() -> type:
     """The callback's class, made on first use: this module must not import Keras itself."""
@@ -154,6 +188,7 @@ def _backup_class() -> type:
             for stale in root.glob("epoch-*.partial"):  # left by a kill
                 shutil.rmtree(stale, ignore_errors=True)
             partial, whole = root / f"epoch-{epoch}.partial", root / f"epoch-{epoch}"
+            _room_for(root, self.model)
             partial.mkdir(parents=True)
             with (partial / SEEDS).open("wb") as file:
                 np.savez(file, *[np.asarray(state.numpy()) for state in self._seed_states()])

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlx.errors import DlxError, Interrupted, SpecError
+from dlx.errors import DlxError, Interrupted, SpecError, no_space_left, no_space_message
 from dlx.spec import LoadedSpec
 from dlx.track.tags import (
     CHECKPOINTS,
@@ -427,8 +427,14 @@ def _record(
             failed.folder = folder
             raise failed from exc
         except Exception as exc:
+            where = no_space_left(exc)
+            if where is not None:  # the checkpoints are whole: a resume goes on from the last
+                then = f"`dlx train --resume {run.run_id}` continues the run from its last epoch"
+                reason = no_space_message(where, then)
+            else:
+                reason = f"training failed: {_reason(exc, cluster.workers, splits)}"
             failed = TrainingFailed(
-                f"training failed: {_reason(exc, cluster.workers, splits)}\n"
+                f"{reason}\n"
                 f"The run {run.run_id} is recorded as FAILED with its traceback "
                 f"(traceback.txt); its checkpoints and metrics are kept in {folder}: "
                 f"continue it with `dlx train --resume {run.run_id}`.\n{run.ui_hint()}"
