@@ -14,10 +14,12 @@ Order matters and is the point of this module:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -369,7 +371,7 @@ def _record(
     task, model, splits, placement = fitting.task, fitting.model, fitting.splits, fitting.placement
     spec = task.loaded.spec
     cluster = placement.cluster
-    with run:
+    with run, _lengths_left_unknown(spec.data.on_error):
         folder = resume.checkpoints if resume else checkpoint_folder(run.tracking_uri, run.run_id)
         checkpoints = RunCheckpoints(folder)
         outbox = Outbox(run, checkpoints.folder)
@@ -403,10 +405,10 @@ def _record(
                 final.update(test_metrics)
             run.log_text(recorder.history_csv(), "history.csv")
             run.log_figure(learning_curves_figure(recorder.columns()), "learning_curves.png")
-            task.log_artifacts(run, local, splits)
             skipped = splits.skipped()
-            if skipped:
+            if skipped:  # before the artifacts: what reads the splits again may skip more
                 run.set_tags({SKIPPED_EXAMPLES: f"{len(skipped)} (first: {skipped[0]})"})
+            task.log_artifacts(run, local, splits)
             saved = task.saved_model(local)
             sample = task.sample_inputs(splits)
             if spec.tracking.log_model and sample is not None:
@@ -465,6 +467,21 @@ def _record(
         steps_per_execution=fitting.execution.describe(),
         jit_compile=fitting.jit.describe(),
     )
+
+
+@contextlib.contextmanager
+def _lengths_left_unknown(on_error: str) -> Iterator[None]:
+    """With `data.on_error: skip`, no "Your input ran out of data" warning from Keras.
+
+    A split that skips files has no length known in advance (`dlx.data.pipeline`): Keras reads
+    it to its end and warns, on the first epoch, as if a length given had been too long.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        if on_error == "skip":
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+        yield
 
 
 def _began(loaded: LoadedSpec) -> list[str]:
