@@ -32,6 +32,7 @@ from dlx.data.stream import (
     FileSplit,
     TrainStream,
     cached,
+    check_disk_cache,
     choose_cache,
     choose_sharding,
     describe_unreadable,
@@ -89,6 +90,11 @@ def check_sources(data: Data, context: SourceContext) -> list[SourceError]:
             check_source(component, context)
         except SourceError as error:
             errors.append(error.at(*keys))
+    if not isinstance(data.cache, str):
+        try:
+            check_disk_cache(context.base_dir / data.cache.disk)
+        except SourceError as error:
+            errors.append(error.at("data", "cache", "disk"))
     return errors
 
 

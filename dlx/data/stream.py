@@ -420,7 +420,12 @@ def choose_cache(cache: Any, streams: list[FileStream], base_dir: Path, fingerpr
     """
     if not isinstance(cache, str):
         prefix = base_dir / cache.disk
-        prefix.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            check_disk_cache(prefix)
+            prefix.parent.mkdir(parents=True, exist_ok=True)
+        except (SourceError, OSError) as exc:
+            message = exc.message if isinstance(exc, SourceError) else _cannot_write(prefix, exc)
+            raise SourceError(message).at("data", "cache", "disk") from None
         return f"{prefix}-{fingerprint[:16]}"
     if cache != "auto":
         return cache
@@ -431,6 +436,28 @@ def choose_cache(cache: Any, streams: list[FileStream], base_dir: Path, fingerpr
         for stream in streams
     )
     return "memory" if total < AUTO_CACHE_BYTES else "none"
+
+
+def check_disk_cache(prefix: Path) -> None:
+    """Check that a disk cache can be written at `prefix`: its folder, or the nearest folder
+    above it that exists, is writable.
+
+    Raises:
+        SourceError: it cannot, saying which folder and what to do.
+    """
+    folder = next(f for f in (prefix.parent, *prefix.parent.parents) if f.exists())
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise SourceError(
+            f"the cache cannot be written: {folder} is not a writable folder. Give a path in one "
+            "that is, or use cache: memory"
+        )
+
+
+def _cannot_write(prefix: Path, exc: OSError) -> str:
+    return (
+        f"the cache cannot be written at {prefix}: {exc.strerror or exc}. Give a path in a "
+        "writable folder, or use cache: memory"
+    )
 
 
 def cached(dataset: tf.data.Dataset, cache: str, name: str) -> tf.data.Dataset:

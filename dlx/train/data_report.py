@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from dlx.data.stream import choose_sharding
+from dlx.errors import SpecError
 from dlx.spec import LoadedSpec
 
 if TYPE_CHECKING:
@@ -86,7 +87,14 @@ def data_report(loaded: LoadedSpec, workers: int = 1) -> DataReport:
     backend.configure_devices(loaded)
     with backend.process_settings(loaded):
         placement = backend.make_placement(loaded)
-        return _report(prepare(loaded, "to describe its data", placement), workers, placement)
+        prepared = prepare(loaded, "to describe its data", placement)
+        try:
+            return _report(prepared, workers, placement)
+        except Exception as exc:  # a file past the ones `prepare` read, that cannot be decoded
+            unreadable = prepared.splits.unreadable(exc)
+            if unreadable is None:
+                raise
+            raise SpecError([loaded.document.problem(("data", "source"), unreadable)]) from None
 
 
 def _report(prepared: Prepared, workers: int, placement: Placement) -> DataReport:

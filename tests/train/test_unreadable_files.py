@@ -1,6 +1,8 @@
 """A streamed file that cannot be decoded: a FAILED run naming it, resumable once it is fixed;
 or, with `data.on_error: skip`, left out and counted. And `dlx reproduce` on changed files."""
 
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -105,3 +107,42 @@ def test_a_content_fingerprint_is_not_said_to_change_with_the_same_bytes():
     assert _data_changed(tags, SimpleNamespace(data_fingerprint="b" * 64)) == (
         f"the data changed since the run: fingerprint {'a' * 16} != {'b' * 16}"
     )
+
+
+def test_dlx_data_names_a_broken_file_past_the_ones_read_first_at_the_source(tmp_path):
+    spec = rescaled_images_spec(tmp_path)
+    (tmp_path / BROKEN).write_bytes(b"not an image")
+    refused = dlx_in_process("data", str(spec), cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    first = refused.stderr.splitlines()[0]
+    assert first.startswith(f"{spec.name}:") or first.startswith(f"{spec}:"), first
+    assert f"error: data.source: could not read {BROKEN}: Unknown image file format." in first
+    assert first.endswith(ADVICE)
+    assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "train"])
+def test_a_disk_cache_in_a_read_only_folder_is_located_before_anything_is_read(command, tmp_path):
+    from tests.track.test_store import _without_write_permission
+
+    prefix = _without_write_permission()
+    spec = write_images_spec(tmp_path, cache="{disk: read-only/cache}")
+    (tmp_path / "read-only").mkdir()
+    (tmp_path / "read-only").chmod(0o555)
+    try:
+        done = subprocess.run(
+            [*prefix, sys.executable, "-m", "dlx", command, str(spec)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        (tmp_path / "read-only").chmod(0o755)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert (
+        f"shapes.yaml:9:17: error: data.cache.disk: the cache cannot be written: "
+        f"{tmp_path / 'read-only'} is not a writable folder"
+    ) in done.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # no run opened
