@@ -500,28 +500,40 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
     workers: int = 2,
+    max_request_mb: int = 64,
     tracking_uri: str | None = None,
 ) -> None:
     """Serve a run's logged model over HTTP until interrupted: MLflow's scoring server
     (`GET /ping`, `POST /invocations` with JSON `inputs`, `instances` or `dataframe_split`),
-    which answers a request that does not fit the model's signature with HTTP 400.
+    which answers a request that does not fit the model's signature with HTTP 400, a body
+    over `max_request_mb` with HTTP 413, and JSON nested deeper than 64 levels with HTTP 400.
 
     Args:
         reference: the run's id, or a unique prefix of it.
         host: the address to listen on.
         port: the port to listen on.
         workers: server processes, each with the model, for concurrent requests.
+        max_request_mb: the largest request body, in MB of 1,048,576 bytes (64: over
+            100,000 8x8 digits as JSON, which MLflow takes most of a minute to read).
         tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
 
     Raises:
-        UsageError: no such run, the run logged no model, or the port is taken.
+        UsageError: no such run, the run logged no model or is still running, the port is
+            taken, or `max_request_mb` is not positive.
     """
     from dlx.deploy.serve import serve_run
     from dlx.track.read import open_store
 
     store = open_store(tracking_uri)
     (run,) = store.find([reference])
-    serve_run(store.uri, run.info.run_id, host=host, port=port, workers=workers)
+    serve_run(
+        store.uri,
+        run.info.run_id,
+        host=host,
+        port=port,
+        workers=workers,
+        max_request_mb=max_request_mb,
+    )
 
 
 @dataclass

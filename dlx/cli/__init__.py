@@ -128,7 +128,15 @@ def _exit_status(exc: BaseException) -> int:
     """Report an exception to the user and return the exit status it maps to: the one place
     that does. A `DlxError` says what went wrong; anything else is a line naming the exception
     (with `--debug`, every exception but an interrupt is raised again, for its traceback)."""
-    from dlx.errors import MAX_MESSAGE, DlxError, ExitStatus, Interrupted, shorten
+    from dlx.errors import (
+        MAX_MESSAGE,
+        DlxError,
+        ExitStatus,
+        Interrupted,
+        no_space_left,
+        no_space_message,
+        shorten,
+    )
 
     if isinstance(exc, KeyboardInterrupt):
         stopped = exc if isinstance(exc, Interrupted) else Interrupted()
@@ -139,6 +147,11 @@ def _exit_status(exc: BaseException) -> int:
     if isinstance(exc, DlxError):
         render.stderr(exc.render())
         return int(exc.exit_status)
+    where = no_space_left(exc)
+    if where is not None:
+        then = "run the command again (a run it left RUNNING continues with `--resume RUN`)"
+        render.stderr(f"error: {no_space_message(where, then)}")
+        return int(ExitStatus.FAILURE)
     message = shorten(" ".join(str(exc).split()), MAX_MESSAGE)
     what = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     render.stderr(f"error: {what} (--debug for the traceback)")
@@ -610,13 +623,30 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Server processes, for concurrent requests.")
     ] = 2,
+    max_request_mb: Annotated[
+        int,
+        typer.Option(
+            "--max-request-mb",
+            min=1,
+            help="The largest request body, in MB (1,048,576 bytes); larger is HTTP 413.",
+        ),
+    ] = 64,
     tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Serve a run's model over HTTP with MLflow's scoring server: GET /ping, POST
     /invocations with JSON (inputs, instances or dataframe_split). Ctrl-C stops it."""
     from dlx import api
 
-    _run(lambda: api.serve(run, host=host, port=port, workers=workers, tracking_uri=tracking_uri))
+    _run(
+        lambda: api.serve(
+            run,
+            host=host,
+            port=port,
+            workers=workers,
+            max_request_mb=max_request_mb,
+            tracking_uri=tracking_uri,
+        )
+    )
 
 
 @app.command()

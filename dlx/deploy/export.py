@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from dlx.deploy.staging import staged_folder
 from dlx.errors import DlxError, ExitStatus, UsageError
 from dlx.tensorflow_import import native_stderr_silenced
 
@@ -197,10 +198,15 @@ def export_run(
 ) -> Export:
     """Export a run's models to `formats` under `output`, check each, and log them.
 
+    The files are written into a folder of their own beside `output` and renamed to it once
+    all are written and logged (`dlx.deploy.staging`): `output` holds a whole export or none,
+    an earlier export there is replaced whole, and an export that fails leaves nothing behind.
+
     Args:
         run: the run's models and data.
         formats: names in `FORMATS`.
-        output: the folder the files are written to, `output/<format>/<model><suffix>`.
+        output: the folder the files are written to, `output/<format>/<model><suffix>`: a new
+            or empty folder, or one an earlier export wrote.
         tolerance: the largest absolute difference a float32 export may have.
         quantize: `float16` or `int8`: also a quantized LiteRT model.
         log: `log(folder, artifact_path, metrics)`: logs a folder's files and metrics to the run.
@@ -209,9 +215,9 @@ def export_run(
         The `Export`, when every unquantized export is within `tolerance`.
 
     Raises:
-        UsageError: a format that cannot carry the model's inputs (strings), or `--quantize`
-            without `litert`.
-        ExportMismatch: an export differs by more than `tolerance`.
+        UsageError: a format that cannot carry the model's inputs (strings), `--quantize`
+            without `litert`, or an `output` that holds other files.
+        ExportMismatch: an export differs by more than `tolerance` (the export is in place).
     """
     if quantize is not None and "litert" not in formats:
         raise UsageError("--quantize applies to LiteRT models: add litert to --format")
@@ -229,6 +235,39 @@ def export_run(
                 "preprocessing out of the model"
             )
     done = Export(run.run_id, output, tolerance, _count(run.inputs))
+    with staged_folder(output, replaceable=_is_export) as staging:
+        _write_and_log(run, formats, staging, quantize, log, done)
+    for check in done.checks:  # where the files are now that the folder is in place
+        check.path = output / check.path.relative_to(staging)
+    failed = done.failed
+    if failed:
+        lines = [
+            f"{c.label}: max abs diff {c.max_abs_diff:.3g} > tolerance {tolerance:g}"
+            + (
+                f" (argmax agreement {c.argmax_agreement:.4f})"
+                if c.argmax_agreement is not None
+                else ""
+            )
+            for c in failed
+        ]
+        raise ExportMismatch(
+            "export predictions differ from the Keras model's on "
+            f"{done.examples} examples:\n" + "\n".join(lines),
+            result=done,
+        )
+    return done
+
+
+def _write_and_log(
+    run: RunModels,
+    formats: list[str],
+    output: Path,
+    quantize: str | None,
+    log: Callable[[Path, str, dict[str, float]], None],
+    done: Export,
+) -> None:
+    """Write and check each export of each model under `output`, adding its `Check` to
+    `done`; then `summary.json`, and log them all to the run."""
     for name, model in run.models.items():
         model = float32_model(model)
         named = _named(model, run.inputs)
@@ -272,23 +311,13 @@ def export_run(
     summary = output / "summary.json"
     summary.write_text(json.dumps(done.summary(), indent=2) + "\n")
     log(summary, "export", {})
-    failed = done.failed
-    if failed:
-        lines = [
-            f"{c.label}: max abs diff {c.max_abs_diff:.3g} > tolerance {tolerance:g}"
-            + (
-                f" (argmax agreement {c.argmax_agreement:.4f})"
-                if c.argmax_agreement is not None
-                else ""
-            )
-            for c in failed
-        ]
-        raise ExportMismatch(
-            "export predictions differ from the Keras model's on "
-            f"{done.examples} examples:\n" + "\n".join(lines),
-            result=done,
-        )
-    return done
+
+
+def _is_export(folder: Path) -> bool:
+    """Whether a folder holds an earlier export and nothing else: its `summary.json` and
+    folders named as formats."""
+    names = {path.name for path in folder.iterdir()}
+    return "summary.json" in names and names <= {"summary.json", *FORMATS}
 
 
 def _export_one(

@@ -4,7 +4,9 @@
 app under uvicorn, with its protocol (`GET /ping`, `POST /invocations` taking JSON `inputs`,
 `instances` or `dataframe_split`) and its checks of a request against the model's logged
 signature, which answer a wrong shape or type with HTTP 400. Several uvicorn worker processes
-serve concurrent requests.
+serve concurrent requests. dlx starts uvicorn itself, on `dlx.deploy.scoring_app`: MLflow's app
+behind limits on a request's size (HTTP 413) and on the nesting of its JSON (HTTP 400), with a
+worker health check that waits as long as a request may run.
 
 The model served is not the logged Keras flavor itself: its pyfunc calls `model.predict` for
 each request, which builds a dataset and a step function per call (about 160 ms for one example,
@@ -15,7 +17,11 @@ any batch size, saved with the logged model's signature in a temporary folder.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -24,7 +30,12 @@ from typing import Any
 
 from mlflow.pyfunc import PythonModel
 
+from dlx.deploy import scoring_app
+from dlx.deploy.scoring_app import MB
 from dlx.errors import DlxError, UsageError
+
+STOP_GRACE_S = 10.0
+"""How long the server's processes have to finish the requests in flight once asked to stop."""
 
 
 class KerasServing(PythonModel):
@@ -124,7 +135,15 @@ def save_serving_model(logged: Path, folder: Path) -> Path:
     return path
 
 
-def serve_run(tracking_uri: str, run_id: str, *, host: str, port: int, workers: int) -> None:
+def serve_run(
+    tracking_uri: str,
+    run_id: str,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    max_request_mb: int,
+) -> None:
     """Serve a run's logged model until interrupted.
 
     Args:
@@ -133,17 +152,21 @@ def serve_run(tracking_uri: str, run_id: str, *, host: str, port: int, workers: 
         host: the address to listen on.
         port: the port to listen on.
         workers: uvicorn worker processes (each loads the model).
+        max_request_mb: the largest request body, in MB of 1,048,576 bytes (larger: HTTP 413).
 
     Raises:
-        UsageError: the run logged no model, or the port is taken.
+        UsageError: the run logged no model, the port is taken, or `max_request_mb` is not
+            positive.
         DlxError: the server stopped with an error.
     """
     import socket
 
-    from mlflow.pyfunc.backend import PyFuncBackend
-
     from dlx.track.logged_models import download_logged_model
 
+    if max_request_mb < 1:
+        raise UsageError(
+            f"--max-request-mb: expected a positive number of MB. Received: {max_request_mb}"
+        )
     with socket.socket() as probe:
         try:
             probe.bind((host, port))
@@ -152,16 +175,60 @@ def serve_run(tracking_uri: str, run_id: str, *, host: str, port: int, workers: 
     with tempfile.TemporaryDirectory(prefix="dlx-serve-") as folder:
         local = download_logged_model(tracking_uri, run_id, "model", Path(folder))
         serving = save_serving_model(local, Path(folder))
-        # MLflow starts `uvicorn` by name: the one installed beside this Python.
-        bin_folder = str(Path(sys.executable).parent)
-        os.environ["PATH"] = bin_folder + os.pathsep + os.environ.get("PATH", "")
-        backend = PyFuncBackend(config={}, env_manager="local", workers=workers)
-        server = backend.serve(str(serving), port, host, timeout=None, synchronous=False)
+        server = _start_server(
+            serving, host=host, port=port, workers=workers, max_bytes=max_request_mb * MB
+        )
         try:
             status = server.wait()
         finally:  # Ctrl-C or SIGTERM here: the server stops too, its workers with it.
-            if server.poll() is None:
-                server.terminate()
-                server.wait(timeout=30)
+            _stop_server(server)
         if status != 0:
             raise DlxError(f"the MLflow scoring server stopped with exit status {status}")
+
+
+def _start_server(
+    model: Path, *, host: str, port: int, workers: int, max_bytes: int
+) -> subprocess.Popen:
+    """uvicorn on `dlx.deploy.scoring_app`, in a process group of its own (which
+    `_stop_server` stops whole), sent SIGTERM if dlx dies.
+
+    A worker is declared hung, killed and replaced, only when it has not answered uvicorn's
+    health check for as long as MLflow lets a request run (`MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT`,
+    60 s unless set): the check is answered by a thread of the worker, which waits while a
+    request holds the interpreter (Python's JSON parser holds it for seconds on a body of tens
+    of MB), and uvicorn's own 5 s killed workers busy with such requests.
+    """
+    from mlflow.environment_variables import MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
+
+    from dlx.proc import die_with_parent
+
+    timeout = MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
+    command = [
+        *(sys.executable, "-m", "uvicorn", "--factory", f"{scoring_app.__name__}:create_app"),
+        *("--host", host, "--port", str(port), "--workers", str(workers)),
+        *("--timeout-worker-healthcheck", str(timeout)),
+    ]
+    environment = {
+        **os.environ,
+        scoring_app.MODEL_VARIABLE: str(model),
+        scoring_app.MAX_BYTES_VARIABLE: str(max_bytes),
+        MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.name: str(timeout),
+    }
+    return subprocess.Popen(
+        command,
+        env=environment,
+        start_new_session=True,
+        preexec_fn=functools.partial(die_with_parent, signal.SIGTERM),
+    )
+
+
+def _stop_server(server: subprocess.Popen) -> None:
+    """SIGTERM to the server's processes, uvicorn's and its workers', which finish the requests
+    they are answering; SIGKILL to what is left after `STOP_GRACE_S` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.wait(timeout=STOP_GRACE_S)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait()

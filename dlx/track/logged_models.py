@@ -59,12 +59,18 @@ def download_logged_model(tracking_uri: str, run_id: str, name: str, folder: Pat
     quiet_mlflow()
     client = MlflowClient(mlflow_uri(tracking_uri))
     try:
-        experiment_id = client.get_run(run_id).info.experiment_id
+        info = client.get_run(run_id).info
     except MlflowException:
         raise UsageError(f"no run with id '{run_id}' in {tracking_uri}") from None
     matches = client.search_logged_models(
-        [experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = '{name}'"
+        [info.experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = '{name}'"
     )
+    if not matches and info.status == "RUNNING":  # a run logs its models when training ends
+        raise UsageError(
+            f"the run {run_id} is still running and has logged no model '{name}' yet: wait "
+            f"until it finishes; if its process was killed, resume it (dlx train --resume "
+            f"{run_id}) and use it once it has finished"
+        )
     if not matches:
         raise UsageError(
             f"the run {run_id} logged no model '{name}' (was tracking.log_model false?)"

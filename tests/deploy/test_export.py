@@ -2,13 +2,15 @@
 in its own runtime against the Keras model, and logged to the run."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from dlx import api
 from dlx.deploy.export import RunModels, export_run
-from dlx.errors import UsageError
+from dlx.errors import DlxError, UsageError
+from dlx.track.read import open_store
 from tests.conftest import ROOT
 from tests.deploy.conftest import train
 from tests.in_process import dlx_in_process
@@ -17,6 +19,9 @@ from tests.train.test_resume import store
 pytestmark = pytest.mark.slow
 
 SPECS = ROOT / "specs"
+
+QUIET = {"tolerance": 1e-5, "quantize": None, "log": lambda local, artifact_path, metrics: None}
+"""`export_run`'s options for a run outside a store: nothing is logged."""
 
 
 class TestSharedRuns:
@@ -83,7 +88,9 @@ class TestSharedRuns:
             api.export(cnn, ["onnx"], quantize="int8", tracking_uri=f"sqlite:///{folder}/mlflow.db")
 
     def test_float16_litert_halves_the_file(self, folder, uri, cnn, tmp_path):
-        done = api.export(cnn, ["litert"], output=tmp_path, quantize="float16", tracking_uri=uri)
+        done = api.export(
+            cnn, ["litert"], output=tmp_path / "export", quantize="float16", tracking_uri=uri
+        )
         plain, half = done.checks
         assert half.quantize == "float16" and half.size_bytes < plain.size_bytes * 0.6
         assert half.max_abs_diff < 1e-2 and half.argmax_agreement >= 0.98
@@ -91,7 +98,7 @@ class TestSharedRuns:
     def test_two_named_inputs(self, folder, uri, two_inputs, tmp_path, monkeypatch):
         monkeypatch.chdir(folder)
         run_id = two_inputs
-        done = api.export(run_id, output=tmp_path, tracking_uri=uri)
+        done = api.export(run_id, output=tmp_path / "export", tracking_uri=uri)
         assert [c.format for c in done.checks] == ["saved_model", "onnx", "litert"]
         assert all(c.max_abs_diff <= 1e-5 and c.argmax_agreement == 1.0 for c in done.checks)
         assert done.checks[2].metric[0] == "accuracy"
@@ -102,17 +109,74 @@ class TestSharedRuns:
         monkeypatch.chdir(folder)
         run_id = reviews
         with pytest.raises(UsageError) as caught:
-            api.export(run_id, ["saved_model", "onnx", "litert"], output=tmp_path, tracking_uri=uri)
+            api.export(
+                run_id,
+                ["saved_model", "onnx", "litert"],
+                output=tmp_path / "export",
+                tracking_uri=uri,
+            )
         assert "takes strings" in str(caught.value)
         assert "onnx, litert carry numeric tensors only (" in str(caught.value)
         assert "Export it as saved_model" in str(caught.value)
-        done = api.export(run_id, ["saved_model"], output=tmp_path, tracking_uri=uri)
+        done = api.export(run_id, ["saved_model"], output=tmp_path / "export", tracking_uri=uri)
         assert done.checks[0].max_abs_diff <= 1e-5 and done.checks[0].argmax_agreement == 1.0
+
+    def test_a_run_still_running_is_said_to_be_running(self, folder, uri, cnn):
+        """A run as `dlx train` leaves it until its training ends: RUNNING, its spec logged,
+        no model yet."""
+        client = store(folder)
+        running = client.create_run(client.get_run(cnn).info.experiment_id).info.run_id
+        client.log_text(running, open_store(uri).spec_text(cnn), "spec.yaml")
+        result = dlx_in_process("export", running, "--output", "running", cwd=folder)
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"error: the run {running} is still running and has logged no model 'model' yet: "
+            "wait until it finishes; if its process was killed, resume it (dlx train --resume "
+            f"{running}) and use it once it has finished\n"
+        )
+        assert not (folder / "running").exists()
+
+
+def tiny_run() -> RunModels:
+    """A one-layer model and its inputs: what exporting needs, in a second."""
+    import keras
+    import numpy as np
+
+    inputs = keras.Input((4,), name="x")
+    model = keras.Model(inputs, keras.layers.Dense(2, name="y")(inputs))
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    return RunModels("run", {"model": model}, x, None, x, set())
+
+
+def test_two_exports_to_one_folder_at_once_write_apart_and_both_succeed(tmp_path):
+    """The first export, half-way (its ONNX file written and logged, its summary not yet),
+    waits while a second export to the same folder runs to its end."""
+    run, output, second = tiny_run(), tmp_path / "export", []
+
+    def log_then_export_again(local: Path, artifact_path: str, metrics: dict) -> None:
+        assert output not in local.parents  # each export writes in a folder of its own
+        if not second:
+            second.append(export_run(run, ["onnx"], output, **QUIET))
+            assert json.loads((output / "summary.json").read_text())["exports"][0]["format"]
+
+    first = export_run(run, ["onnx"], output, **{**QUIET, "log": log_then_export_again})
+    assert [check.path for check in first.checks + second[0].checks] == [
+        output / "onnx" / "model.onnx"
+    ] * 2
+    assert (output / "onnx" / "model.onnx").is_file()
+    assert [path.name for path in tmp_path.iterdir()] == ["export"]  # no partial folder left
+
+
+def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if dlx[export] were not installed
+    with pytest.raises(DlxError, match="needs onnxruntime, which is not installed"):
+        export_run(tiny_run(), ["saved_model", "onnx"], tmp_path / "made" / "export", **QUIET)
+    assert list(tmp_path.iterdir()) == []  # not the SavedModel written first, nor the parent
 
 
 def test_normalization_inside_the_model_is_exported_with_it(uri, tmp_path):
     run_id = train(SPECS / "iris_mlp.yaml", uri)
-    done = api.export(run_id, output=tmp_path, tracking_uri=uri)
+    done = api.export(run_id, output=tmp_path / "export", tracking_uri=uri)
     assert all(c.max_abs_diff <= 1e-5 and c.argmax_agreement == 1.0 for c in done.checks)
     # Keras's own ONNX export leaves the layer's statistics as graph inputs.
     assert [c.via for c in done.checks] == ["keras", "tf2onnx on the SavedModel", "keras"]
@@ -137,7 +201,7 @@ def test_two_outputs_keep_their_order_in_every_format(tmp_path):
     done = export_run(
         run,
         ["saved_model", "onnx", "litert"],
-        tmp_path,
+        tmp_path / "export",
         tolerance=1e-5,
         quantize=None,
         log=lambda local, path, metrics: logged.append((path, metrics)),
@@ -155,7 +219,7 @@ def test_two_outputs_keep_their_order_in_every_format(tmp_path):
 
 def test_autoencoder_exports_its_model_and_its_encoder(folder, uri, tmp_path):
     run_id = train(SPECS / "digits_autoencoder.yaml", uri)
-    done = api.export(run_id, ["onnx", "litert"], output=tmp_path, tracking_uri=uri)
+    done = api.export(run_id, ["onnx", "litert"], output=tmp_path / "export", tracking_uri=uri)
     assert [(c.format, c.model) for c in done.checks] == [
         ("onnx", "model"),
         ("litert", "model"),
@@ -166,12 +230,12 @@ def test_autoencoder_exports_its_model_and_its_encoder(folder, uri, tmp_path):
     assert done.checks[1].metric[0] == "mse"
     metrics = store(folder).get_run(run_id).data.metrics
     assert "export_onnx_encoder_max_abs_diff" in metrics
-    assert (tmp_path / "litert" / "encoder.tflite").is_file()
+    assert (tmp_path / "export" / "litert" / "encoder.tflite").is_file()
 
 
 def test_gan_exports_its_generator(uri, tmp_path):
     run_id = train(SPECS / "digits_gan.yaml", uri)
-    done = api.export(run_id, ["saved_model", "onnx"], output=tmp_path, tracking_uri=uri)
+    done = api.export(run_id, ["saved_model", "onnx"], output=tmp_path / "export", tracking_uri=uri)
     assert [c.model for c in done.checks] == ["model", "model"]
     assert all(c.max_abs_diff <= 1e-5 for c in done.checks)
     assert done.examples == 256  # latent vectors drawn from the spec's seed
@@ -183,10 +247,12 @@ def test_a_mixed_precision_model_is_exported_as_float32(uri, tmp_path):
         uri,
         ["runtime.mixed_precision=mixed_bfloat16", "runtime.jit_compile=false"],
     )
-    done = api.export(run_id, ["onnx"], output=tmp_path, tolerance=1e-2, tracking_uri=uri)
+    done = api.export(
+        run_id, ["onnx"], output=tmp_path / "export", tolerance=1e-2, tracking_uri=uri
+    )
     import onnx
 
-    graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
+    graph = onnx.load(str(tmp_path / "export" / "onnx" / "model.onnx")).graph
     assert {t.type.tensor_type.elem_type for t in [*graph.input, *graph.output]} == {
         onnx.TensorProto.FLOAT
     }

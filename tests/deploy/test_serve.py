@@ -1,19 +1,31 @@
 """`dlx serve`: MLflow's scoring server on a run's model, asked over real HTTP on 127.0.0.1."""
 
+import http.client
 import json
+import os
+import signal
 import socket
+import time
 import urllib.error
 import urllib.request
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dlx.track.logged_models import load_logged_model
 from tests.in_process import dlx_in_process
-from tests.train.processes import kill_group, start, wait_for
+from tests.train.processes import BOUND_S, kill_group, processes_with, start, wait_for
 
 pytestmark = pytest.mark.slow
+
+SERVER = ("DLX_TEST_SERVER", uuid.uuid4().hex)
+"""The environment variable that marks the processes of this module's server, and its value."""
+
+UVICORN_HEALTHCHECK_S = 5
+"""How long uvicorn waits by default for a worker to answer its health check before it kills it."""
 
 
 def free_port() -> int:
@@ -43,18 +55,43 @@ def ping(port: int) -> bool:
         return False
 
 
+def workers() -> list[int]:
+    """The uvicorn workers of this module's server."""
+    return [
+        pid
+        for pid in processes_with(*SERVER)
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
 @pytest.fixture(scope="module")
 def served(folder, uri, cnn):
-    """A digits CNN run, served by `dlx serve` on a free port: (folder, uri, run id, port)."""
+    """A digits CNN run, served by `dlx serve` with two workers and a 1 MB request limit on a
+    free port: (folder, uri, run id, port). SIGTERM stops it at the end, as `docker stop`
+    would: dlx exits 143, and none of the server's processes outlives it."""
     run_id = cnn
     port = free_port()
-    server = start("serve", run_id, "--port", str(port), cwd=folder)
+    server = start(
+        "serve",
+        run_id,
+        "--port",
+        str(port),
+        "--max-request-mb",
+        "1",
+        cwd=folder,
+        env=dict([SERVER]),
+    )
     try:
         wait_for(lambda: ping(port) or server.poll() is not None, "dlx serve to answer /ping")
         assert server.poll() is None, server.stdout.read()
         yield folder, uri, run_id, port
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=BOUND_S) == 143
+        wait_for(lambda: not processes_with(*SERVER), "the server's processes to end")
     finally:
         kill_group(server)
+        for pid in processes_with(*SERVER):
+            os.kill(pid, signal.SIGKILL)
 
 
 class TestSharedRuns:
@@ -94,6 +131,57 @@ class TestSharedRuns:
         with ThreadPoolExecutor(8) as pool:
             statuses = [status for status, _ in pool.map(lambda _: post(port, body), range(16))]
         assert statuses == [200] * 16
+
+    def test_a_body_over_the_limit_is_413_before_it_is_read_and_the_server_goes_on(self, served):
+        _, _, _, port = served
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection.putrequest("POST", "/invocations")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(3 * 2**20))
+        connection.endheaders()  # and not a byte of the body: the answer comes all the same
+        answer = connection.getresponse()
+        assert answer.status == 413
+        message = json.loads(answer.read())["message"]
+        assert "larger than the server's limit of 1 MB (1,048,576 bytes" in message
+        assert "--max-request-mb" in message and "Content-Length 3,145,728 bytes" in message
+        connection.close()
+        # Without a Content-Length (chunked), the body is cut where it passes the limit.
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        chunks = (b"0" * 2**16 for _ in range(48))
+        connection.request("POST", "/invocations", chunks, {"Content-Type": "application/json"})
+        answer = connection.getresponse()
+        assert answer.status == 413
+        assert "Received: more than 1,048,576 bytes" in json.loads(answer.read())["message"]
+        connection.close()
+        status, answer = post(
+            port, json.dumps({"inputs": np.zeros((1, 8, 8, 1)).tolist()}).encode()
+        )
+        assert status == 200
+
+    def test_json_nested_too_deep_is_400_before_mlflow_reads_it(self, served):
+        _, _, _, port = served
+        status, answer = post(port, b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+        assert status == 400
+        assert answer["message"] == (
+            "the JSON body is nested 100,001 levels deep; the server reads at most 64 levels of "
+            "arrays and objects"
+        )
+
+    def test_a_worker_silent_past_uvicorn_s_health_check_is_not_killed(self, served):
+        """A request that holds the worker's interpreter (Python's JSON parser on a body of tens
+        of MB) keeps the thread that answers uvicorn's health check from answering, as SIGSTOP
+        does here; uvicorn's own 5 s would kill the worker. The wait is the point of the test:
+        nothing is to happen in it."""
+        _, _, _, port = served
+        before = workers()
+        assert len(before) == 2
+        os.kill(before[0], signal.SIGSTOP)
+        try:
+            time.sleep(UVICORN_HEALTHCHECK_S + 1.5)  # its checks come every 0.5 s
+        finally:
+            os.kill(before[0], signal.SIGCONT)
+        assert sorted(workers()) == sorted(before)
+        assert all(ping(port) for _ in range(4))
 
     def test_a_taken_port_is_exit_2(self, served):
         folder, _, run_id, port = served
