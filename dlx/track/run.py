@@ -352,6 +352,25 @@ class TrackedRun:
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
         return mlflow_model.get_model_info(logged)
 
+    def logged_metric_keys(self) -> set[str]:
+        """The keys of the metrics this run has logged so far (a resumed run's included)."""
+        client, _, run_id = self._started()
+        return set(client.get_run(run_id).data.metrics)
+
+    def fail_unfinished_models(self) -> list[str]:
+        """Mark FAILED the logged models of this run left PENDING: an earlier attempt stopped
+        while writing them (killed, or its store gone). Returns their ids."""
+        from mlflow.entities import LoggedModelStatus
+
+        client, experiment_id, run_id = self._started()
+        found = client.search_logged_models(
+            experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'"
+        )
+        pending = [m.model_id for m in found if m.status == LoggedModelStatus.PENDING]
+        for model_id in pending:
+            client.finalize_logged_model(model_id, LoggedModelStatus.FAILED)
+        return pending
+
     def ui_hint(self) -> str:
         """Where to see this run: its URL on a server, else the command that opens the UI."""
         return ui_hint(self.tracking_uri, self.experiment_id, self.run_id)

@@ -401,7 +401,11 @@ def _record(
             if test is not None:
                 scores = task.evaluate(local, test)
                 test_metrics = {f"test_{k}": v for k, v in scalar_metrics(scores).items()}
-                run.log_metrics(test_metrics, step=epochs_trained)
+                # A resumed run whose attempt before logged them (then failed after): once.
+                logged = run.logged_metric_keys() if resume is not None else set()
+                run.log_metrics(
+                    {k: v for k, v in test_metrics.items() if k not in logged}, step=epochs_trained
+                )
                 final.update(test_metrics)
             run.log_text(recorder.history_csv(), "history.csv")
             run.log_figure(learning_curves_figure(recorder.columns()), "learning_curves.png")
@@ -412,6 +416,8 @@ def _record(
             saved = task.saved_model(local)
             sample = task.sample_inputs(splits)
             if spec.tracking.log_model and sample is not None:
+                if resume is not None:
+                    run.fail_unfinished_models()
                 run.log_keras_model(saved, sample)
         except (KeyboardInterrupt, SpecError):
             raise

@@ -212,3 +212,36 @@ def test_kill_9_while_a_checkpoint_is_written_then_resume_equals_an_uninterrupte
     assert run.info.status == "FINISHED"
     assert_each_epoch_logged_once(client, run.info.run_id, 6)
     assert run.data.metrics == straight.data.metrics
+
+
+def test_a_failure_while_the_model_is_logged_resumes_with_one_test_score_and_no_pending_model(
+    tmp_path, monkeypatch
+):
+    from mlflow.entities import LoggedModelStatus
+
+    from dlx.track import TrackedRun
+
+    def stopped_while_logging(self, model, sample_inputs, *, name="model"):
+        client, experiment_id, run_id = self._started()
+        client.create_logged_model(experiment_id, name=name, source_run_id=run_id)  # PENDING
+        raise OSError("the store's disk went away while the model was written")
+
+    spec = str(SPECS / "iris_mlp.yaml")
+    with monkeypatch.context() as patched:
+        patched.setattr(TrackedRun, "log_keras_model", stopped_while_logging)
+        failed = dlx_in_process("train", spec, "--set=train.epochs=3", cwd=tmp_path)
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    client = store(tmp_path)
+    (run,) = runs(client)
+    run_id = run.info.run_id
+
+    resumed = dlx_in_process("train", "--resume", run_id, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert len(client.get_metric_history(run_id, "test_accuracy")) == 1
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    )
+    assert sorted(m.status for m in models) == sorted(
+        [LoggedModelStatus.FAILED, LoggedModelStatus.READY]
+    )
