@@ -63,7 +63,7 @@ class ArrayBatches(keras.utils.PyDataset):
     """Epochs `first` to `end - 1` of `(x, y)` arrays, batch after batch.
 
     Args:
-        arrays: `(x, y)`: `x` an array or a mapping of named arrays, `y` an array or `None`.
+        arrays: `(x, y)`: `x` an array or a mapping of named arrays, `y` alike or `None`.
         batch_size: examples a batch; each epoch ends with its own partial batch.
         seed: the seed each epoch's order is drawn from; `None`: the arrays' order.
         first: the first epoch; `end`: the epoch after the last.
@@ -114,7 +114,9 @@ class ArrayBatches(keras.utils.PyDataset):
             chosen = self.share.part(chosen)
         x, y = self.arrays
         inputs = keras.tree.map_structure(lambda array: array[chosen], x)
-        batch = inputs if y is None else (inputs, y[chosen])
+        batch = (
+            inputs if y is None else (inputs, keras.tree.map_structure(lambda a: a[chosen], y))
+        )
         if self.transform is None:
             return batch
         parts = batch if isinstance(batch, tuple) else (batch,)
@@ -164,7 +166,7 @@ class ArrayBatches(keras.utils.PyDataset):
 
         x, y = self.arrays
         inputs = keras.tree.map_structure(spec, x)
-        return inputs if y is None else (inputs, spec(y))
+        return inputs if y is None else (inputs, keras.tree.map_structure(spec, y))
 
     def __iter__(self) -> Any:
         for index in range(len(self)):

@@ -20,6 +20,7 @@ import numpy as np
 
 from dlx.data.fingerprint import digest_source
 from dlx.data.sources import (
+    Features,
     FileStream,
     SourceContext,
     SourceData,
@@ -261,7 +262,8 @@ def make_splits(
         for index, name in ((1, "validation"), (2, "test")):
             if (has_validation, has_test)[index - 1]:
                 streamed = explicit_files.get(name) if name in explicit else files[index]
-                labels[index] = explicit[name].y if streamed is None else streamed.labels
+                targets = explicit[name].y if streamed is None else streamed.labels
+                labels[index] = None if isinstance(targets, dict) else targets
                 file_counts[index] = None if streamed is None else streamed.count
         splits.labels = tuple(labels)
         splits.file_counts = (file_counts[0], file_counts[1], file_counts[2])
@@ -369,6 +371,11 @@ def _check_series(source: SourceData | None) -> None:
             "function returning (x, y)); this source gives a tf.data.Dataset or streams files "
             "of one example each"
         ).at("data", "window")
+    if isinstance(source.y, dict):
+        raise SourceError(
+            "a window forecasts one target series; this source gives several "
+            f"({', '.join(sorted(source.y))})"
+        ).at("data", "window")
     if source.y is None and isinstance(source.x, dict):
         raise SourceError(
             "a window without targets forecasts the source's inputs, which must be one array; "
@@ -414,6 +421,7 @@ def _relabel(validation: SourceData, class_names: list[str], keys: tuple[str, ..
     """
     if validation.class_names == class_names or (validation.y is None and not validation.stream):
         return
+    assert not isinstance(validation.y, dict)  # a source that names classes has one target
     assert validation.class_names is not None  # called for a source that names its classes
     unknown = sorted(set(validation.class_names) - set(class_names))
     if unknown:
@@ -540,10 +548,14 @@ def _windowed(source: SourceData, window: Window, start: int, stop: int, split: 
 def _take(source: SourceData, indices: np.ndarray | slice) -> Arrays:
     x = source.x
     assert x is not None  # a source that gives no dataset gives arrays (`_check_examples`)
-    inputs = (
-        {name: array[indices] for name, array in x.items()} if isinstance(x, dict) else x[indices]
-    )
-    return inputs, None if source.y is None else source.y[indices]
+    return _rows(x, indices), None if source.y is None else _rows(source.y, indices)
+
+
+def _rows(arrays: Features, indices: np.ndarray | slice) -> Features:
+    """Some rows of an array, or of each array of a mapping."""
+    if isinstance(arrays, dict):
+        return {name: array[indices] for name, array in arrays.items()}
+    return arrays[indices]
 
 
 def _from_arrays(arrays: Arrays) -> tf.data.Dataset:

@@ -15,7 +15,7 @@ from dlx.data.stream import FileSplit, Sharding, TrainStream, choose_sharding, d
 if TYPE_CHECKING:
     import tensorflow as tf
 
-Arrays = tuple[Features, np.ndarray | None]
+Arrays = tuple[Features, Features | None]
 """The examples of one split as arrays: `(x, y)`; `y` is `None` for data without targets."""
 
 

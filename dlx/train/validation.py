@@ -54,4 +54,51 @@ def check_spec(loaded: LoadedSpec, check_data: bool) -> tuple[BuiltModel | None,
     if check_data and loaded.spec.data is not None:
         for error in check_sources(loaded.spec.data, source_context(loaded)):
             problems.append(loaded.document.problem(error.path, error.message))
+        if output_names is not None:
+            problems += _targets_named(loaded, output_names)
     return built, problems
+
+
+TARGET_ARGUMENTS = ("y", "label")
+"""The arguments by which a source names its targets: `y` (arrays), `label` (CSV columns)."""
+
+
+def _targets_named(loaded: LoadedSpec, output_names: list[str]) -> list[Problem]:
+    """Each source's targets against the model's outputs, from the spec alone: a mapping of
+    output name to targets names the model's outputs, and a model with several outputs has
+    one."""
+    from dlx.errors import did_you_mean
+    from dlx.spec.component import ComponentError, split_component
+
+    data = loaded.spec.data
+    assert data is not None
+    sources = [(data.source, ("data", "source")), *((c, k) for _, c, k in data.explicit_sources())]
+    problems = []
+    for component, keys in sources:
+        try:
+            name, _, arguments = split_component(component)
+        except ComponentError:  # said by the source's own check
+            continue
+        for argument in TARGET_ARGUMENTS:
+            targets = arguments.get(argument)
+            at = (*keys, name, argument)
+            outputs = ", ".join(output_names)
+            if isinstance(targets, dict):
+                for output in targets:
+                    if output not in output_names:
+                        message = (
+                            f"the model has no output '{output}'"
+                            f"{did_you_mean(str(output), output_names)}. Outputs: {outputs}"
+                        )
+                        problems.append(loaded.document.problem((*at, str(output)), message))
+                missing = [o for o in output_names if o not in targets]
+                if missing and len(targets) > 0:
+                    message = f"no targets for the output(s) {', '.join(missing)}"
+                    problems.append(loaded.document.problem(at, message))
+            elif isinstance(targets, str) and len(output_names) > 1:
+                message = (
+                    f"the model has {len(output_names)} outputs ({outputs}): give the targets "
+                    f"of each, as a mapping of output name to {argument}"
+                )
+                problems.append(loaded.document.problem(at, message))
+    return problems

@@ -70,6 +70,17 @@ def decoded(data):
     return split.files_dataset().batch(split.num_examples).get_single_element()
 
 
+def test_tfrecord_labels_of_several_outputs_by_output_name(context):
+    images = write_shards(context.base_dir / "shards", shards=2, per_shard=3)
+    features = {**FEATURES, "mean": {"shape": [1], "dtype": "float32"}}
+    data = call_source(tfrecord(features=features, label={"kind": "label", "ink": "mean"}), context)
+    x, y = decoded(data)
+    np.testing.assert_array_equal(x.numpy(), images)
+    assert set(y) == {"kind", "ink"}
+    assert list(y["kind"].numpy()) == [(s + n) % 3 for s in range(2) for n in range(3)]
+    np.testing.assert_allclose(y["ink"].numpy()[:, 0], images.mean(axis=(1, 2, 3)), rtol=1e-6)
+
+
 def test_tfrecord_png_and_raw_features(context):
     images = write_shards(context.base_dir / "shards", shards=3, per_shard=4)
     data = call_source(tfrecord(), context)

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 Features = np.ndarray | dict[str, np.ndarray]
-"""The inputs of a model: one array, or a mapping of input name to array for several inputs."""
+"""The inputs of a model: one array, or a mapping of input name to array for several inputs;
+its targets alike: one array, or a mapping of output name to array for several outputs."""
 
 PROBED_FILES = 32
 """How many of a streamed folder's images are read whole when the source is read."""
@@ -144,7 +145,8 @@ class SourceData:
     Attributes:
         x: the inputs, one example per row: an array, or a mapping of input name to array.
             `None` when the source gives `dataset` instead.
-        y: the targets, one per example; `None` when the data has none (an autoencoder's), or
+        y: the targets, one per example: an array, or a mapping of output name to array for a
+            model with several outputs; `None` when the data has none (an autoencoder's), or
             when the source gives `dataset`.
         dataset: a dataset of unbatched `(x, y)` examples, for sources that give no arrays.
         stream: the files of a source that streams them, instead of arrays (docs/spec.md
@@ -154,7 +156,7 @@ class SourceData:
     """
 
     x: Features | None = None
-    y: np.ndarray | None = None
+    y: Features | None = None
     dataset: tf.data.Dataset | None = None
     stream: FileStream | None = None
     class_names: list[str] | None = None
@@ -164,8 +166,8 @@ class SourceData:
         """The arrays with their names: the inputs, then the targets.
 
         The inputs come in the sorted order of their names, or as `x` when they are one
-        array; the targets come last as `y`, when there are any. A source that gives a
-        dataset has no arrays.
+        array; the targets come last as `y`, or as `y.<output>` in the sorted order of the
+        outputs' names, when there are any. A source that gives a dataset has no arrays.
 
         Example:
 
@@ -175,6 +177,8 @@ class SourceData:
         if self.x is None:
             return []
         inputs = sorted(self.x.items()) if isinstance(self.x, dict) else [("x", self.x)]
+        if isinstance(self.y, dict):
+            return [*inputs, *((f"y.{name}", array) for name, array in sorted(self.y.items()))]
         return inputs if self.y is None else [*inputs, ("y", self.y)]
 
 

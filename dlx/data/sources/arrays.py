@@ -212,7 +212,10 @@ def from_tfds(
 
 
 def _check_npz(
-    context: SourceContext, path: str, x: str | list[str] = "x", y: str | None = "y"
+    context: SourceContext,
+    path: str,
+    x: str | list[str] = "x",
+    y: str | dict[str, str] | None = "y",
 ) -> Path:
     """Check that the file is an `.npz` archive that holds the arrays named; the file.
 
@@ -240,15 +243,19 @@ def _check_npz(
     return file
 
 
-def _npz_arrays(x: str | list[str], y: str | None) -> list[tuple[Any, str]]:
+def _npz_arrays(x: str | list[str], y: str | dict[str, str] | None) -> list[tuple[Any, str]]:
     """The arrays an `npz` source names, each with the argument that names it."""
     inputs = [(key, "x") for key in (x if isinstance(x, list) else [x])]
-    return inputs + ([] if y is None else [(y, "y")])
+    targets = [] if y is None else list(y.values()) if isinstance(y, dict) else [y]
+    return inputs + [(key, "y") for key in targets]
 
 
 @register_source("npz", check=_check_npz)
 def from_npz(
-    context: SourceContext, path: str, x: str | list[str] = "x", y: str | None = "y"
+    context: SourceContext,
+    path: str,
+    x: str | list[str] = "x",
+    y: str | dict[str, str] | None = "y",
 ) -> SourceData:
     """Arrays saved with `numpy.savez`.
 
@@ -260,9 +267,11 @@ def from_npz(
         path: the `.npz` file.
         x: the name of the inputs array, or a list of names for a model with several inputs
             (the model's input names must match them).
-        y: the name of the targets array; `null` for data without targets.
+        y: the name of the targets array; a mapping of output name to array name for a model
+            with several outputs; `null` for data without targets.
 
-    Example: `{npz: {path: data/train.npz, x: images, y: labels}}`.
+    Example: `{npz: {path: data/train.npz, x: images, y: labels}}`,
+    `{npz: {path: data/two.npz, x: images, y: {digit: labels, ink: ink}}}`.
     """
     file = _check_npz(context, path, x, y)
     try:
@@ -271,7 +280,14 @@ def from_npz(
     except (OSError, ValueError) as error:
         raise SourceError(f"could not read {path} as .npz: {error}", "path") from None
     inputs = {key: stored[key] for key in x} if isinstance(x, list) else stored[x]
-    data = SourceData(x=inputs, y=None if y is None else stored[y])
+    targets = (
+        None
+        if y is None
+        else {name: stored[key] for name, key in y.items()}
+        if isinstance(y, dict)
+        else stored[y]
+    )
+    data = SourceData(x=inputs, y=targets)
     for key, argument in _npz_arrays(x, y):
         _check_finite(stored[key], f"array '{key}' of {path}", argument)
     _, first = data.named_arrays()[0]

@@ -32,8 +32,11 @@ _CSV_PARSE_BATCH = 256
 
 
 def _check_csv(
-    context: SourceContext, path: str | list[str], label: str, features: list[str] | None = None
-) -> tuple[list[Path], list[str], tuple[int, list[str], list[int]]]:
+    context: SourceContext,
+    path: str | list[str],
+    label: str | dict[str, str],
+    features: list[str] | None = None,
+) -> tuple[list[Path], list[str], tuple[list[int], list[str], list[int]]]:
     """Check that the files exist and that their header rows (the same in every file) name
     the label and feature columns; the files, the header, and the columns (`_csv_columns`)."""
     files = _glob(context, path, "path")
@@ -68,8 +71,9 @@ def _csv_rows(file: Path, path: str, *, header_only: bool = False) -> list[tuple
 
 def _csv_columns(
     path: str, header: list[str], label: Any, features: Any
-) -> tuple[int, list[str], list[int]]:
-    """The label's column index, and the feature columns' names and indices."""
+) -> tuple[list[int], list[str], list[int]]:
+    """The label columns' indices (one, or one per output of a `label` mapping), and the
+    feature columns' names and indices."""
 
     def column_index(name: Any, argument: str) -> int:
         if name not in header:
@@ -80,23 +84,28 @@ def _csv_columns(
             )
         return header.index(name)
 
-    label_index = column_index(label, "label")
+    labels = list(label.values()) if isinstance(label, dict) else [label]
+    label_indices = [column_index(name, "label") for name in labels]
+    shown = ", ".join(f"'{name}'" for name in labels)
     if features is None:
-        features = [name for name in header if name != label]
-    elif not isinstance(features, list) or label in features:
+        features = [name for name in header if name not in labels]
+    elif not isinstance(features, list) or any(name in features for name in labels):
         raise SourceError(
-            f"expected features to be a list of columns other than the label '{label}'. "
+            f"expected features to be a list of columns other than the label {shown}. "
             f"Received: features={features!r}",
             "features",
         )
     if not features:
-        raise SourceError(f"{path} has no column besides the label '{label}'", "features")
-    return label_index, features, [column_index(name, "features") for name in features]
+        raise SourceError(f"{path} has no column besides the label {shown}", "features")
+    return label_indices, features, [column_index(name, "features") for name in features]
 
 
 @register_source("csv", check=_check_csv)
 def from_csv(
-    context: SourceContext, path: str | list[str], label: str, features: list[str] | None = None
+    context: SourceContext,
+    path: str | list[str],
+    label: str | dict[str, str],
+    features: list[str] | None = None,
 ) -> SourceData:
     """Tables in CSV files with a header row: numeric features and one label column, streamed.
 
@@ -115,32 +124,49 @@ def from_csv(
         context: the spec's directory, for relative paths.
         path: a CSV file (UTF-8, comma-separated, the first row naming the columns), a glob
             (`data/part-*.csv`) or a list of them; every file has the same header row.
-        label: the column that holds the targets.
+        label: the column that holds the targets; a mapping of output name to column for a
+            model with several outputs (each column's targets read as above; text labels
+            become class ids in the sorted order of that column's names).
         features: the columns that hold the inputs; default: every other column.
 
-    Example: `{csv: {path: data/iris.csv, label: species}}`.
+    Example: `{csv: {path: data/iris.csv, label: species}}`,
+    `{csv: {path: data/houses.csv, label: {price: price, kind: kind}}}`.
     """
-    files, header, (label_index, features, feature_indices) = _check_csv(
+    files, header, (label_indices, features, feature_indices) = _check_csv(
         context, path, label, features
     )
     names = [_shown(context, file) for file in files]
-    scan = _CsvScan(header, label_index, feature_indices)
+    scan = _CsvScan(header, label_indices, feature_indices)
     counts = np.array([scan.scan(file, name) for file, name in zip(files, names, strict=True)])
-    y, class_names = scan.labels(files, names)
+    columns = scan.labels(files, names)
+    outputs = list(label) if isinstance(label, dict) else [None]
+    read = _csv_reader(
+        len(header),
+        [
+            (output, index, y.dtype, classes)
+            for output, index, (y, classes) in zip(outputs, label_indices, columns, strict=True)
+        ],
+        feature_indices,
+    )
+    y, class_names = columns[0]
+    several = isinstance(label, dict)
+    shown = ", ".join(
+        f"'{name}'" for name in (label.values() if isinstance(label, dict) else [label])
+    )
     return SourceData(
         stream=FileStream(
             root=_common_root(files),
             files=files,
-            labels=y,
-            read=_csv_reader(len(header), label_index, feature_indices, y.dtype, class_names),
+            labels=None if several else y,  # a class per example, for one target only
+            read=read,
             counts=counts,
-            example_bytes=4 * len(features) + y.dtype.itemsize,
+            example_bytes=4 * len(features) + sum(y.dtype.itemsize for y, _ in columns),
         ),
-        class_names=class_names,
+        class_names=None if several else class_names,
         description=(
             f"{names[0] if len(files) == 1 else path}: {len(y)} rows"
             f"{'' if len(files) == 1 else f' in {len(files)} files'}, {len(features)} features, "
-            f"label '{label}'"
+            f"label{'s' if several else ''} {shown}"
         ),
     )
 
@@ -148,15 +174,26 @@ def from_csv(
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-class _CsvScan:
-    """One pass over CSV files, row by row: checks every row, counts them, keeps the labels."""
+class _LabelColumn:
+    """What the scan keeps of one label column: its values as integers while they all are,
+    as numbers while they all are, or the fact that they are text."""
 
-    def __init__(self, header: list[str], label_index: int, feature_indices: list[int]) -> None:
-        self.header, self.label_index, self.feature_indices = header, label_index, feature_indices
+    def __init__(self, index: int) -> None:
+        self.index = index
         self.integers: array.array | None = array.array("q")
         self.numbers = array.array("d")
         self.text = False
         self.not_finite: SourceError | None = None
+
+
+class _CsvScan:
+    """One pass over CSV files, row by row: checks every row, counts them, keeps the labels."""
+
+    def __init__(
+        self, header: list[str], label_indices: list[int], feature_indices: list[int]
+    ) -> None:
+        self.header, self.feature_indices = header, feature_indices
+        self.columns = [_LabelColumn(index) for index in label_indices]
 
     def rows(self, file: Path, name: str) -> Iterator[tuple[int, list[str]]]:
         """The data rows of a file that are not blank, with their line numbers."""
@@ -190,7 +227,9 @@ class _CsvScan:
                     ) from None
                 if not finite:
                     raise self._not_finite(index, value, number, name, "features")
-            self._label(self._cell(row, self.label_index, number, name, "label"), number, name)
+            for column in self.columns:
+                cell = self._cell(row, column.index, number, name, "label")
+                self._label(column, cell, number, name)
             count += 1
         if not count:
             raise SourceError(f"{name} has a header row but no data rows", "path")
@@ -211,64 +250,75 @@ class _CsvScan:
             argument,
         )
 
-    def _label(self, value: str, number: int, name: str) -> None:
-        if self.text:
+    def _label(self, column: _LabelColumn, value: str, number: int, name: str) -> None:
+        if column.text:
             return
-        if self.integers is not None:
+        if column.integers is not None:
             try:
-                self.integers.append(int(value))
+                column.integers.append(int(value))
             except ValueError:
-                self.integers = None
+                column.integers = None
         try:
-            self.numbers.append(float(value))
+            column.numbers.append(float(value))
         except ValueError:
-            self.text = True
+            column.text = True
             return
-        if self.not_finite is None and not abs(self.numbers[-1]) <= _FLOAT32_MAX:
-            self.not_finite = self._not_finite(self.label_index, value, number, name, "label")
+        if column.not_finite is None and not abs(column.numbers[-1]) <= _FLOAT32_MAX:
+            column.not_finite = self._not_finite(column.index, value, number, name, "label")
 
-    def labels(self, files: list[Path], names: list[str]) -> tuple[np.ndarray, list[str] | None]:
-        """The labels read: int64 integers, float32 numbers, or int32 class ids of text
-        labels (read again, the label column alone) with the class names in sorted order."""
-        if not self.text:
-            if self.integers is not None:
-                return np.frombuffer(self.integers, np.int64).copy(), None
-            if self.not_finite is not None:
-                raise self.not_finite
-            return np.frombuffer(self.numbers, np.float64).astype(np.float32), None
+    def labels(
+        self, files: list[Path], names: list[str]
+    ) -> list[tuple[np.ndarray, list[str] | None]]:
+        """The labels read, a column each: int64 integers, float32 numbers, or int32 class ids
+        of text labels (read again, the label column alone) with the class names in sorted
+        order."""
+        return [self._column_labels(column, files, names) for column in self.columns]
+
+    def _column_labels(
+        self, column: _LabelColumn, files: list[Path], names: list[str]
+    ) -> tuple[np.ndarray, list[str] | None]:
+        if not column.text:
+            if column.integers is not None:
+                return np.frombuffer(column.integers, np.int64).copy(), None
+            if column.not_finite is not None:
+                raise column.not_finite
+            return np.frombuffer(column.numbers, np.float64).astype(np.float32), None
         seen: dict[str, int] = {}
         ids = array.array("i")
         for file, name in zip(files, names, strict=True):
             for _, row in self.rows(file, name):
-                ids.append(seen.setdefault(row[self.label_index], len(seen)))
+                ids.append(seen.setdefault(row[column.index], len(seen)))
         class_names = sorted(seen)
         rank = np.searchsorted(class_names, list(seen)).astype(np.int32)
         return rank[np.frombuffer(ids, np.int32)], class_names
 
 
+_Label = tuple[str | None, int, np.dtype, list[str] | None]
+"""How a label column is read: its output's name (`None`: the one target), its index, its
+dtype, and its class names for text labels."""
+
+
 def _csv_reader(
-    width: int,
-    label_index: int,
-    feature_indices: list[int],
-    label_dtype: np.dtype,
-    class_names: list[str] | None,
+    width: int, labels: list[_Label], feature_indices: list[int]
 ) -> Callable[[Any], Any]:
     """How to read a CSV file's `(features, label)` rows with `tf.data`, as `_CsvScan` found
-    them: blank lines skipped, the header dropped, rows parsed in parallel in batches."""
+    them: blank lines skipped, the header dropped, rows parsed in parallel in batches; the
+    label a mapping by output name for several outputs."""
 
     def read(path: tf.Tensor) -> tf.data.Dataset:
         import tensorflow as tf
 
-        def parse(lines: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            cells = tf.io.decode_csv(lines, record_defaults=[[""]] * width)
-            x = tf.stack([tf.strings.to_number(cells[i], tf.float32) for i in feature_indices], 1)
-            column = cells[label_index]
+        def target(column: tf.Tensor, dtype: np.dtype, class_names: list[str] | None) -> Any:
             if class_names is not None:
                 matches = tf.equal(column[:, tf.newaxis], tf.constant(class_names)[tf.newaxis])
-                y = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int32)
-            else:
-                y = tf.strings.to_number(column, tf.as_dtype(label_dtype))
-            return x, y
+                return tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int32)
+            return tf.strings.to_number(column, tf.as_dtype(dtype))
+
+        def parse(lines: tf.Tensor) -> tuple[tf.Tensor, Any]:
+            cells = tf.io.decode_csv(lines, record_defaults=[[""]] * width)
+            x = tf.stack([tf.strings.to_number(cells[i], tf.float32) for i in feature_indices], 1)
+            y = {output: target(cells[i], dtype, names) for output, i, dtype, names in labels}
+            return x, y.get(None, y)
 
         lines = tf.data.TextLineDataset(path).map(
             lambda line: tf.strings.regex_replace(line, "\r$", "")

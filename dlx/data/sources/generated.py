@@ -120,14 +120,22 @@ def _check_python(context: SourceContext, function: str, **arguments: Any) -> Ca
     return make
 
 
+def _as_arrays(value: Any) -> Any:
+    """An array, or a mapping of names to arrays (a model's several inputs or outputs)."""
+    if isinstance(value, dict):
+        return {str(key): np.asarray(array) for key, array in value.items()}
+    return np.asarray(value)
+
+
 @register_source("python", check=_check_python)
 def from_python(context: SourceContext, function: str, **arguments: Any) -> SourceData:
     """The data a Python function of the user's returns.
 
     The function's module is imported with the spec's directory first on `sys.path`, as
     Python does for a script's directory. The function returns arrays `(x, y)` (`x` may be a
-    mapping of input name to array; `y` may be `None`), or a `tf.data.Dataset` of unbatched
-    `(x, y)` examples. Returned arrays of numbers must be finite (no NaN or infinity).
+    mapping of input name to array; `y` a mapping of output name to array, for a model with
+    several outputs, or `None`), or a `tf.data.Dataset` of unbatched `(x, y)` examples.
+    Returned arrays of numbers must be finite (no NaN or infinity).
 
     Args:
         context: the spec's directory, put on `sys.path`.
@@ -140,12 +148,12 @@ def from_python(context: SourceContext, function: str, **arguments: Any) -> Sour
     result = make(**arguments)
     if isinstance(result, tuple | list) and len(result) == 2:
         x, y = result
-        inputs = (
-            {key: np.asarray(v) for key, v in x.items()} if isinstance(x, dict) else np.asarray(x)
+        data = SourceData(
+            x=_as_arrays(x), y=None if y is None else _as_arrays(y), description=function
         )
-        data = SourceData(x=inputs, y=None if y is None else np.asarray(y), description=function)
         for name, array in data.named_arrays():
-            what = "y" if array is data.y else "x" if name == "x" else f"x['{name}']"
+            head, _, key = name.partition(".")
+            what = name if name in ("x", "y") else f"{head}['{key}']" if key else f"x['{name}']"
             _check_finite(array, f"the {what} that {function} returns", "function")
         return data
 

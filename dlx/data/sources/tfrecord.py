@@ -120,31 +120,41 @@ def _tfrecord_features(features: Any, label: Any) -> list[_Feature]:
             )
         found.append(_Feature(str(name), tuple(shape), dtype, encoding))
     names = [feature.name for feature in found]
-    if label not in names:
+    labels = list(label.values()) if isinstance(label, dict) else [label]
+    for name in labels:
+        if name not in names:
+            raise SourceError(
+                f"label '{name}' is not among the features{did_you_mean(str(name), names)}. "
+                f"Features: {', '.join(names)}",
+                "label",
+            )
+    if len(found) == len(set(labels)):
+        shown = ", ".join(f"'{name}'" for name in labels)
         raise SourceError(
-            f"label '{label}' is not among the features{did_you_mean(str(label), names)}. "
-            f"Features: {', '.join(names)}",
-            "label",
-        )
-    if len(found) == 1:
-        raise SourceError(
-            f"the features hold only the label '{label}': expected the model's inputs too",
+            f"the features hold only the label {shown}: expected the model's inputs too",
             "features",
         )
-    return sorted(found, key=lambda feature: feature.name == label)
+    by_name = {feature.name: feature for feature in found}
+    return [f for f in found if f.name not in labels] + [by_name[name] for name in labels]
 
 
 def _check_tfrecord(
-    context: SourceContext, files: str | list[str], features: dict[str, Any], label: str
+    context: SourceContext,
+    files: str | list[str],
+    features: dict[str, Any],
+    label: str | dict[str, str],
 ) -> tuple[list[Path], list[_Feature]]:
     """Check that the globs match files and that the features are well-formed; the files
-    and the features (the label's last). No record is read."""
+    and the features (the labels last, in `label`'s order). No record is read."""
     return _glob(context, files, "files"), _tfrecord_features(features, label)
 
 
 @register_source("tfrecord", check=_check_tfrecord)
 def from_tfrecord(
-    context: SourceContext, files: str | list[str], features: dict[str, Any], label: str
+    context: SourceContext,
+    files: str | list[str],
+    features: dict[str, Any],
+    label: str | dict[str, str],
 ) -> SourceData:
     """TFRecord files of `tf.train.Example` records, streamed.
 
@@ -158,7 +168,8 @@ def from_tfrecord(
     - `png` (dtype `uint8` or `uint16`) or `jpeg` (`uint8`): one bytes value holding an encoded
       image shaped `[height, width, channels]`.
 
-    The `label` feature is the target; the others are the inputs: one input gives `x` that
+    The `label` feature is the target (or, for a model with several outputs, `label` maps
+    each output's name to its feature); the others are the inputs: one input gives `x` that
     tensor, several a mapping of feature name to tensor (the model's inputs are named alike).
     Records are parsed in parallel as training reads them.
 
@@ -173,22 +184,26 @@ def from_tfrecord(
         files: a glob (`data/train-*.tfrecord`), a path, or a list of them.
         features: each feature's name mapped to `{shape, dtype, encoding}`; `shape` defaults
             to `[]` (a scalar).
-        label: the feature that holds the targets.
+        label: the feature that holds the targets; a mapping of output name to feature for
+            a model with several outputs.
 
     Example: `{tfrecord: {files: data/train-*.tfrecord, features: {image: {shape: [8, 8, 1],
     dtype: uint8}, label: {dtype: int64}}, label: label}}`.
     """
     paths, parsed = _check_tfrecord(context, files, features, label)
     counts = np.array([_count_records(context, file) for file in paths], dtype=np.int64)
-    *inputs, target = parsed
+    outputs = list(label.items()) if isinstance(label, dict) else [(None, label)]
+    inputs = parsed[: len(parsed) - len(outputs)]
+    targets = dict(zip([o for o, _ in outputs], parsed[len(inputs) :], strict=True))
     parsing = {feature.name: feature.parsing() for feature in parsed}
 
-    def example(record: tf.Tensor) -> tuple[Any, tf.Tensor]:
+    def example(record: tf.Tensor) -> tuple[Any, Any]:
         import tensorflow as tf
 
         values = tf.io.parse_single_example(record, parsing)
         x = {feature.name: feature.decode(values[feature.name]) for feature in inputs}
-        return (x if len(x) > 1 else x[inputs[0].name]), target.decode(values[target.name])
+        y = {output: f.decode(values[f.name]) for output, f in targets.items()}
+        return (x if len(x) > 1 else x[inputs[0].name]), y.get(None, y)
 
     def read(path: tf.Tensor) -> tf.data.Dataset:
         import tensorflow as tf

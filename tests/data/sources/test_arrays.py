@@ -164,6 +164,20 @@ def test_npz_several_inputs_and_no_targets(context):
     assert data.y is None
 
 
+def test_npz_targets_of_several_outputs_by_output_name(context):
+    np.savez(context.base_dir / "data.npz", x=np.ones((4, 3)), kind=np.arange(4), size=np.ones(4))
+    data = call_source(
+        {"npz": {"path": "data.npz", "y": {"label": "kind", "size": "size"}}}, context
+    )
+    assert set(data.y) == {"label", "size"}
+    assert list(data.y["label"]) == [0, 1, 2, 3]
+    assert [name for name, _ in data.named_arrays()] == ["x", "y.label", "y.size"]
+    error = source_error(
+        {"npz": {"path": "data.npz", "y": {"label": "kind", "size": "sise"}}}, context
+    )
+    assert "array 'sise' not in data.npz (did you mean 'size'?)" in str(error)
+
+
 def test_npz_missing_array(context):
     np.savez(context.base_dir / "data.npz", x=np.ones((5, 3)), labels=np.arange(5))
     error = source_error({"npz": {"path": "data.npz", "y": "label"}}, context)

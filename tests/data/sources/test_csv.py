@@ -18,6 +18,19 @@ def test_csv_numeric_label_and_default_features(context):
     assert data.class_names is None
 
 
+def test_csv_labels_of_several_outputs_by_output_name(context):
+    write_csv(context.base_dir / "data.csv", "a,kind,b,size\n1,dog,2,0.5\n3,cat,4,1.5\n")
+    data = call_source(
+        {"csv": {"path": "data.csv", "label": {"animal": "kind", "size": "size"}}}, context
+    )
+    x, y = decoded(data)
+    np.testing.assert_array_equal(x, [[1, 2], [3, 4]])
+    assert list(y["animal"]) == [1, 0] and y["animal"].dtype == np.int32  # cat, dog
+    np.testing.assert_allclose(y["size"], [0.5, 1.5])
+    assert data.stream.labels is None and data.class_names is None
+    assert data.description.endswith("labels 'kind', 'size'")
+
+
 def test_csv_text_labels_become_class_ids(context):
     write_csv(context.base_dir / "data.csv", "a,b,kind\n1,2,dog\n3,4,cat\n5,6,dog\n")
     data = call_source({"csv": {"path": "data.csv", "label": "kind", "features": ["b"]}}, context)

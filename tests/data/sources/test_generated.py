@@ -66,6 +66,21 @@ def test_python_arrays(context):
     assert call_source(component, context).x.shape == (6, 2)
 
 
+def test_python_targets_of_several_outputs_by_output_name(context):
+    write_module(
+        context.base_dir,
+        "dlx_test_two_heads",
+        """
+        import numpy as np
+
+        def load():
+            return np.ones((3, 2)), {"kind": [0, 1, 0], "size": [0.5, float("nan"), 1.0]}
+        """,
+    )
+    error = source_error({"python": "dlx_test_two_heads:load"}, context)
+    assert str(error).startswith("the y['size'] that dlx_test_two_heads:load returns holds nan")
+
+
 def test_python_dataset(context):
     write_module(
         context.base_dir,
