@@ -129,8 +129,9 @@ def validate(
         overrides: `dotted.path=value` overrides.
         check_data: whether to check the data section's sources too (`inspect` does not:
             it describes the model, which a missing data file does not change).
-        check_sweep: whether to check the `sweep:` section too: its paths, its pruner, and
-            the spec at each choice and both ends of each range (a model built for each).
+        check_sweep: whether to check the `sweep:` section too (`dlx.sweep.checks`): its
+            paths and numbers, its pruner and sampler (as Optuna makes them), the spec at each
+            choice and both ends of each range, and its metric.
 
     Raises:
         SpecError: every problem found, each at its file, line and column.
@@ -143,7 +144,7 @@ def validate(
     if check_sweep and loaded.spec.sweep is not None:
         from dlx.sweep import sweep_problems
 
-        problems += sweep_problems(path, overrides, loaded)
+        problems += sweep_problems(path, overrides, loaded, built)
     if problems or built is None:
         raise SpecError(problems)
     return Validated(loaded, built)

@@ -41,10 +41,7 @@ def build_compile_args(loaded: LoadedSpec, output_names: list[str] | None = None
         "optimizer": lambda: build_optimizer(resolver, train.optimizer, ("train", "optimizer")),
         "loss": lambda: _per_output(resolver, LOSS, train.loss, ("train", "loss"), output_names),
         "metrics": lambda: _metrics(resolver, train.metrics, output_names),
-        "callbacks": lambda: [
-            resolver.build(CALLBACK, c, ("train", "callbacks", i))
-            for i, c in enumerate(train.callbacks)
-        ],
+        "callbacks": lambda: _callbacks(resolver, train.callbacks),
     }
     for key, step in steps.items():
         try:
@@ -54,6 +51,69 @@ def build_compile_args(loaded: LoadedSpec, output_names: list[str] | None = None
     if problems:
         raise SpecError(problems)
     return CompileArgs(**results)
+
+
+def build_callbacks(loaded: LoadedSpec) -> list[Any]:
+    """The spec's callbacks (`train.callbacks`).
+
+    Raises:
+        SpecError: an unknown callback or bad argument.
+    """
+    return _callbacks(Resolver(loaded.document), loaded.spec.train.callbacks)
+
+
+def _callbacks(resolver: Resolver, callbacks: list[Any]) -> list[Any]:
+    return [resolver.build(CALLBACK, c, ("train", "callbacks", i)) for i, c in enumerate(callbacks)]
+
+
+def logged_names(loaded: LoadedSpec, output_names: list[str]) -> set[str]:
+    """The names under which Keras logs the loss and metrics of a model with these outputs
+    compiled with the spec's `train` section (`keras/src/trainers/compile_utils.py`), each
+    epoch's and `evaluate`'s alike; nothing but the metrics is built.
+
+    `loss`; with several outputs, each output's loss, `<output>_loss`; each metric by its name
+    (a name as written, else the object's `name`), `<output>_<name>` for an output's own
+    metrics when the model has several outputs; a repeated name numbered (`auc_1`). Where
+    Keras's naming depends on how several outputs are given their losses and metrics, every
+    name it may give is in.
+
+    Raises:
+        SpecError: a metric does not resolve.
+    """
+    names = {"loss"}
+    metrics = _metrics(Resolver(loaded.document), loaded.spec.train.metrics, output_names)
+    per_output: dict[str | None, list[Any]] = {None: _flat(metrics)}  # one output: unprefixed
+    if len(output_names) > 1:
+        names |= {f"{output}_loss" for output in output_names}
+        per_output = {
+            output: _flat(metrics.get(output) if isinstance(metrics, dict) else metrics)
+            for output in output_names
+        }
+    for output, flat in per_output.items():
+        counts: dict[str, int] = {}
+        for metric in flat:
+            name = _metric_name(metric) if output is None else f"{output}_{_metric_name(metric)}"
+            counts[name] = counts.get(name, 0) + 1
+            names.add(name if counts[name] == 1 else f"{name}_{counts[name] - 1}")
+    return names
+
+
+def _flat(metrics: Any) -> list[Any]:
+    """Metrics given as one, a list, or a mapping of outputs to either, as one list."""
+    if metrics is None:
+        return []
+    if isinstance(metrics, dict):
+        return [m for value in metrics.values() for m in _flat(value)]
+    if isinstance(metrics, (list, tuple)):
+        return [m for value in metrics for m in _flat(value)]
+    return [metrics]
+
+
+def _metric_name(metric: Any) -> str:
+    """The name Keras logs a metric under: a name as written, else the object's own name."""
+    if isinstance(metric, str):
+        return metric
+    return str(getattr(metric, "name", None) or getattr(metric, "__name__", type(metric).__name__))
 
 
 def build_optimizer(resolver: Resolver, value: Any, path: PathKey) -> Any:
@@ -101,4 +161,10 @@ def _metric(resolver: Resolver, value: Any, path: PathKey) -> Any:
     return resolver.build(METRIC, value, path)
 
 
-__all__ = ["CompileArgs", "build_compile_args", "build_optimizer"]
+__all__ = [
+    "CompileArgs",
+    "build_callbacks",
+    "build_compile_args",
+    "build_optimizer",
+    "logged_names",
+]

@@ -7,6 +7,7 @@ knows Keras; this module imports neither TensorFlow nor Keras.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -22,9 +23,12 @@ from pydantic import (
     model_validator,
 )
 
+from dlx.errors import received
 from dlx.spec.component import split_component
 
 SPEC_VERSION = 1
+MAX_SEED = 2**32 - 1
+"""The largest seed NumPy takes (`keras.utils.set_random_seed` seeds it too)."""
 
 
 _COMPONENT_JSON_SCHEMA = {
@@ -406,25 +410,57 @@ class Tracking(Strict):
     log_model: bool = True
 
 
+EXACT_IN_FLOAT = 2**53
+"""The largest integer up to which every integer is a float: Optuna records a trial's values as
+floats, so a sweep's integers, and the number of values a `uniform` range's `step` cuts, stay
+within it."""
+
+
+def _check_exact_in_float(value: int) -> int:
+    if abs(value) > EXACT_IN_FLOAT:
+        raise ValueError(
+            "expected an integer from -2**53 to 2**53 (Optuna records each value as a float). "
+            f"Received: {received(value)}"
+        )
+    return value
+
+
+Bound = Annotated[float, Field(allow_inf_nan=False)]
+"""A bound of a `uniform` or `log_uniform` range: a finite number."""
+IntegerBound = Annotated[
+    int,
+    AfterValidator(_check_exact_in_float),
+    WithJsonSchema({"type": "integer", "minimum": -EXACT_IN_FLOAT, "maximum": EXACT_IN_FLOAT}),
+]
+"""A bound of an `int` range."""
+
+
 class SweepParam(Strict):
     """Section 10: the values one swept path takes: exactly one of `choice`, `uniform`,
-    `log_uniform` or `int` (with an optional `step`)."""
+    `log_uniform` or `int` (with an optional `step`).
+
+    Numbers are finite, and what Optuna keeps exactly: it records each value as a float, so an
+    `int` range lies within +-2**53 and a `uniform` range with a `step` holds at most 2**53
+    values.
+    """
 
     choice: list[Any] | None = Field(None, min_length=1, description="The values to choose from.")
-    uniform: list[float] | None = Field(
+    uniform: list[Bound] | None = Field(
         None, min_length=2, max_length=2, description="[low, high]: any number between."
     )
-    log_uniform: list[float] | None = Field(
+    log_uniform: list[Bound] | None = Field(
         None, min_length=2, max_length=2, description="[low, high], low > 0: drawn on a log scale."
     )
-    integer: list[int] | None = Field(
+    integer: list[IntegerBound] | None = Field(
         None,
         alias="int",
         min_length=2,
         max_length=2,
         description="[low, high]: an integer between, both in.",
     )
-    step: float | None = Field(None, gt=0, description="With int or uniform: the values' spacing.")
+    step: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="With int or uniform: the values' spacing."
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> SweepParam:
@@ -439,12 +475,23 @@ class SweepParam(Strict):
         assert bounds is not None  # `given` holds the kinds whose values are set
         if kind != "choice" and not bounds[0] < bounds[1]:
             raise ValueError(f"{kind}: expected low < high. Received: {bounds}")
+        if kind == "uniform" and not math.isfinite(bounds[1] - bounds[0]):
+            raise ValueError(
+                "uniform: the range is wider than a float holds (high - low overflows). "
+                f"Received: {bounds}"
+            )
         if kind == "log_uniform" and bounds[0] <= 0:
             raise ValueError(f"log_uniform: expected low > 0. Received: {bounds[0]}")
         if self.step is not None and kind not in ("int", "uniform"):
             raise ValueError(f"step applies to int and uniform, not to {kind}")
         if kind == "int" and self.step is not None and self.step != round(self.step):
             raise ValueError(f"int: expected an integer step. Received: {self.step}")
+        steps = (bounds[1] - bounds[0]) / self.step if self.step else 0
+        if kind == "uniform" and steps > EXACT_IN_FLOAT:
+            raise ValueError(
+                f"uniform: a step of {self.step} cuts {bounds} into more than 2**53 values "
+                "(Optuna records each as a float): give a larger step"
+            )
         return self
 
     def values_of(self, kind: str) -> list[Any] | None:
@@ -505,7 +552,12 @@ class Spec(Strict):
         None, description="Run name and default experiment; default: the file's stem."
     )
     description: str | None = None
-    seed: int = Field(0, description="Seeds Python, NumPy and TensorFlow.")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=MAX_SEED,
+        description="Seeds Python, NumPy and TensorFlow: an integer from 0 to 2**32 - 1.",
+    )
     plugins: list[str] = Field(
         default_factory=list, description="Modules imported before building."
     )

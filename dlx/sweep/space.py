@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from dlx.errors import Problem, SpecError
-from dlx.spec import LoadedSpec, apply_overrides, read_document
+from dlx.spec import Document, LoadedSpec, apply_overrides, read_document
 from dlx.spec.load import validate_document
-from dlx.spec.schema import Sweep, SweepParam
+from dlx.spec.schema import MAX_SEED, Sweep, SweepParam
 from dlx.sweep.options import SweepConfig
 
 DEFAULT_TRIALS = 10
@@ -28,6 +30,17 @@ def goal(sweep: Sweep) -> str:
     return sweep.goal or ("max" if higher_is_better(sweep.metric) else "min")
 
 
+def grid_size(param: SweepParam) -> int | None:
+    """How many values a grid takes for `param`, counted without listing them; `None` for a
+    continuous range."""
+    if param.kind == "choice":
+        return len(param.values)
+    if param.kind == "int":
+        low, high = param.values
+        return (high - low) // round(param.step or 1) + 1
+    return None
+
+
 def grid_values(param: SweepParam) -> list[Any] | None:
     """Every value a grid takes for `param`; `None` for a continuous range."""
     if param.kind == "choice":
@@ -42,17 +55,36 @@ def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
-def encoded_choices(param: SweepParam) -> list[Any]:
-    """Optuna's categorical values: the choices when all are scalars, else their indices."""
+def _as_values(param: SweepParam) -> bool:
+    """Whether Optuna takes a choice's values themselves: scalars, no two of them equal (it
+    finds a drawn value by `==`: of `[1, true]` it would draw 1 for both)."""
     choices = param.values
-    return choices if all(_scalar(c) for c in choices) else list(range(len(choices)))
+    return all(_scalar(c) for c in choices) and len(set(choices)) == len(choices)
+
+
+def encoded_choices(param: SweepParam) -> list[Any]:
+    """Optuna's categorical values: the choices when it can take them (`_as_values`), else
+    their indices."""
+    return param.values if _as_values(param) else list(range(len(param.values)))
 
 
 def decoded(param: SweepParam, value: Any) -> Any:
     """A choice as the spec gives it, from its Optuna value (`encoded_choices`)."""
-    if param.kind == "choice" and not all(_scalar(c) for c in param.values):
+    if param.kind == "choice" and not _as_values(param):
         return param.values[value]
     return value
+
+
+def suggest(trial: Any, dotted: str, param: SweepParam) -> Any:
+    """The value an Optuna trial draws for a swept path, as the spec gives it."""
+    kind, values = param.kind, param.values
+    if kind == "choice":
+        return decoded(param, trial.suggest_categorical(dotted, encoded_choices(param)))
+    if kind == "int":
+        return trial.suggest_int(dotted, values[0], values[1], step=round(param.step or 1))
+    return trial.suggest_float(
+        dotted, values[0], values[1], log=kind == "log_uniform", step=param.step
+    )
 
 
 def _grid(sweep: Sweep, seed: int) -> Any:
@@ -71,28 +103,35 @@ def _grid(sweep: Sweep, seed: int) -> Any:
         values = grid_values(param)
         assert values is not None  # a grid's params are choice or int (`sweep_problems` checks)
         space[path] = values
-    return Grid(space, seed=seed)
+    return Grid(space, seed=_numpy_seed(seed))
 
 
 def _random(sweep: Sweep, seed: int) -> Any:
     import optuna
 
-    return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=_numpy_seed(seed))
 
 
 def _tpe(sweep: Sweep, seed: int) -> Any:
     import optuna
 
-    return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=_numpy_seed(seed))
 
 
 def _cmaes(sweep: Sweep, seed: int) -> Any:
     import optuna
 
     # CMA-ES samples numbers; the choices it leaves to its independent sampler.
+    seed = _numpy_seed(seed)
     return optuna.samplers.CmaEsSampler(
         seed=seed, independent_sampler=optuna.samplers.RandomSampler(seed=seed)
     )
+
+
+def _numpy_seed(seed: int) -> int:
+    """A seed that Optuna's samplers can give NumPy (0 to 2**32 - 1): the spec's seed plus a
+    worker's offset and the trials so far may pass it, and wrap around."""
+    return seed % (MAX_SEED + 1)
 
 
 SAMPLERS: dict[str, Callable[[Sweep, int], Any]] = {
@@ -102,6 +141,12 @@ SAMPLERS: dict[str, Callable[[Sweep, int], Any]] = {
     "cmaes": _cmaes,
 }
 """Each `sweep.method`, and the Optuna sampler it makes for a sweep and a seed."""
+
+
+def sampler(sweep: Sweep, seed: int) -> Any:
+    """The Optuna sampler of `sweep.method`, seeded."""
+    return SAMPLERS[sweep.method](sweep, seed)
+
 
 PRUNER_ARGUMENTS: dict[str, dict[str, str]] = {
     "median": {"warmup_epochs": "n_warmup_steps", "startup_trials": "n_startup_trials"},
@@ -138,6 +183,17 @@ def pruner(sweep: Sweep) -> Any:
     if sweep.prune is None:
         return optuna.pruners.NopPruner()
     name, _, arguments = split_pruner(sweep.prune)
+    return optuna_pruner(name, arguments)
+
+
+def optuna_pruner(name: str, arguments: dict[str, Any]) -> Any:
+    """The Optuna pruner of a known name (`PRUNER_ARGUMENTS`) and arguments in the spec's words.
+
+    Raises:
+        ValueError, TypeError: Optuna's constructor refuses the arguments.
+    """
+    import optuna
+
     renamed = {PRUNER_ARGUMENTS[name][key]: value for key, value in arguments.items()}
     if name == "median":
         renamed.setdefault("n_startup_trials", 1)
@@ -151,7 +207,7 @@ def total_trials(sweep: Sweep, asked: int | None) -> int:
     if sweep.trials is not None:
         return sweep.trials
     if sweep.method == "grid":
-        return math.prod(len(grid_values(p) or []) for p in sweep.params.values())
+        return math.prod(grid_size(p) or 0 for p in sweep.params.values())
     return DEFAULT_TRIALS
 
 
@@ -167,16 +223,32 @@ def trial_spec(
     Raises:
         SpecError: the spec is invalid with these values.
     """
+    return spec_with(trial_document(path, overrides), values)
+
+
+def trial_document(path: str | Path, overrides: list[str] | tuple[str, ...]) -> Document:
+    """What every trial's spec starts from: the file with its `--set` overrides, without its
+    `sweep:` section."""
     doc = read_document(path)
     apply_overrides(doc, list(overrides))
     if isinstance(doc.data, dict):
         doc.data.pop("sweep", None)
+    return doc
+
+
+def spec_with(base: Document, values: dict[str, Any]) -> LoadedSpec:
+    """`base` (a `trial_document`, left as it is) with a trial's values, validated.
+
+    Raises:
+        SpecError: the spec is invalid with these values.
+    """
+    doc = dataclasses.replace(base, data=copy.deepcopy(base.data))
     for dotted, value in values.items():
         parent: Any = doc.data
-        parts = [int(p) if p.lstrip("-").isdigit() else p for p in dotted.split(".")]
-        for part in parts[:-1]:
-            parent = parent[part]
-        parent[parts[-1]] = value
+        *steps, last = dotted.split(".")
+        for part in steps:
+            parent = parent[int(part) if isinstance(parent, list) else part]
+        parent[int(last) if isinstance(parent, list) else last] = value
     return validate_document(doc)
 
 

@@ -26,7 +26,7 @@ from dlx.errors import DlxError, UsageError
 from dlx.proc import signals
 from dlx.spec.schema import Sweep
 from dlx.sweep.options import SweepConfig
-from dlx.sweep.space import SAMPLERS, goal, pruner, sweep_of
+from dlx.sweep.space import goal, pruner, sampler, sweep_of
 
 # Trial user attributes, the sweep's own bookkeeping in the study.
 RETRY_OF = "retry_of"
@@ -123,21 +123,21 @@ def open_study(config: SweepConfig, sweep: Sweep, *, create: bool) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = SAMPLERS[sweep.method](sweep, config.seed)
+    drawn = sampler(sweep, config.seed)
     storage = open_storage(config.storage)
     if create:
         return optuna.create_study(
             storage=storage,
             study_name=config.study_name,
             direction="maximize" if goal(sweep) == "max" else "minimize",
-            sampler=sampler,
+            sampler=drawn,
             pruner=pruner(sweep),
         )
     try:
         return optuna.load_study(
             study_name=config.study_name,
             storage=storage,
-            sampler=sampler,
+            sampler=drawn,
             pruner=pruner(sweep),
         )
     except KeyError:

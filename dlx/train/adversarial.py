@@ -8,6 +8,9 @@ from typing import Any
 
 import keras
 
+D_LOSS, G_LOSS = "d_loss", "g_loss"
+"""The metrics a GAN logs each epoch: the discriminator's loss and the generator's."""
+
 
 class AdversarialBase(keras.Model):
     """A generator and a discriminator, trained in turns by `fit`: what both backends' steps
@@ -31,8 +34,8 @@ class AdversarialBase(keras.Model):
         self.discriminator = discriminator
         self.latent_dim = latent_dim
         self.seed = seed
-        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
-        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.d_loss_tracker = keras.metrics.Mean(name=D_LOSS)
+        self.g_loss_tracker = keras.metrics.Mean(name=G_LOSS)
         self.cross_entropy = keras.losses.BinaryCrossentropy(from_logits=True, reduction=None)
         self.generator_optimizer: Any = None
         self.discriminator_optimizer: Any = None

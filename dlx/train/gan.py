@@ -17,10 +17,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from dlx.build.compile import build_compile_args
+from dlx.build.compile import build_callbacks, build_compile_args
 from dlx.build.model import BuiltModel, model_builder
 from dlx.data import Splits
-from dlx.train.tasks import Task, register_task
+from dlx.train.adversarial import D_LOSS, G_LOSS
+from dlx.train.tasks import Task, callback_metrics, register_task
 
 SAMPLE_EVERY = 5
 """Epochs between two sample grids, unless the spec's `model.sample_every` says otherwise."""
@@ -86,6 +87,11 @@ class GanTask(Task):
         )
         model.compile(optimizers["generator"], optimizers["discriminator"], jit_compile)
         return model
+
+    def final_metrics(self, output_names: list[str]) -> set[str] | None:
+        """Its two losses and what its callbacks log: a GAN has no validation, and its test
+        split is not evaluated."""
+        return callback_metrics({D_LOSS, G_LOSS}, build_callbacks(self.loaded))
 
     def prepare(self, model: Any, splits: Splits) -> None:
         """Check the data fits the discriminator, adapt its preprocessing layers, and take the

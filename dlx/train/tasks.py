@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dlx.build.compile import CompileArgs, build_compile_args
+from dlx.build.compile import CompileArgs, build_callbacks, build_compile_args, logged_names
 from dlx.build.model import BuiltModel, build_model
 from dlx.data import Splits
 from dlx.errors import DlxError, SpecError, UsageError
@@ -87,6 +87,27 @@ class Task(abc.ABC):
         args = build_compile_args(self.loaded, list(model.output_names))
         self.callbacks = args.callbacks
         return model, args
+
+    def final_metrics(self, output_names: list[str]) -> set[str] | None:
+        """The names of the metrics a run of this kind ends with (`TrainResult.metrics`, which a
+        sweep's `metric` is one of), known before training from the spec alone; `None` when
+        they cannot be (a callback of a plugin's may log its own).
+
+        By default: what Keras logs for the spec's loss and metrics (`logged_names`, on a model
+        with these outputs), each also `val_` with validation data and `test_` with test data,
+        and what the spec's callbacks log (`callback_metrics`).
+
+        Raises:
+            SpecError: the spec's metrics or callbacks do not resolve.
+        """
+        logged = logged_names(self.loaded, output_names)
+        data = self.loaded.spec.data
+        names = set(logged)
+        if data is not None and (data.validation_split or data.validation is not None):
+            names |= {f"val_{name}" for name in logged}
+        if data is not None and (data.test_split or data.test is not None):
+            names |= {f"test_{name}" for name in logged}
+        return callback_metrics(names, build_callbacks(self.loaded))
 
     def prepare(self, model: Any, splits: Splits) -> None:
         """Check the data fits the model, and adapt preprocessing layers on the training split.
@@ -186,6 +207,15 @@ def _first(x: Any) -> Any:
             first.shape
         )
     return first
+
+
+def callback_metrics(names: set[str], callbacks: list[Any]) -> set[str] | None:
+    """`names` and what `callbacks` add to each epoch's logs: Keras's learning-rate callbacks
+    (`reduce_lr_on_plateau`, `learning_rate_scheduler`) log `learning_rate`; a callback of a
+    plugin's may log anything (`None`)."""
+    if any(not type(callback).__module__.startswith("keras.") for callback in callbacks):
+        return None
+    return (names | {"learning_rate"}) if callbacks else names
 
 
 TASKS: dict[str, type[Task]] = {}
@@ -312,25 +342,42 @@ class SupervisedTask(Task):
 
     def log_artifacts(self, run: Any, model: Any, splits: Splits) -> None:
         """A confusion matrix for classifiers, on the test split (else validation)."""
+        if len(model.outputs) != 1:
+            return
         arrays = splits.test_arrays or splits.validation_arrays
-        if arrays is None and splits.labels is not None:
-            # A streamed source: predict on the split's batches, in their fixed order.
+        if arrays is not None:
+            x, y = arrays
+            if y is None or not np.issubdtype(np.asarray(y).dtype, np.integer):
+                return
+            scores = model.predict(x, verbose=0, batch_size=self.loaded.spec.train.batch_size)
+        elif splits.labels is not None:
+            # A streamed source: its labels and predictions from one pass over the split's
+            # batches (with `on_error: skip`, files that fail are left out of both).
             split = (splits.test, 2) if splits.test is not None else (splits.validation, 1)
-            if split[0] is not None and splits.labels[split[1]] is not None:
-                arrays = (split[0], splits.labels[split[1]])
-        if arrays is None or arrays[1] is None or len(model.outputs) != 1:
+            if split[0] is None or splits.labels[split[1]] is None:
+                return
+            y, scores = _labels_and_scores(model, split[0])
+        else:
             return
-        x, y = arrays
         y = np.asarray(y)
-        if not np.issubdtype(y.dtype, np.integer):
-            return
-        scores = model.predict(x, verbose=0, batch_size=self.loaded.spec.train.batch_size)
-        if scores.ndim != 2:
+        if not np.issubdtype(y.dtype, np.integer) or scores.ndim != 2:
             return
         from dlx.track import confusion_matrix_figure
 
         figure = confusion_matrix_figure(y.reshape(-1), scores, splits.class_names)
         run.log_figure(figure, "confusion_matrix.png")
+
+
+def _labels_and_scores(model: Any, batches: Any) -> tuple[Any, Any]:
+    """The labels of a dataset of `(x, y)` batches and the model's scores for them, in one
+    pass."""
+    labels, scores = [], []
+    for batch in batches:
+        labels.append(np.asarray(batch[1]))
+        scores.append(np.asarray(model.predict_on_batch(batch[0])))
+    if not labels:
+        return np.zeros(0, dtype=int), np.zeros((0, 0))
+    return np.concatenate(labels), np.concatenate(scores)
 
 
 _SPARSE_LOSSES = {"sparse_categorical_crossentropy"}

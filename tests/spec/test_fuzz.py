@@ -4,7 +4,9 @@ Each spec in specs/, examples/ and tests/spec_examples/ is mutated (keys deleted
 added; values swapped for other types, weird scalars, empty or huge collections, deep nesting;
 components renamed; YAML text cut, or given aliases, tags, tabs and deep brackets) and the
 mutant is checked by `dlx.api.validate`, in process. The only exceptions allowed are dlx's own
-`DlxError`s, and each mutant is answered quickly.
+`DlxError`s, and each mutant is answered quickly. The `sweep:` sections of specs are mutated on
+their own too (`SWEEP_MUTANTS`, with the numbers, ranges, paths, pruners and metrics a sweep
+goes wrong with), each mutant checked by `dlx.api.validate` with its sweep.
 
 Building a model is what costs time, so a mutant that reads cleanly (parse and schema) is built
 only for a share of them (`BUILT_SHARE`), and never for the specs with large models; every other
@@ -272,6 +274,192 @@ def test_mutated_specs_raise_only_dlx_errors(tmp_path):
     assert not slow, slow
     assert outcomes["ok"] + outcomes["error"] >= THROUGH_VALIDATE, outcomes
     assert outcomes["error"] > MUTANTS // 2, outcomes  # most mutants are wrong: mutations bite
+
+
+SWEEP_MUTANTS = 320
+SWEEP_SEED = """\
+version: 1
+name: fuzzed-sweep
+data: {source: {sklearn: iris}, validation_split: 0.2}
+model:
+  layers:
+    - input: {shape: [4]}
+    - dense: {units: 3, activation: softmax}
+train:
+  batch_size: 32
+  optimizer: {adam: {learning_rate: 0.01}}
+  loss: sparse_categorical_crossentropy
+  metrics: [accuracy]
+sweep:
+  metric: val_accuracy
+  goal: max
+  method: tpe
+  trials: 4
+  params:
+    train.optimizer.adam.learning_rate: {log_uniform: [1.0e-4, 1.0e-1]}
+    train.batch_size: {int: [16, 64], step: 16}
+    model.layers.1.dense.activation: {choice: [softmax, sigmoid]}
+  prune: {median: {warmup_epochs: 1, startup_trials: 2}}
+  repeats: 1
+"""
+SWEEP_SPECS = ("examples/sweep/pruning.yaml",)
+"""Specs of the repository whose `sweep:` sections are mutated, besides `SWEEP_SEED` (small
+models: a mutant that reads cleanly builds a few)."""
+SWEEP_VALUES: list[Any] = [
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    1e308,
+    -1e308,
+    5e-324,
+    2**53 + 1,
+    10**30,
+    -1,
+    0,
+    0.5,
+    3,
+    4096,
+    [1, 4096],
+    [-1e308, 1e308],
+    [0, float("inf")],
+    [1e-300, 1e300],
+    [3, 1],
+    [1],
+    [1, True, "1", None],
+    list(range(2000)),
+    "grid",
+    "cmaes",
+    "random",
+    "median",
+    "hyperband",
+    "successive_halving",
+    "val_acuracy",
+    "loss",
+    "d_loss",
+    "accuracy.0",
+    "max",
+]
+"""Values a sweep section goes wrong with, put anywhere in it."""
+SWEEP_PATHS = [
+    "train.optimizer.adam.learning_rate",
+    "train.optimizer",
+    "train.batch_size",
+    "train.loss",
+    "model.layers.1.dense.units",
+    "model.layers.1.dense",
+    "model.layers.1",
+    "model.layers.9.dense.units",
+    "model.layers.-1",
+    "data.validation_split",
+    "sweep.trials",
+    "sweep",
+    "seed",
+    "version",
+    "name",
+    "",
+    ".",
+]
+SWEEP_PARAMS: list[Any] = [
+    {"choice": [1, 2]},
+    {"choice": [0.0, 0.2]},
+    {"choice": ["adam", "sgd", "nope"]},
+    {"choice": [{"dense": 3}, "flatten", None]},
+    {"choice": [1, True, "1"]},
+    {"choice": list(range(2000))},
+    {"int": [1, 4096]},
+    {"int": [1, 4096], "step": 4095},
+    {"int": [-5, 5], "step": 0.5},
+    {"uniform": [0.0, 0.9], "step": 0.3},
+    {"uniform": [-1e308, 1e308]},
+    {"uniform": [0.0, 1.0], "step": 1e-300},
+    {"log_uniform": [1e-300, 1e300]},
+    {"log_uniform": [0.0, 1.0]},
+    {"choice": []},
+    {"int": [1, 2], "uniform": [1, 2]},
+]
+"""Params a sweep goes wrong with, at any of `SWEEP_PATHS`."""
+SWEEP_PRUNERS: list[Any] = [
+    {"median": {"warmup_epochs": -1}},
+    {"median": {"startup_trials": float("nan")}},
+    {"hyperband": {"reduction_factor": 1}},
+    {"hyperband": {"min_epochs": "x"}},
+    {"hyperband": {"min_epochs": 5, "max_epochs": 2}},
+    {"successive_halving": {"min_epochs": 0}},
+    {"successive_halving": {"reduction_factor": 1.5}},
+    {"median": [1]},
+    "median",
+]
+SWEEP_SETTINGS: dict[str, list[Any]] = {
+    "metric": ["val_accuracy", "val_acuracy", "test_loss", "d_loss", "accuracy.0", "learning_rate"],
+    "method": ["grid", "random", "tpe", "cmaes"],
+    "trials": [1, 0, 10**6],
+    "repeats": [1, 2, 0, 2**32],
+}
+"""Values of the section's own keys, each set to one of them."""
+
+
+def _mutate_sweep(data: dict[str, Any], rng: random.Random) -> tuple[dict[str, Any], str]:
+    """One mutation of a spec's `sweep:` section: any of `_mutate_data`'s inside it, or one
+    of the values, params, pruners or settings a sweep goes wrong with."""
+    data = copy.deepcopy(data)
+    sweep = data.get("sweep")
+    inner = [p for p in _paths(sweep) if p] if isinstance(sweep, dict) else []
+    operations = ["generic", "value", "param", "prune", "setting"]
+    operation = rng.choice(operations) if inner else "generic"
+    if operation == "generic":
+        section, what = _mutate_data({"sweep": data.pop("sweep", None)}, rng)
+        return {**data, **section}, f"sweep-{what}"
+    assert isinstance(sweep, dict)
+    if operation == "value":
+        path = rng.choice(inner)
+        _at(sweep, path[:-1])[path[-1]] = copy.deepcopy(rng.choice(SWEEP_VALUES))
+    elif operation == "param" and isinstance(sweep.get("params"), dict):
+        sweep["params"][rng.choice(SWEEP_PATHS)] = copy.deepcopy(rng.choice(SWEEP_PARAMS))
+    elif operation == "setting":
+        key = rng.choice(list(SWEEP_SETTINGS))
+        sweep[key] = rng.choice(SWEEP_SETTINGS[key])
+    else:
+        sweep["prune"] = copy.deepcopy(rng.choice(SWEEP_PRUNERS))
+    return data, f"sweep-{operation}"
+
+
+@pytest.mark.slow  # 320 sweeps checked, some 500 small models built: about 8 s
+@pytest.mark.timeout(120)
+def test_mutated_sweep_sections_raise_only_dlx_errors(tmp_path):
+    seeds = {tmp_path / "sweep.yaml": yaml.safe_load(SWEEP_SEED)}
+    for name in SWEEP_SPECS:
+        seeds[tmp_path / Path(name).name] = yaml.safe_load((ROOT / name).read_text())
+    import_tensorflow_quietly()  # once, before the clock of the first mutant starts
+    rng = random.Random(SEED)
+    sources = sorted(seeds)
+    crashes, slow, outcomes = [], [], {"ok": 0, "error": 0}
+    for n in range(SWEEP_MUTANTS):
+        source = sources[n % len(sources)]
+        data, whats = seeds[source], []
+        for _ in range(rng.choice([1, 1, 2])):
+            data, what = _mutate_sweep(data, rng)
+            whats.append(what)
+        text = yaml.safe_dump(data, sort_keys=False)
+        mutant = source.with_name(f"mutant_{n}.yaml")
+        mutant.write_text(text)
+        start = time.perf_counter()
+        try:
+            api.validate(mutant, check_data=False)
+            outcomes["ok"] += 1
+        except DlxError:
+            outcomes["error"] += 1
+        except Exception:  # noqa: BLE001 - any other exception is what this test looks for
+            crashes.append(f"{source.name} ({'+'.join(whats)}):\n{text[:3000]}\n")
+            crashes[-1] += traceback.format_exc()
+        finally:
+            mutant.unlink()
+        if (elapsed := time.perf_counter() - start) > SECONDS_PER_MUTANT:
+            slow.append(f"{source.name} ({'+'.join(whats)}) took {elapsed:.1f} s")
+    assert not crashes, f"{len(crashes)} crashes; the first:\n" + crashes[0]
+    assert not slow, slow
+    assert outcomes["ok"] + outcomes["error"] == SWEEP_MUTANTS
+    assert outcomes["error"] > SWEEP_MUTANTS // 2, outcomes  # most mutants are wrong
+    assert outcomes["ok"] > SWEEP_MUTANTS // 20, outcomes  # and some still sweep
 
 
 def _reads_cleanly(spec: Path) -> bool:
