@@ -23,6 +23,7 @@ class CompileArgs:
     loss: Any
     metrics: Any
     callbacks: list[Any] = field(default_factory=list)
+    loss_weights: dict[str, float] | None = None
 
 
 def build_compile_args(loaded: LoadedSpec, output_names: list[str] | None = None) -> CompileArgs:
@@ -42,6 +43,7 @@ def build_compile_args(loaded: LoadedSpec, output_names: list[str] | None = None
         "loss": lambda: _per_output(resolver, LOSS, train.loss, ("train", "loss"), output_names),
         "metrics": lambda: _metrics(resolver, train.metrics, output_names),
         "callbacks": lambda: _callbacks(resolver, train.callbacks),
+        "loss_weights": lambda: _loss_weights(resolver, train.loss_weights, output_names),
     }
     for key, step in steps.items():
         try:
@@ -137,6 +139,24 @@ def _per_output(
             path, "expected a loss component, or a mapping from output names to losses"
         )
     return resolver.build(kind, value, path)
+
+
+def _loss_weights(
+    resolver: Resolver, weights: dict[str, float] | None, outputs: list[str] | None
+) -> dict[str, float] | None:
+    """`train.loss_weights`: a weight for outputs of the model's (default 1 each)."""
+    from dlx.errors import did_you_mean
+
+    if weights is None or outputs is None:
+        return weights
+    for name in weights:
+        if name not in outputs:
+            raise resolver.error(
+                ("train", "loss_weights", name),
+                f"the model has no output '{name}'{did_you_mean(name, outputs)}. "
+                f"Outputs: {', '.join(outputs)}",
+            )
+    return {name: float(weights.get(name, 1.0)) for name in outputs}
 
 
 def _metrics(resolver: Resolver, value: Any, outputs: list[str] | None) -> Any:

@@ -350,6 +350,11 @@ class Train(Strict):
     loss: Any = Field(
         default=None, description="A loss component, or a mapping of output name to loss component."
     )
+    loss_weights: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
+        default=None,
+        description="With several outputs: each output's weight in the loss that is minimized "
+        "(default 1 each).",
+    )
     metrics: list[Metric] | dict[str, list[Metric]] = Field(default_factory=list)
     callbacks: list[CallbackComponent] = Field(default_factory=list)
     class_weight: Literal["balanced"] | dict[int, float] | None = None

@@ -255,7 +255,12 @@ class SupervisedTask(Task):
 
     def build(self, jit_compile: Any) -> Any:
         model, args = self.build_with_compile_args()
-        self._compile = dict(loss=args.loss, metrics=args.metrics, jit_compile=jit_compile)
+        self._compile = dict(
+            loss=args.loss,
+            loss_weights=args.loss_weights,
+            metrics=args.metrics,
+            jit_compile=jit_compile,
+        )
         model.compile(optimizer=args.optimizer, **self._compile)
         return model
 
@@ -308,10 +313,22 @@ class SupervisedTask(Task):
             SpecError: at `data.source`, saying what the model expects and what the data holds.
         """
         arrays = [splits.train_arrays, splits.validation_arrays, splits.test_arrays]
-        targets = [np.asarray(a[1]) for a in arrays if a is not None and a[1] is not None]
-        targets += [np.asarray(labels) for labels in splits.labels or () if labels is not None]
-        if not targets or len(model.outputs) != 1:
+        given = [a[1] for a in arrays if a is not None and a[1] is not None]
+        several = [t for t in given if isinstance(t, dict)]
+        if several:
+            self._check_several_targets(model, several)
             return
+        targets = [np.asarray(t) for t in given]
+        targets += [np.asarray(labels) for labels in splits.labels or () if labels is not None]
+        if not targets:
+            return
+        if len(model.outputs) != 1:
+            raise self.loaded.error(
+                ("data", "source"),
+                f"the model has {len(model.outputs)} outputs ({', '.join(model.output_names)}) "
+                "and the data one target: give the targets as a mapping of output name to "
+                "targets (y, or a label mapping)",
+            )
         y = np.concatenate([t.reshape(len(t), -1) for t in targets])
         units = model.outputs[0].shape[-1]
         loss = _loss_name(self._compile["loss"])
@@ -319,10 +336,42 @@ class SupervisedTask(Task):
         if problem:
             raise self.loaded.error(("data", "source"), problem)
 
+    def _check_several_targets(self, model: Any, given: list[dict[str, Any]]) -> None:
+        """Targets by output name: exactly the model's outputs, each checked against its own
+        output and loss."""
+        names = list(model.output_names)
+        found = list(given[0])
+        unknown = [name for name in found if name not in names]
+        missing = [name for name in names if name not in found]
+        if unknown or missing:
+            said = [f"no output named {', '.join(unknown)}" if unknown else ""]
+            said += [f"no targets for {', '.join(missing)}" if missing else ""]
+            raise self.loaded.error(
+                ("data", "source"),
+                f"the data's targets ({', '.join(found)}) do not match the model's outputs "
+                f"({', '.join(names)}): {'; '.join(s for s in said if s)}",
+            )
+        losses = self._compile["loss"]
+        for index, name in enumerate(names):
+            y = np.concatenate([np.asarray(t[name]).reshape(len(t[name]), -1) for t in given])
+            loss = _loss_name(losses.get(name) if isinstance(losses, dict) else losses)
+            units = model.outputs[index].shape[-1]
+            problem = _target_problem(y, loss, units, f"the output '{name}'")
+            if problem:
+                raise self.loaded.error(("data", "source"), f"output '{name}': {problem}")
+
     def fit_arguments(self, splits: Splits) -> dict[str, Any]:
         weight = self.loaded.spec.train.class_weight
         if weight is None:
             return {}
+        if len(self.loaded.spec.model.outputs or []) > 1 and not isinstance(
+            self.loaded.spec.model.outputs, str
+        ):
+            raise self.loaded.error(
+                ("train", "class_weight"),
+                "class weights weigh the classes of one output; this model has several "
+                "(weigh the outputs with train.loss_weights instead)",
+            )
         if isinstance(weight, dict):
             return {"class_weight": {int(k): float(v) for k, v in weight.items()}}
         if splits.labels is not None and splits.labels[0] is not None:
