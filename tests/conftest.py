@@ -55,6 +55,8 @@ def pytest_xdist_make_scheduler(config, log):
 def _in_tmp_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # Tables fit the width COLUMNS gives, where a shell exports it: tests read them whole.
+    monkeypatch.delenv("COLUMNS", raising=False)
 
 
 @pytest.fixture

@@ -634,7 +634,10 @@ def serve(
     tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Serve a run's model over HTTP with MLflow's scoring server: GET /ping, POST
-    /invocations with JSON (inputs, instances or dataframe_split). Ctrl-C stops it."""
+    /invocations with JSON: inputs or instances (arrays of the model's input shape), or
+    dataframe_split (a column per feature) for a model whose input is one row of features
+    per example (any other answers it HTTP 400, naming its input's shape). Ctrl-C stops
+    it."""
     from dlx import api
 
     _run(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,25 +99,60 @@ def _param(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def sweep_table(result: SweepResult) -> Any:
-    """A sweep's trials as a rich `Table`, by number: state, swept values, metric, epochs."""
-    from rich.table import Table
+def sweep_table(result: SweepResult, width: int | None = None) -> Any:
+    """A sweep's trials as a rich renderable, by number: state, swept values (by their short
+    names, with a legend of their paths under the table), metric, epochs; fitting `width`
+    columns (`None`: as wide as it needs)."""
+    from rich.console import Group
+    from rich.text import Text
 
-    keys = sorted({k for r in result.trials for k in r.params})
-    table = Table(title=f"sweep {result.parent_run_id}", title_justify="left")
-    for name in ("trial", "state", *keys, result.metric, "epochs"):
-        table.add_column(name, justify="left" if name in ("trial", "state") else "right")
-    for r in sorted(result.trials, key=lambda r: r.number):
-        best = result.best is not None and r.number == result.best.number
-        table.add_row(
-            str(r.number),
-            r.state,
-            *(_param(r.params[k]) if k in r.params else "" for k in keys),
-            _cell(r.value),
-            str(r.epochs),
-            style="bold green" if best else None,
-        )
-    return table
+    from dlx.cli.tables import fitted_table
+    from dlx.track.columns import distinct_numbers
+
+    trials = sorted(result.trials, key=lambda r: r.number)
+    names = _swept_names(trials, ["trial", "state", result.metric, "epochs"])
+    header = ["trial", "state", *names.values(), result.metric, "epochs"]
+    columns = [[str(r.number) for r in trials], [r.state for r in trials]]
+    columns += _swept_columns(trials, names)
+    columns += [distinct_numbers([r.value for r in trials]), [str(r.epochs) for r in trials]]
+    best = result.best.number if result.best is not None else None
+    table = fitted_table(
+        f"sweep {result.parent_run_id}",
+        header,
+        [list(row) for row in zip(*columns, strict=True)],
+        width=width,
+        left=2,
+        row_styles=["bold green" if r.number == best else None for r in trials],
+    )
+    legend = _legend(names)
+    return Group(table, Text(legend)) if legend else table
+
+
+def _swept_names(trials: list[TrialRow], taken: list[str]) -> dict[str, str]:
+    """The swept params' paths, sorted, to their short names (`dlx.track.columns`)."""
+    from dlx.track.columns import short_names
+
+    return short_names(sorted({k for r in trials for k in r.params}), taken=taken)
+
+
+def _swept_columns(trials: list[TrialRow], names: dict[str, str]) -> list[list[str]]:
+    """A column of cells per swept param: floats with the digits that tell them apart."""
+    from dlx.track.columns import distinct_numbers
+
+    columns = []
+    for path in names:
+        values = [r.params.get(path) for r in trials]
+        if all(isinstance(v, float) for v in values if v is not None):
+            columns.append(distinct_numbers(values))
+        else:
+            columns.append(["" if v is None else str(v) for v in values])
+    return columns
+
+
+def _legend(names: dict[str, str]) -> str:
+    """What the short names of a table's columns stand for: `name = dotted.path, ...`."""
+    pairs = [f"{short} = {path}" for path, short in names.items() if short != path]
+    return ", ".join(pairs)
 
 
 class SweepLive:
@@ -137,11 +173,13 @@ class SweepLive:
         self.live.stop()
 
     def update(self, result: SweepResult) -> None:
-        self.live.update(sweep_table(result), refresh=True)
+        self.live.update(sweep_table(result, self.live.console.width), refresh=True)
 
 
 def sweep_result(result: SweepResult) -> None:
     """A `SweepResult`: every trial sorted best first, then the best trial."""
+    from dlx.track.columns import distinct_numbers
+
     done = sorted(
         result.trials,
         key=lambda r: (
@@ -149,19 +187,15 @@ def sweep_result(result: SweepResult) -> None:
             -(r.value or 0.0) if result.goal == "max" else (r.value or 0.0),
         ),
     )
-    keys = sorted({k for r in done for k in r.params})
-    header = ["trial", "state", result.metric, *keys, "run"]
-    rows = [
-        [
-            str(r.number),
-            r.state,
-            _cell(r.value),
-            *(_param(r.params[k]) if k in r.params else "" for k in keys),
-            r.run_ids[0][:8] if r.run_ids else "",
-        ]
-        for r in done
-    ]
-    _table(f"sweep {result.parent_run_id}: {len(done)} trials", header, rows)
+    names = _swept_names(done, ["trial", "state", result.metric, "run"])
+    header = ["trial", "state", result.metric, *names.values(), "run"]
+    columns = [[str(r.number) for r in done], [r.state for r in done]]
+    columns.append(distinct_numbers([r.value for r in done]))
+    columns += _swept_columns(done, names)
+    columns.append([r.run_ids[0][:8] if r.run_ids else "" for r in done])
+    rows = [list(row) for row in zip(*columns, strict=True)]
+    title = f"sweep {result.parent_run_id}: {len(done)} trials"
+    _table(title, header, rows, legend=_legend(names))
     if result.best is not None:
         typer.echo(
             f"best: trial {result.best.number}, {result.metric} {result.best.value:.6g} "
@@ -268,8 +302,9 @@ def run_listing(listing: Any, format: str) -> None:
 
 def comparison(result: Any, format: str) -> None:
     """`api.compare`'s `Comparison` as a table, markdown, CSV or JSON; with two runs, the
-    tables and markdown add the metric deltas and the diff of their specs."""
-    header, rows = result.rows()
+    tables and markdown add the metric deltas and the diff of their specs. The table names
+    params by their short names, with a legend of their paths under it."""
+    header, rows = result.rows(short=format == "table")
     if format == "json":
         typer.echo(strict_json(result.records()))
     elif format == "csv":
@@ -281,7 +316,8 @@ def comparison(result: Any, format: str) -> None:
             if result.spec_diff:
                 typer.echo(f"\n```diff\n{result.spec_diff}```")
     else:
-        _table(None, header, rows, _best_cells(result))
+        legend = _legend({path: short for short, path in result.param_names().items()})
+        _table(None, header, rows, _best_cells(result), legend=legend)
         if result.deltas is not None:
             _table("metric deltas", *_delta_rows(result.deltas, *result.runs))
             if result.spec_diff:
@@ -324,14 +360,18 @@ def scores(scores: Any, output: Path | None) -> None:
 
 def export(done: Any) -> None:
     """`api.export`'s `Export`: per exported model, its size, its difference from the Keras
-    model, and its latency at batch 1 and 32 (the Keras model's first)."""
-    rows = [["keras", "", "", "", "", *(f"{done.keras_latency_ms[b]:.3f}" for b in (1, 32))]]
+    model, its metric on the data where it has one (a LiteRT model's, quantized or not), and
+    its latency at batch 1 and 32 (the Keras model's first)."""
+    metrics = list(dict.fromkeys(c.metric[0] for c in done.checks if c.metric is not None))
+    keras_latency = [f"{done.keras_latency_ms[b]:.3f}" for b in (1, 32)]
+    rows = [["keras", "", "", "", "", *([""] * len(metrics)), *keras_latency]]
     failed = {id(check) for check in done.failed}
     highlight = set()
     for check in done.checks:
         if id(check) in failed:
             highlight.add((len(rows), 3))
         agreement = check.argmax_agreement
+        measured = dict([check.metric]) if check.metric is not None else {}
         rows.append(
             [
                 check.label,
@@ -339,12 +379,12 @@ def export(done: Any) -> None:
                 f"{check.size_bytes / 1e6:.3f}",
                 f"{check.max_abs_diff:.3g}",
                 "" if agreement is None else f"{agreement:.4f}",
+                *(f"{measured[m]:.4f}" if m in measured else "" for m in metrics),
                 *(f"{check.latency_ms[b]:.3f}" for b in (1, 32)),
             ]
         )
-        if check.metric is not None:
-            rows[-1][4] += f" {check.metric[0]}={check.metric[1]:.4f}"
-    header = ["export", "file", "MB", "max abs diff", "argmax agreement", "ms b=1", "ms b=32"]
+    header = ["export", "file", "MB", "max abs diff", "argmax agreement", *metrics]
+    header += ["ms b=1", "ms b=32"]
     title = f"run {done.run_id}: {done.examples} examples, tolerance {done.tolerance:g}"
     _table(title, header, rows, highlight, style="bold red")
 
@@ -397,22 +437,29 @@ def _table(
     rows: list[list[str]],
     highlight: set[tuple[int, int]] | None = None,
     style: str = "bold green",
+    legend: str = "",
 ) -> None:
+    """Print a table that fits the terminal (`dlx.cli.tables`), the cells in `highlight`
+    (row, column) in `style`, and under it its `legend`."""
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, title_justify="left")
-    for i, name in enumerate(header):
-        table.add_column(name, justify="right" if i >= 3 else "left")
-    for r, row in enumerate(rows):
-        cells = [
+    from dlx.cli.tables import fitted_table
+
+    cells = [
+        [
             Text(cell, style=style) if highlight and (r, c) in highlight else Text(cell)
             for c, cell in enumerate(row)
         ]
-        table.add_row(*cells)
-    # Off a terminal (CI logs, pipes) there is no width to fit: print the table whole.
-    Console(highlight=False, width=None if sys.stdout.isatty() else 100_000).print(table)
+        for r, row in enumerate(rows)
+    ]
+    # A terminal's width is fitted, or the one COLUMNS gives; off a terminal without it (CI
+    # logs, pipes) the table prints whole.
+    fits = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
+    console = Console(highlight=False, width=None if fits else 100_000)
+    console.print(fitted_table(title, header, cells, width=console.width, left=3))
+    if legend:
+        console.print(Text(legend))
 
 
 def _markdown(header: list[str], rows: list[list[str]], bold: set[tuple[int, int]]) -> str:

@@ -114,9 +114,7 @@ class ArrayBatches(keras.utils.PyDataset):
             chosen = self.share.part(chosen)
         x, y = self.arrays
         inputs = keras.tree.map_structure(lambda array: array[chosen], x)
-        batch = (
-            inputs if y is None else (inputs, keras.tree.map_structure(lambda a: a[chosen], y))
-        )
+        batch = inputs if y is None else (inputs, keras.tree.map_structure(lambda a: a[chosen], y))
         if self.transform is None:
             return batch
         parts = batch if isinstance(batch, tuple) else (batch,)

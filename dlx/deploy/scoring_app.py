@@ -12,7 +12,13 @@ middleware in front of it that reads each body first:
   copy of what it parsed, recurse once per level: a deep enough body (100,000 levels fit in
   200 KB) raised `RecursionError` in them, answered 500. The depth is counted without recursion.
 
-Both answer as MLflow answers its own errors: JSON `{"error_code": ..., "message": ...}`.
+A model whose input is not one row of features per example (an image, a sequence, several
+inputs) cannot take a table: MLflow reads `dataframe_split`, `dataframe_records` and CSV as a
+pandas DataFrame, a column per feature, and answers such a model 400 in words about
+DataFrame columns. `table_refusal` says instead what the model's input is and what to send;
+`RequestLimits` answers a table with it (400) before MLflow reads it.
+
+All answer as MLflow answers its own errors: JSON `{"error_code": ..., "message": ...}`.
 """
 
 from __future__ import annotations
@@ -50,12 +56,51 @@ _NOT_BRACKETS = bytes(code for code in range(256) if code not in b"[]{}")
 _CHUNK = 1 << 22
 
 
+TABLE_KEYS = ("dataframe_split", "dataframe_records")
+"""The keys of a JSON body that hold a table (MLflow reads it as a pandas DataFrame)."""
+
+
 def create_app() -> App:
-    """MLflow's scoring app on the model named by `MODEL_VARIABLE`, behind `RequestLimits`."""
+    """MLflow's scoring app on the model named by `MODEL_VARIABLE`, behind `RequestLimits`.
+
+    TensorFlow is imported first, and its devices found, without its start-up noise (CUDA
+    probes, oneDNN notes: `dlx.tensorflow_import`), as `dlx train` imports it: each worker
+    would print them."""
     from mlflow.pyfunc import scoring_server
 
+    from dlx.tensorflow_import import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     model = scoring_server.load_model_with_mlflow_config(os.environ[MODEL_VARIABLE])
-    return RequestLimits(scoring_server.init(model), int(os.environ[MAX_BYTES_VARIABLE]))
+    return RequestLimits(
+        scoring_server.init(model),
+        int(os.environ[MAX_BYTES_VARIABLE]),
+        not_a_table=table_refusal(model.metadata.get_input_schema()),
+    )
+
+
+def table_refusal(schema: Any) -> str | None:
+    """Why a model of this input schema (MLflow's, of tensors) cannot take a table, naming its
+    input's shape and what to send instead; `None` when it can: one input of at most one axis
+    per example (shape `(-1, features)` or `(-1,)`), whose features are the table's columns."""
+    if schema is None or not schema.is_tensor_spec():
+        return None  # columns, which MLflow itself checks a table against
+    specs = schema.inputs
+    if len(specs) == 1 and len(specs[0].shape) <= 2:
+        return None
+    if len(specs) == 1:
+        shape = tuple(specs[0].shape)
+        what = f"this model's input has shape {shape}, more than a row of features per example"
+        send = '{"inputs": [...]} or {"instances": [...]}, arrays of that shape'
+    else:
+        inputs = ", ".join(f"{spec.name} {tuple(spec.shape)}" for spec in specs)
+        what = f"this model has {len(specs)} inputs: {inputs}"
+        named = ", ".join(f'"{spec.name}": [...]' for spec in specs)
+        send = f'{{"inputs": {{{named}}}}}, each an array of its shape'
+    return (
+        f"dataframe_split, dataframe_records and CSV hold a table, a row of features per "
+        f"example, for a model whose input is one such row; {what}. Send {send}"
+    )
 
 
 class RequestLimits:
@@ -64,13 +109,21 @@ class RequestLimits:
     Each HTTP request's body is read here, then handed to `app` whole. A body of more than
     `max_bytes` is answered 413, and its `Content-Length` (when it has one) is checked before
     any of it is read; JSON (`Content-Type: application/json`) nested deeper than `max_depth`
-    is answered 400.
+    is answered 400; with `not_a_table` (`table_refusal`), so is a table (`TABLE_KEYS` in
+    JSON, or CSV), with that message.
     """
 
-    def __init__(self, app: App, max_bytes: int, max_depth: int = MAX_JSON_DEPTH) -> None:
+    def __init__(
+        self,
+        app: App,
+        max_bytes: int,
+        max_depth: int = MAX_JSON_DEPTH,
+        not_a_table: str | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.max_depth = max_depth
+        self.not_a_table = not_a_table
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,6 +159,9 @@ class RequestLimits:
                     f"{self.max_depth} levels of arrays and objects",
                 )
                 return
+        if self.not_a_table is not None and await asyncio.to_thread(_is_table, mime, body):
+            await _answer(send, 400, "BAD_REQUEST", self.not_a_table)
+            return
         await self.app(scope, _replay(body, receive), send)
 
     async def _too_large(self, send: Send, received: str) -> None:
@@ -137,6 +193,20 @@ def json_depth(text: bytes) -> int:
         levels = np.cumsum(step[codes[start : start + _CHUNK]], dtype=np.int64) + level
         deepest, level = max(deepest, int(levels.max())), int(levels[-1])
     return deepest
+
+
+def _is_table(mime: bytes, body: bytes) -> bool:
+    """Whether a request's body holds a table: CSV, or JSON with a `TABLE_KEYS` key (parsed
+    only when one is written in it)."""
+    if mime == b"text/csv":
+        return True
+    if mime != b"application/json" or not any(key.encode() in body for key in TABLE_KEYS):
+        return False
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return False  # MLflow says what is wrong with it
+    return isinstance(parsed, dict) and any(key in parsed for key in TABLE_KEYS)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -1,12 +1,14 @@
 """Serving a run's logged model over HTTP with MLflow's scoring server.
 
 `dlx serve` is `mlflow models serve --env-manager local` on the run's model: MLflow's FastAPI
-app under uvicorn, with its protocol (`GET /ping`, `POST /invocations` taking JSON `inputs`,
-`instances` or `dataframe_split`) and its checks of a request against the model's logged
-signature, which answer a wrong shape or type with HTTP 400. Several uvicorn worker processes
-serve concurrent requests. dlx starts uvicorn itself, on `dlx.deploy.scoring_app`: MLflow's app
-behind limits on a request's size (HTTP 413) and on the nesting of its JSON (HTTP 400), with a
-worker health check that waits as long as a request may run.
+app under uvicorn, with its protocol (`GET /ping`, `POST /invocations` taking JSON `inputs` or
+`instances`, and `dataframe_split` for a model whose input is one row of features per example)
+and its checks of a request against the model's logged signature, which answer a wrong shape or
+type with HTTP 400. Several uvicorn worker processes serve concurrent requests. dlx starts
+uvicorn itself, on `dlx.deploy.scoring_app`: MLflow's app behind limits on a request's size
+(HTTP 413) and on the nesting of its JSON (HTTP 400), and a table sent to a model that cannot
+take one (HTTP 400, saying what to send), with a worker health check that waits as long as a
+request may run.
 
 The model served is not the logged Keras flavor itself: its pyfunc calls `model.predict` for
 each request, which builds a dataset and a step function per call (about 160 ms for one example,

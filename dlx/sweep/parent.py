@@ -251,7 +251,7 @@ def _existing_parent(uri: str, reference: str) -> Any:
 def _parent_run(loaded: LoadedSpec, config: SweepConfig, sweep: Sweep) -> Any:
     from dlx.track import TrackedRun
     from dlx.track.params import flatten_params
-    from dlx.track.tags import resolved_spec_text
+    from dlx.track.tags import USER, resolved_spec_text, user_name
 
     tags = {
         SWEEP: shown_storage(config.storage),
@@ -262,6 +262,7 @@ def _parent_run(loaded: LoadedSpec, config: SweepConfig, sweep: Sweep) -> Any:
         RUN_PROCESS: this_process(),  # the sweep's first process (or the one resuming it)
         **({SWEEP_STUDY: config.study} if config.study else {}),
         "mlflow.source.name": str(loaded.document.path.resolve()),
+        USER: user_name(),  # the UI's "Created by", as on its trials' runs
     }
     params = {k: v for k, v in flatten_params(loaded.document.data).items() if k[:6] == "sweep."}
     return TrackedRun(

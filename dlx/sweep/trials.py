@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from dlx.errors import DlxError, SpecError, UsageError, no_space_left
 from dlx.proc import signals
 from dlx.spec import LoadedSpec
-from dlx.spec.schema import Sweep, SweepParam
+from dlx.spec.schema import Sweep
 from dlx.sweep.options import SweepConfig, TrialRow
-from dlx.sweep.space import SAMPLERS, decoded, encoded_choices, sweep_of, trial_spec
+from dlx.sweep.space import sampler, suggest, sweep_of, trial_spec
 from dlx.sweep.study import (
     ERROR,
     PROCESS,
@@ -32,7 +32,7 @@ from dlx.sweep.study import (
     second_retry,
     trial_state,
 )
-from dlx.track.tags import PARENT_RUN, PRUNED, REPEAT, TRIAL
+from dlx.track.tags import PARENT_RUN, PRUNED, REPEAT, RUN_NAME, TRIAL
 from dlx.train.resume import this_process
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def work(
     sweep = sweep_of(config)
     study = open_study(config, sweep, create=False)
     # Seeded by the trials already there too: a resumed or joining process draws anew.
-    study.sampler = SAMPLERS[sweep.method](sweep, config.seed + len(study.trials))
+    study.sampler = sampler(sweep, config.seed + len(study.trials))
     while True:
         signals.check()  # a stop whose exception a garbage collector's callback lost
         trials = study.get_trials(deepcopy=False)
@@ -88,39 +88,16 @@ def work(
             on_trial(row)
 
 
-@contextlib.contextmanager
-def _one_asks_at_a_time(config: SweepConfig) -> Any:
-    """With an SQLite storage, one process of this machine at a time asks for a trial. Optuna
-    takes a waiting (enqueued) trial with `SELECT ... FOR UPDATE`, which SQLite ignores: two
-    processes asking at once could both take the same one (the `--jobs` of a resumed sweep
-    both resuming one interrupted trial's run). PostgreSQL locks the row itself."""
-    from dlx.track.store import sqlite_file
+def _one_asks_at_a_time(config: SweepConfig) -> contextlib.AbstractContextManager[Any]:
+    """With an SQLite storage, one process of this machine at a time asks for a trial (holding
+    `optuna.db.lock` beside the storage, removed when done: `lock_beside`). Optuna takes a
+    waiting (enqueued) trial with `SELECT ... FOR UPDATE`, which SQLite ignores: two processes
+    asking at once could both take the same one (the `--jobs` of a resumed sweep both resuming
+    one interrupted trial's run). PostgreSQL locks the row itself."""
+    from dlx.track.store import lock_beside, sqlite_file
 
     database = sqlite_file(config.storage)
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        fcntl = None  # type: ignore[assignment]
-    if database is None or fcntl is None:
-        yield
-        return
-    with open(database.with_name(database.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _suggest(trial: Any, dotted: str, param: SweepParam) -> Any:
-    kind, values = param.kind, param.values
-    if kind == "choice":
-        return decoded(param, trial.suggest_categorical(dotted, encoded_choices(param)))
-    if kind == "int":
-        return trial.suggest_int(dotted, values[0], values[1], step=round(param.step or 1))
-    return trial.suggest_float(
-        dotted, values[0], values[1], log=kind == "log_uniform", step=param.step
-    )
+    return contextlib.nullcontext() if database is None else lock_beside(database)
 
 
 def _run_trial(
@@ -133,7 +110,7 @@ def _run_trial(
 ) -> TrialRow:
     """Train a trial's runs (one per repeat), then tell the study its result."""
     started = time.perf_counter()
-    values = {dotted: _suggest(trial, dotted, p) for dotted, p in sweep.params.items()}
+    values = {dotted: suggest(trial, dotted, p) for dotted, p in sweep.params.items()}
     row = TrialRow(trial.number, "COMPLETE", None, dict(trial.params), [], 0.0)
     try:
         with heartbeat(study, trial):
@@ -193,13 +170,16 @@ def _train_repeats(
         if sweep.repeats > 1:
             values["seed"] = base.spec.seed + repeat
             tags[REPEAT] = str(repeat)
+        seed = repeat if sweep.repeats > 1 else None
+        tags[RUN_NAME] = trial_run_name(base.name, trial.number, seed)
         pruning = PruneTrial(trial, sweep.metric) if repeat == 0 else None
         result = _train_trial(config, trial, values, tags, pruning, progress)
         row.run_ids.append(result.run_id)
         trial.set_user_attr(RUN_IDS, row.run_ids)
         if pruning is not None and pruning.pruned_after is not None:
-            _set_tag(config, result.run_id, PRUNED, str(pruning.pruned_after))
-            row.state, row.note = "PRUNED", f"pruned after epoch {pruning.pruned_after}"
+            epoch = pruning.pruned_after + 1  # counted from 1, as training shows epochs
+            _set_tag(config, result.run_id, PRUNED, str(epoch))
+            row.state, row.note = "PRUNED", f"pruned after epoch {epoch}"
             row.value = result.metrics.get(sweep.metric)
             return []
         if sweep.metric not in result.metrics:
@@ -220,7 +200,7 @@ def _failed_run(
 
     run = TrackedRun(
         base.spec.tracking.experiment or base.name,
-        run_name=base.name,
+        run_name=trial_run_name(base.name, trial.number),
         tracking_uri=config.tracking_uri,
         tags={PARENT_RUN: config.parent_run_id, TRIAL: str(trial.number)},
         params={dotted: str(value) for dotted, value in values.items()},
@@ -233,6 +213,13 @@ def _failed_run(
     finally:
         run.end("FAILED")
     return run.run_id or ""
+
+
+def trial_run_name(name: str, number: int, repeat: int | None = None) -> str:
+    """The name of a trial's run: the spec's name and the trial's number (`digits-3`); with
+    several seeds (`sweep.repeats`), each run's repeat, from 0 as its `dlx.sweep.repeat` tag
+    counts (`digits-3-seed1`)."""
+    return f"{name}-{number}" + ("" if repeat is None else f"-seed{repeat}")
 
 
 def _done(row: TrialRow, started: float) -> TrialRow:

@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from dlx.errors import DlxError
+from dlx.track.columns import distinct_numbers, distinct_params, short_names
 from dlx.track.read import Experiment, Store, open_store, short_id
 from dlx.track.tags import PARENT_RUN, PRUNED, SWEEP, SWEEP_METRIC
 
 # Metrics whose name says an error or a loss are better low; everything else (accuracy, AUC,
 # precision, ...) better high.
 _LOWER_IS_BETTER = re.compile(r"loss|error|mse|mae|mape|msle|rmse|hinge|crossentropy|divergence")
+
+_FIRST_COLUMNS = ("run", "name", "status")
 
 
 def higher_is_better(metric: str) -> bool:
@@ -34,7 +37,8 @@ class Comparison:
         params: the param columns: those whose values differ between the runs (or all).
         metrics: the metric columns.
         sort: the metric the runs are sorted by, if any.
-        best_epoch: run id -> the epoch at which the sorted metric was best.
+        best_epoch: run id -> the epoch at which the sorted metric was best, counted from 1
+            as training shows epochs (MLflow's steps count from 0).
         best: metric -> the ids of the runs with the best final value (all of them on a tie).
         deltas: for two runs: (metric, first value, second value) for every metric either has.
         spec_diff: for two runs: a unified diff of their logged specs (empty when the same).
@@ -49,8 +53,14 @@ class Comparison:
     deltas: list[tuple[str, float | None, float | None]] | None = None
     spec_diff: str | None = None
 
+    def param_names(self) -> dict[str, str]:
+        """Each param's short name (`dlx.track.columns.short_names`) to its dotted path."""
+        names = short_names(self.params, taken=[*_FIRST_COLUMNS, *self.metrics])
+        return {short: path for path, short in names.items()}
+
     def records(self) -> list[dict[str, Any]]:
         """One JSON-ready object per run (docs/spec.md section 8)."""
+        names = self.param_names()
         records = []
         for run in self.runs:
             record = {
@@ -59,26 +69,33 @@ class Comparison:
                 "status": "PRUNED" if PRUNED in run.data.tags else run.info.status,
                 "params": {p: run.data.params.get(p) for p in self.params},
                 "metrics": {m: run.data.metrics.get(m) for m in self.metrics},
+                "param_names": names,
             }
             if self.sort:
                 record["best_epoch"] = self.best_epoch.get(run.info.run_id)
             records.append(record)
         return records
 
-    def rows(self) -> tuple[list[str], list[list[str]]]:
-        """Header and rows of text cells, for tables, markdown and CSV."""
-        header = ["run", "name", "status", *self.params, *self.metrics]
+    def rows(self, *, short: bool = False) -> tuple[list[str], list[list[str]]]:
+        """Header and rows of text cells: by default, for markdown and CSV, params by their
+        dotted paths and as logged; `short`, for a terminal's table, params by their short
+        names (`param_names`) and each column's numbers with the digits that tell its values
+        apart (`dlx.track.columns`)."""
+        records = self.records()
+        params = list(self.param_names()) if short else self.params
+        header = [*_FIRST_COLUMNS, *params, *self.metrics]
+        columns = [[r["run_id"][:8] for r in records], [r["run_name"] or "" for r in records]]
+        columns.append([r["status"] for r in records])
+        for param in self.params:
+            values = [r["params"][param] for r in records]
+            columns.append(distinct_params(values) if short else [_text(v) for v in values])
+        for metric in self.metrics:
+            values = [r["metrics"][metric] for r in records]
+            columns.append(distinct_numbers(values) if short else [_number(v) for v in values])
         if self.sort:
             header.append(f"best epoch ({self.sort})")
-        rows = []
-        for record in self.records():
-            row = [record["run_id"][:8], record["run_name"] or "", record["status"]]
-            row += [_text(v) for v in record["params"].values()]
-            row += [_number(v) for v in record["metrics"].values()]
-            if self.sort:
-                row.append(_text(record["best_epoch"]))
-            rows.append(row)
-        return header, rows
+            columns.append([_text(r["best_epoch"]) for r in records])
+        return header, [list(row) for row in zip(*columns, strict=True)]
 
 
 def compare_references(
@@ -157,7 +174,8 @@ def compare(
         for run in runs:
             history = store.history(run.info.run_id, sort)
             if history:
-                comparison.best_epoch[run.info.run_id] = pick(history, key=lambda p: p[1])[0]
+                step = pick(history, key=lambda p: p[1])[0]
+                comparison.best_epoch[run.info.run_id] = step + 1
     return comparison
 
 
@@ -180,7 +198,8 @@ def spec_diff(store: Store, first: Any, second: Any) -> str:
 
 
 def curves_figure(store: Store, comparison: Comparison) -> Any:
-    """The learning curves of the compared runs, overlaid, one panel per metric."""
+    """The learning curves of the compared runs, overlaid, one panel per metric, by epoch
+    counted from 1; the runs' legend beside the panels, where it covers no curve."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -192,18 +211,25 @@ def curves_figure(store: Store, comparison: Comparison) -> Any:
     FigureCanvasAgg(figure)
     for i, metric in enumerate(metrics):
         axes = figure.add_subplot(rows, columns, i + 1)
-        for run in comparison.runs:
+        for index, run in enumerate(comparison.runs):
             points = store.history(run.info.run_id, metric)
             if points:
                 steps, values = zip(*points, strict=True)
                 label = f"{short_id(run)} {run.info.run_name or ''}".strip()
-                axes.plot(steps, values, marker=".", label=label)
+                color = f"C{index % 10}"  # a run's color is the same in every panel
+                axes.plot([step + 1 for step in steps], values, ".-", color=color, label=label)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_title(metric)
         axes.set_xlabel("epoch")
         axes.grid(alpha=0.3)
-    if metrics:
-        figure.axes[0].legend(fontsize="small")
+    lines: dict[str, Any] = {}
+    for axes in figure.axes:
+        for line, label in zip(*axes.get_legend_handles_labels(), strict=True):
+            lines.setdefault(label, line)
+    if lines:
+        figure.legend(
+            list(lines.values()), list(lines), loc="outside right upper", fontsize="small"
+        )
     return figure
 
 

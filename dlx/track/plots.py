@@ -19,12 +19,14 @@ _MAX_ANNOTATED_CLASSES = 30
 
 
 def learning_curves_figure(history: Mapping[str, Sequence[float]]) -> Figure:
-    """One panel per metric, training and validation (`val_` + name) overlaid, by epoch.
+    """One panel per metric, training and validation (`val_` + name) overlaid, by epoch
+    counted from 1, as training shows epochs (`epoch 3/3`).
 
     Args:
         history: metric names to one value per epoch, like Keras's `History.history` or
-            `MlflowMetricsCallback.columns()`. An `epoch` entry, when present, gives the
-            x-axis; otherwise epochs are numbered from 0.
+            `MlflowMetricsCallback.columns()`. An `epoch` entry, when present, holds each
+            value's epoch as Keras counts them, from 0 (a fine-tuning stage continues the
+            count), and is drawn from 1; otherwise the values are epochs 1, 2, ...
 
     Returns:
         The figure; log it with `TrackedRun.log_figure(figure, "learning_curves.png")`.
@@ -34,6 +36,7 @@ def learning_curves_figure(history: Mapping[str, Sequence[float]]) -> Figure:
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     names = [name for name in history if name != "epoch"]
     panels = list(dict.fromkeys(name.removeprefix("val_") for name in names))
@@ -48,8 +51,9 @@ def learning_curves_figure(history: Mapping[str, Sequence[float]]) -> Figure:
         for name, label in ((panel, "training"), (f"val_{panel}", "validation")):
             if name in history:
                 values = list(history[name])
-                epochs = list(history.get("epoch", range(len(values))))
+                epochs = [epoch + 1 for epoch in history.get("epoch", range(len(values)))]
                 axes.plot(epochs, values, marker="o", markersize=3, label=label)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_title(panel)
         axes.set_xlabel("epoch")
         axes.grid(alpha=0.3)

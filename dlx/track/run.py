@@ -34,7 +34,7 @@ from dlx.track.store import (
     resolve_tracking_uri,
     ui_hint,
 )
-from dlx.track.tags import resolved_spec_text, standard_tags
+from dlx.track.tags import RUN_NAME, resolved_spec_text, standard_tags
 
 if TYPE_CHECKING:
     import keras
@@ -62,7 +62,8 @@ class TrackedRun:
 
     Args:
         experiment: the experiment's name; created if missing (see `ensure_experiment`).
-        run_name: the run's name.
+        run_name: the run's name; a `mlflow.runName` tag in `tags` when the run starts names it
+            instead (a sweep's trial, `<name>-<trial>`, is a run of its spec).
         tracking_uri: where to record; default: `resolve_tracking_uri(None)`.
         tags: tags to create the run with; keys are made safe and long values cut (see
             `dlx.track.params`).
@@ -157,6 +158,7 @@ class TrackedRun:
         self.client = open_for_writing(self.tracking_uri)
         try:
             self.experiment_id = ensure_experiment(self.client, self.experiment)
+            self.run_name = self.tags.get(RUN_NAME, self.run_name)
             run = self.client.create_run(
                 self.experiment_id, run_name=self.run_name, tags=_safe_tags(self.tags)
             )

@@ -258,10 +258,10 @@ def open_for_writing(tracking_uri: str) -> MlflowClient:
     """An `MlflowClient` for a store that runs can be recorded in, checked first.
 
     After `check_store`, a missing or empty SQLite store is created, with MLflow's tables,
-    while holding an exclusive lock on the file `<database>.lock` beside it, so that processes
-    starting at once create it one at a time. A damaged store is never written to. Other SQL
-    databases are opened too, so that a refused login shows now; tracking servers are not
-    asked anything yet.
+    while holding an exclusive lock on the file `<database>.lock` beside it (`lock_beside`,
+    which removes it), so that processes starting at once create it one at a time. A damaged
+    store is never written to. Other SQL databases are opened too, so that a refused login
+    shows now; tracking servers are not asked anything yet.
 
     Args:
         tracking_uri: the store's URI.
@@ -279,19 +279,64 @@ def open_for_writing(tracking_uri: str) -> MlflowClient:
         database_server = tracking_uri.partition(":")[0].partition("+")[0] in _SQL_DATABASES
         client = _client(tracking_uri, probe=database_server)
         return cast("MlflowClient", _Uninterrupted(client)) if database_server else client
-    try:
-        database.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(database.with_name(database.name + ".lock"), "a+b")  # noqa: SIM115
-    except OSError as exc:
-        raise StoreError(
-            f"the MLflow store {tracking_uri} cannot be created or written: "
-            f"{exc.strerror}: {exc.filename}. Record {_ELSEWHERE}"
-        ) from None
-    with lock:
-        import fcntl
-
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with contextlib.ExitStack() as held:
+        try:
+            database.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(lock_beside(database))
+        except OSError as exc:
+            raise StoreError(
+                f"the MLflow store {tracking_uri} cannot be created or written: "
+                f"{exc.strerror}: {exc.filename}. Record {_ELSEWHERE}"
+            ) from None
         return cast("MlflowClient", _Uninterrupted(_client(tracking_uri, probe=True)))
+
+
+@contextlib.contextmanager
+def lock_beside(database: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `<database>.lock` beside `database`, and remove the
+    file before letting the lock go: the folder keeps nothing of it (without POSIX's `flock`,
+    as on Windows, nothing is locked).
+
+    A process that waited on the file may get its lock once the file is gone, and another
+    may have made a new one meanwhile: the lock held is the file that is there, so each
+    process checks, once it has the lock, that the file it locked is still the one at that
+    path, and locks it anew when not. Two processes never hold it at once.
+
+    Raises:
+        OSError: the file cannot be made (its folder cannot be written).
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    path = database.with_name(database.name + ".lock")
+    while True:
+        lock = open(path, "a+b")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if _same_file(lock, path):
+                break
+        except BaseException:
+            lock.close()
+            raise
+        lock.close()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        lock.close()
+
+
+def _same_file(opened: Any, path: Path) -> bool:
+    """Whether the open file `opened` is the file at `path` now."""
+    try:
+        there = path.stat()
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(opened.fileno())
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
 
 class _Uninterrupted:

@@ -86,6 +86,11 @@ PRUNED = "dlx.pruned"
 FINISHED, with its metrics up to there)."""
 PARENT_RUN = "mlflow.parentRunId"
 """MLflow's own tag of a nested run: its parent's run id."""
+RUN_NAME = "mlflow.runName"
+"""MLflow's own tag of a run's name: the spec's name, a sweep's `<name>-sweep`, its trials'
+`<name>-<trial>` (`<name>-<trial>-seed<repeat>` with several seeds)."""
+USER = "mlflow.user"
+"""MLflow's own tag of who ran a run: the UI's "Created by"."""
 VERSION_PREFIX = "dlx.version."
 """The prefix of the tags recording versions: `dlx.version.tensorflow`, ..."""
 
@@ -152,10 +157,10 @@ def standard_tags(
     tags = dict(spec.tracking.tags)
     tags.update(
         {
-            "mlflow.runName": loaded.name,
+            RUN_NAME: loaded.name,
             "mlflow.source.name": str(loaded.document.path.resolve()),
             "mlflow.source.type": "LOCAL",
-            "mlflow.user": _user(),
+            USER: user_name(),
             SPEC_HASH: hashlib.sha256(spec_text.encode()).hexdigest(),
             SEED: str(spec.seed),
             BACKEND: spec.runtime.backend,
@@ -197,7 +202,8 @@ def git_commit(folder: Path) -> str | None:
     return commit if result.returncode == 0 and commit else None
 
 
-def _user() -> str:
+def user_name() -> str:
+    """Who runs this process (its login name), as the `mlflow.user` tag records it."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):

@@ -23,8 +23,9 @@ def test_the_live_table_shows_each_trial_by_number_with_its_values_metric_and_ep
     console.print(render.sweep_table(result()))
     lines = console.export_text().splitlines()
     header = next(line for line in lines if "trial" in line)
-    for name in ("state", LR, "units", "val_accuracy", "epochs"):
+    for name in ("state", "learning_rate", "units", "val_accuracy", "epochs"):
         assert name in header
+    assert lines[-1] == f"learning_rate = {LR}"  # the short names' paths, under the table
     rows = [line.split("│")[1:-1] for line in lines if line.startswith("│ ")]
     cells = [[cell.strip() for cell in row] for row in rows]
     assert cells == [
@@ -43,3 +44,26 @@ def test_off_a_terminal_each_trial_is_a_line_with_its_state_value_run_and_values
         f"trial 0 COMPLETE 0.9125 in 4.2s: run {'a' * 32} {LR}=0.0123 units=32",
         f"trial 2 PRUNED in 1.0s: run {'b' * 32} {LR}=3 units=8",
     ]
+
+
+def test_the_summary_fits_120_columns_by_short_names_and_digits_that_tell_values_apart(
+    capsys, monkeypatch
+):
+    found = result()
+    found.trials[0].params[LR] = 0.0041234123
+    found.trials[2].params[LR] = 0.0041231876
+    found.trials[1].state, found.trials[1].value = "COMPLETE", 0.9
+    found.trials[1].params.update({"units": 16, "model.layers.3.conv2d.filters": 8})
+    found.trials[1].run_ids.append("c" * 32)
+    monkeypatch.setenv("COLUMNS", "120")
+    render.sweep_result(found)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 120 and "…" not in out
+    header = next(line for line in lines if line.startswith("┃"))
+    assert [cell.strip() for cell in header.split("┃")[1:-1]] == [
+        *("trial", "state", "val_accuracy", "filters", "learning_rate", "units", "run")
+    ]
+    assert "0.0041234" in out and "0.0041232" in out  # alike to 4 digits, told apart by 5
+    legend = " ".join(out.split())
+    assert f"filters = model.layers.3.conv2d.filters, learning_rate = {LR}" in legend

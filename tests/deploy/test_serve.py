@@ -125,6 +125,14 @@ class TestSharedRuns:
         status, answer = post(port, json.dumps({"inputs": [[["a"] * 8] * 8]}).encode())
         assert status == 400 and "could not convert string to float" in answer["message"]
 
+    def test_a_table_to_an_image_model_is_400_naming_its_shape_and_what_to_send(self, served):
+        _, _, _, port = served
+        table = {"columns": [str(i) for i in range(64)], "data": [[0.0] * 64]}
+        status, answer = post(port, json.dumps({"dataframe_split": table}).encode())
+        assert status == 400
+        assert "this model's input has shape (-1, 8, 8, 1)" in answer["message"]
+        assert 'Send {"inputs": [...]} or {"instances": [...]}' in answer["message"]
+
     def test_concurrent_requests_are_all_answered(self, served):
         _, _, _, port = served
         body = json.dumps({"inputs": np.zeros((32, 8, 8, 1)).tolist()}).encode()
@@ -189,7 +197,9 @@ class TestSharedRuns:
         assert result.returncode == 2
         assert f"--port: cannot listen on 127.0.0.1:{port}" in result.stderr
 
-    def test_named_inputs_as_in_the_spec(self, folder, two_inputs):
+    def test_named_inputs_as_in_the_spec_and_a_worker_without_tensorflow_s_noise(
+        self, folder, two_inputs
+    ):
         run_id = two_inputs
         port = free_port()
         server = start("serve", run_id, "--port", str(port), "--workers", "1", cwd=folder)
@@ -202,8 +212,19 @@ class TestSharedRuns:
                 port, json.dumps({"inputs": {"numbers": rows["numbers"]}}).encode()
             )
             assert status == 400 and "flags" in answer["message"]
+            table = {"columns": ["numbers", "flags"], "data": [[[1.0] * 8, [0.0] * 4]]}
+            status, answer = post(port, json.dumps({"dataframe_split": table}).encode())
+            assert status == 400
+            message = answer["message"]
+            assert "2 inputs" in message and "numbers (-1, 8)" in message
+            assert "flags (-1, 4)" in message
         finally:
             kill_group(server)
+        # The worker loaded TensorFlow and the model (the answers above) without a word of
+        # TensorFlow's own: no CUDA probe, no oneDNN note.
+        output = server.stdout.read()
+        assert "Application startup complete" in output
+        assert "cuInit" not in output and "oneDNN" not in output and "I0000" not in output, output
 
     def test_the_served_model_answers_string_inputs_as_model_predict(self, uri, reviews, tmp_path):
         import mlflow.pyfunc

@@ -116,6 +116,11 @@ def test_a_sweep_is_one_parent_run_with_a_child_run_per_trial_and_its_best_spec_
     parent_id = parent.info.run_id
     assert parent.info.status == "FINISHED"
     assert len(children) == 3
+    # The sweep's run and its trials' are told apart by name, and all say who ran them.
+    assert parent.info.run_name == "tiny-sweep"
+    assert sorted(c.info.run_name for c in children) == ["tiny-0", "tiny-1", "tiny-2"]
+    assert {c.data.tags["mlflow.user"] for c in children} == {parent.data.tags["mlflow.user"]}
+    assert not list(tmp_path.glob("*.lock"))  # neither mlflow.db.lock nor optuna.db.lock
     # Off a terminal: a line per trial as it ends, with its run and values, then the table.
     assert f"sweep {parent_id}: 3 trials" in done.stdout
     for child in children:
@@ -192,7 +197,7 @@ def test_pruning_stops_diverging_trials_early_and_compare_shows_them(tmp_path):
     assert pruned, [c.data.metrics.get("val_accuracy") for c in children]
     for child in pruned:  # stopped early, recorded with its metrics so far
         steps = store(tmp_path).get_metric_history(child.info.run_id, "val_accuracy")
-        assert len(steps) == int(child.data.tags["dlx.pruned"]) + 1 < 4
+        assert len(steps) == int(child.data.tags["dlx.pruned"]) < 4  # epochs, counted from 1
         assert child.info.status == "FINISHED"
     states = [t.state.name for t in study(tmp_path, parent.info.run_id).trials]
     assert states.count("PRUNED") == len(pruned)
@@ -220,6 +225,9 @@ def test_two_jobs_run_the_trials_in_two_processes_and_repeats_score_the_mean_of_
     trials = study(tmp_path, parent.info.run_id).trials
     assert [t.state.name for t in counted(trials)] == ["COMPLETE"] * 2
     assert len(children) == 4  # a run per seed
+    for child in children:  # named by its trial and its repeat
+        trial, repeat = (child.data.tags[f"dlx.sweep.{key}"] for key in ("trial", "repeat"))
+        assert child.info.run_name == f"tiny-{trial}-seed{repeat}"
     for trial in trials:
         runs_of = [c for c in children if c.data.tags["dlx.sweep.trial"] == str(trial.number)]
         assert sorted(c.data.params["seed"] for c in runs_of) == ["3", "4"]

@@ -25,15 +25,15 @@ def test_learning_curves_have_a_panel_per_metric_with_training_and_validation():
     assert list(panels) == ["loss", "accuracy", "learning_rate"]
     labels = [line.get_label() for line in panels["loss"].get_lines()]
     assert labels == ["training", "validation"]
-    assert list(panels["loss"].get_lines()[1].get_xdata()) == [2, 3, 4]
+    assert list(panels["loss"].get_lines()[1].get_xdata()) == [3, 4, 5]  # as training shows them
     assert len(panels["accuracy"].get_lines()) == 1
     assert _png(figure).startswith(b"\x89PNG")
 
 
-def test_learning_curves_number_epochs_from_zero_without_an_epoch_column():
+def test_learning_curves_number_epochs_from_one_without_an_epoch_column():
     figure = learning_curves_figure({"val_loss": [3.0, 2.0]})
     assert [axes.get_title() for axes in figure.axes] == ["loss"]
-    assert list(figure.axes[0].get_lines()[0].get_xdata()) == [0, 1]
+    assert list(figure.axes[0].get_lines()[0].get_xdata()) == [1, 2]
 
 
 def test_learning_curves_need_a_metric():

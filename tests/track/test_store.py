@@ -12,7 +12,13 @@ from mlflow import MlflowClient
 
 from dlx.errors import DlxError
 from dlx.track import TrackedRun, ensure_experiment, resolve_tracking_uri, ui_hint
-from dlx.track.store import StoreError, artifact_location, mlflow_uri, open_for_writing
+from dlx.track.store import (
+    StoreError,
+    artifact_location,
+    lock_beside,
+    mlflow_uri,
+    open_for_writing,
+)
 from tests.in_process import dlx_in_process
 
 # A spec that trains in a second, for tests about the store rather than the training.
@@ -133,6 +139,39 @@ def one_error_line(done: subprocess.CompletedProcess, expected: str) -> None:
     assert expected in lines[0]
 
 
+def test_the_lock_beside_a_store_is_held_by_one_at_a_time_and_leaves_no_file(store_uri, tmp_path):
+    """Threads stand for processes: each opens the lock file itself, and `flock` locks an open
+    file. They take it 400 times at once, each time while the one before removes the file it
+    held: each finds nobody else inside (without checking that the file it locked is still
+    there, hundreds would)."""
+    import threading
+    import time
+
+    open_for_writing(store_uri)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]  # no mlflow.db.lock
+
+    database, inside, overlaps = tmp_path / "optuna.db", [], []
+    start = threading.Barrier(8)
+
+    def take_it_50_times() -> None:
+        start.wait()
+        for _ in range(50):
+            with lock_beside(database):
+                inside.append(1)
+                time.sleep(0)  # no wait: the other threads run while this one holds the lock
+                if len(inside) > 1:
+                    overlaps.append(len(inside))
+                inside.pop()
+
+    threads = [threading.Thread(target=take_it_50_times) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not overlaps
+    assert not (tmp_path / "optuna.db.lock").exists()
+
+
 @pytest.mark.slow
 def test_processes_opening_a_new_store_at_once_create_it_one_at_a_time(tmp_path):
     # MLflow alone races here: each process runs the schema migrations, and most fail.
@@ -145,6 +184,7 @@ def test_processes_opening_a_new_store_at_once_create_it_one_at_a_time(tmp_path)
     errors = [process.communicate(timeout=120)[1] for process in started]
     assert [process.returncode for process in started] == [0] * 4, "\n".join(errors)
     assert [e.name for e in MlflowClient(uri).search_experiments()] == ["Default"]
+    assert not (tmp_path / "mlflow.db.lock").exists()
 
 
 @pytest.mark.slow
