@@ -180,10 +180,13 @@ def data(path: str | Path, overrides: Overrides = (), *, workers: int = 1) -> Da
 
 
 def schema() -> dict[str, object]:
-    """The JSON Schema of the spec language."""
+    """The JSON Schema of the spec language: its sections, and what `dlx validate` checks of
+    them without data: the data sources a spec may name with their arguments, the pruners."""
+    from dlx.data.sources import source_arguments
     from dlx.spec import json_schema
+    from dlx.sweep.space import PRUNER_ARGUMENTS
 
-    return json_schema()
+    return json_schema(source_arguments(), PRUNER_ARGUMENTS)
 
 
 P = ParamSpec("P")

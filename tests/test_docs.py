@@ -1,4 +1,5 @@
-"""Every YAML example of docs/spec.md validates; the ones marked `<!-- train -->` train.
+"""Every YAML example of docs/spec.md validates, by dlx and by the JSON Schema that editors
+check specs with; the ones marked `<!-- train -->` train.
 
 The convention, for whoever writes docs/spec.md:
 
@@ -23,6 +24,8 @@ import pytest
 import yaml
 
 from dlx import api
+from dlx.spec import read_document
+from tests.spec.schema_verdict import schema_refusals
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "spec.md"
@@ -87,7 +90,10 @@ def test_example_is_real_and_validates(tmp_path: Path, where: str, mark: str | N
 
     # The data an example names (a tfds set, a user's npz or image folder) is not here: its
     # sources are checked by tests/data; the examples marked `train` read theirs for real.
-    validated = api.validate(_spec_file(tmp_path, mark, text), check_data=mark == "train")
+    path = _spec_file(tmp_path, mark, text)
+    validated = api.validate(path, check_data=mark == "train")
+    # What an editor says of it: the JSON Schema takes it too.
+    assert schema_refusals(read_document(path).data) == [], where
 
     model = document.get("model", BASE["model"])
     kind = model.get("kind", "supervised")

@@ -76,7 +76,8 @@ def validate_document(doc: Document, overrides: list[str] | tuple[str, ...] = ()
     if not isinstance(doc.data, dict):
         raise doc.error((), f"expected a mapping of sections. Received: {received(doc.data)}")
     version = doc.data.get("version")
-    if "version" in doc.data and version != SPEC_VERSION:
+    # `true` equals 1 in Python, not in JSON Schema: a version is a number.
+    if "version" in doc.data and (isinstance(version, bool) or version != SPEC_VERSION):
         raise doc.error(
             ("version",),
             f"unsupported spec version. Expected {SPEC_VERSION}. Received: {received(version)}",

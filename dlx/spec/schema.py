@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -29,6 +30,32 @@ from dlx.spec.component import split_component
 SPEC_VERSION = 1
 MAX_SEED = 2**32 - 1
 """The largest seed NumPy takes (`keras.utils.set_random_seed` seeds it too)."""
+
+
+def _whole_number_as_int(value: Any) -> Any:
+    """A float that is a whole number (`3.0`) as the integer it is; anything else as it is.
+
+    JSON Schema counts `3.0` as an integer, and so do editors: where a spec takes an integer,
+    dlx takes it too, so that an editor and dlx agree. `2.5` stays a float, for the integer
+    check to refuse.
+    """
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_whole_number_as_int)]
+"""An integer of the spec: `3`, or `3.0` (see `_whole_number_as_int`); never `true` or `"3"`."""
+
+DEFINED_IN_JSON_SCHEMA = "dlx:defined-in"
+"""The key of a placeholder in the models' JSON Schema for a definition that the JSON Schema's
+generation fills in (`dlx.spec.json_schema`): what the models cannot know, such as the data
+sources that `dlx.data` registers."""
+
+
+def defined_in_json_schema(name: str) -> dict[str, str]:
+    """A placeholder for `$defs/NAME`, which `dlx.spec.json_schema.json_schema` provides."""
+    return {DEFINED_IN_JSON_SCHEMA: name}
 
 
 _COMPONENT_JSON_SCHEMA = {
@@ -56,7 +83,9 @@ def _component_check(label: str) -> Callable[[Any], Any]:
 # One kind of component each (a name, or a mapping {name: arguments}), checked as `label`:
 # written out, not made by a function, so that type checkers read them as types.
 Source = Annotated[
-    Any, AfterValidator(_component_check("data source")), WithJsonSchema(_COMPONENT_JSON_SCHEMA)
+    Any,
+    AfterValidator(_component_check("data source")),
+    WithJsonSchema(defined_in_json_schema("DataSource")),
 ]
 LayerEntry = Annotated[
     Any, AfterValidator(_component_check("layer")), WithJsonSchema(_COMPONENT_JSON_SCHEMA)
@@ -69,13 +98,16 @@ CallbackComponent = Annotated[
     Any, AfterValidator(_component_check("callback")), WithJsonSchema(_COMPONENT_JSON_SCHEMA)
 ]
 PrunerComponent = Annotated[
-    Any, AfterValidator(_component_check("pruner")), WithJsonSchema(_COMPONENT_JSON_SCHEMA)
+    Any,
+    AfterValidator(_component_check("pruner")),
+    WithJsonSchema(defined_in_json_schema("Pruner")),
 ]
 
 GAN_ROLES = ("generator", "discriminator")
 
 
 def _check_steps_per_execution(value: Any) -> Any:
+    value = _whole_number_as_int(value)
     if value == "auto" or (type(value) is int and value > 0):
         return value
     raise ValueError(f"expected 'auto' or a positive integer. Received: {value!r}")
@@ -121,10 +153,17 @@ class Strict(BaseModel):
     """Base of every spec section: unknown keys are errors, never silently dropped.
 
     Types are strict, as in the JSON Schema editors check a spec with: `epochs: "20"` is a
-    string, not an integer (an integer is still a number, `learning_rate: 1`).
+    string, not an integer (an integer is still a number, `learning_rate: 1`, and a whole
+    number an integer, `epochs: 3.0`: see `Integer`).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=False)
+
+
+def _given(name: str, **properties: dict[str, Any]) -> dict[str, Any]:
+    """The JSON Schema of a mapping that gives `name` (present, and not null), its other keys
+    as `properties` say."""
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}, **properties}}
 
 
 class ValidationSource(Strict):
@@ -145,9 +184,9 @@ ExplicitSplit = Annotated[
 class Window(Strict):
     """Section 3 (extension): cut a time series into windows, to forecast it."""
 
-    size: int = Field(gt=0, description="Time steps in each input window.")
-    horizon: int = Field(1, gt=0, description="How many steps after the window the target is.")
-    stride: int = Field(1, gt=0, description="Steps between the starts of two windows.")
+    size: Integer = Field(gt=0, description="Time steps in each input window.")
+    horizon: Integer = Field(1, gt=0, description="How many steps after the window the target is.")
+    stride: Integer = Field(1, gt=0, description="Steps between the starts of two windows.")
 
 
 class DiskCache(Strict):
@@ -176,7 +215,7 @@ class Data(Strict):
         description="Forecast a series: inputs are windows of the source's rows, the target "
         "the row `horizon` steps after each; splits are then chronological.",
     )
-    shuffle_buffer: int = Field(
+    shuffle_buffer: Integer = Field(
         10000,
         gt=0,
         description="Examples in the shuffle buffer of a streamed source of many examples "
@@ -233,12 +272,20 @@ class Block(Strict):
     layers: Entries = Field(description="The block's entries; `$param` is replaced by its value.")
 
 
+BACKBONE_ORIGINS = ("application", "run", "model")
+"""Where a backbone comes from: exactly one of these is given."""
+
+
 class Backbone(Strict):
     """Section 4.4: a pretrained network the `layers` are applied to (transfer learning)."""
 
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema: schema.update(oneOf=[_given(k) for k in BACKBONE_ORIGINS])
+    )
+
     application: str | None = Field(None, description="A keras.applications constructor name.")
     weights: str | None = Field("imagenet", description="imagenet, a weights file, or null.")
-    input_shape: list[int] | None = None
+    input_shape: list[Integer] | None = None
     run: str | None = Field(None, description="An MLflow run id whose model is the backbone.")
     model: str | None = Field(None, description="A .keras file whose model is the backbone.")
     until: str | None = Field(None, description="The backbone's last layer, by name.")
@@ -246,7 +293,7 @@ class Backbone(Strict):
 
     @model_validator(mode="after")
     def _one_origin(self) -> Backbone:
-        given = [k for k in ("application", "run", "model") if getattr(self, k) is not None]
+        given = [k for k in BACKBONE_ORIGINS if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
                 "a backbone needs exactly one of application, run or model. "
@@ -265,11 +312,11 @@ class Model(Strict):
     backbone: Backbone | None = None
     encoder: Entries | None = None
     decoder: Entries | None = None
-    latent_dim: int | None = Field(None, gt=0)
+    latent_dim: Integer | None = Field(None, gt=0)
     noise_stddev: float | None = Field(
         None, gt=0, description="Autoencoder: Gaussian noise on the inputs only (denoising)."
     )
-    sample_every: int | None = Field(
+    sample_every: Integer | None = Field(
         None, gt=0, description="GAN: log a grid of generated samples every N epochs (default 5)."
     )
     generator: Entries | None = None
@@ -332,16 +379,18 @@ def register_model_kind(name: str, kind: ModelKind) -> None:
 class FineTune(Strict):
     """Section 4.4: a second training stage with the top of the backbone unfrozen."""
 
-    unfreeze: int | Literal["all"] = Field(description="How many top backbone layers to unfreeze.")
-    epochs: int = Field(gt=0)
+    unfreeze: Integer | Literal["all"] = Field(
+        description="How many top backbone layers to unfreeze."
+    )
+    epochs: Integer = Field(gt=0)
     learning_rate: float = Field(1e-5, gt=0)
 
 
 class Train(Strict):
     """Section 5: how the model is trained."""
 
-    epochs: int = Field(default=1, gt=0, description="Passes over the training data.")
-    batch_size: int = Field(
+    epochs: Integer = Field(default=1, gt=0, description="Passes over the training data.")
+    batch_size: Integer = Field(
         default=32, gt=0, le=2**31 - 1, description="The global batch, split across replicas."
     )
     optimizer: Optimizer = Field(
@@ -431,13 +480,25 @@ def _check_exact_in_float(value: int) -> int:
 
 
 Bound = Annotated[float, Field(allow_inf_nan=False)]
-"""A bound of a `uniform` or `log_uniform` range: a finite number."""
+"""A bound of a `uniform` range: a finite number."""
+PositiveBound = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+"""A bound of a `log_uniform` range: a finite number above 0."""
 IntegerBound = Annotated[
-    int,
+    Integer,
     AfterValidator(_check_exact_in_float),
     WithJsonSchema({"type": "integer", "minimum": -EXACT_IN_FLOAT, "maximum": EXACT_IN_FLOAT}),
 ]
 """A bound of an `int` range."""
+
+
+def _one_kind_json_schema(schema: dict[str, Any]) -> None:
+    """What `SweepParam._one_kind` checks that JSON Schema can say: exactly one kind is given,
+    and `step` only with `int` (a whole number) or `uniform`."""
+    steps = {"choice": "null", "log_uniform": "null", "int": ["integer", "null"]}
+    schema["oneOf"] = [
+        _given(kind, **({"step": {"type": steps[kind]}} if kind in steps else {}))
+        for kind in SWEEP_KINDS
+    ]
 
 
 class SweepParam(Strict):
@@ -449,11 +510,13 @@ class SweepParam(Strict):
     values.
     """
 
+    model_config = ConfigDict(json_schema_extra=_one_kind_json_schema)
+
     choice: list[Any] | None = Field(None, min_length=1, description="The values to choose from.")
     uniform: list[Bound] | None = Field(
         None, min_length=2, max_length=2, description="[low, high]: any number between."
     )
-    log_uniform: list[Bound] | None = Field(
+    log_uniform: list[PositiveBound] | None = Field(
         None, min_length=2, max_length=2, description="[low, high], low > 0: drawn on a log scale."
     )
     integer: list[IntegerBound] | None = Field(
@@ -485,8 +548,6 @@ class SweepParam(Strict):
                 "uniform: the range is wider than a float holds (high - low overflows). "
                 f"Received: {bounds}"
             )
-        if kind == "log_uniform" and bounds[0] <= 0:
-            raise ValueError(f"log_uniform: expected low > 0. Received: {bounds[0]}")
         if self.step is not None and kind not in ("int", "uniform"):
             raise ValueError(f"step applies to int and uniform, not to {kind}")
         if kind == "int" and self.step is not None and self.step != round(self.step):
@@ -533,7 +594,7 @@ class Sweep(Strict):
     method: Literal["grid", "random", "tpe", "cmaes"] = Field(
         "tpe", description="Optuna's sampler: grid, random, tpe or cmaes."
     )
-    trials: int | None = Field(
+    trials: Integer | None = Field(
         None, gt=0, description="How many trials; default: every grid point for grid, else 10."
     )
     params: dict[str, SweepParam] = Field(
@@ -544,7 +605,7 @@ class Sweep(Strict):
         description="Stop poor trials early, fed each epoch's metric: median, hyperband or "
         "successive_halving, e.g. {median: {warmup_epochs: 2}}.",
     )
-    repeats: int = Field(
+    repeats: Integer = Field(
         1, gt=0, description="Seeds per configuration; the sweep optimizes their mean."
     )
 
@@ -557,7 +618,7 @@ class Spec(Strict):
         None, description="Run name and default experiment; default: the file's stem."
     )
     description: str | None = None
-    seed: int = Field(
+    seed: Integer = Field(
         0,
         ge=0,
         le=MAX_SEED,
@@ -576,11 +637,3 @@ class Spec(Strict):
     sweep: Sweep | None = Field(
         None, description="A hyperparameter search, run by `dlx sweep`; `dlx train` ignores it."
     )
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of the spec language, for editors (`dlx schema`)."""
-    schema = Spec.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "dlx spec, version 1"
-    return schema

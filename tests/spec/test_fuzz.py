@@ -4,14 +4,15 @@ Each spec in specs/, examples/ and tests/spec_examples/ is mutated (keys deleted
 added; values swapped for other types, weird scalars, empty or huge collections, deep nesting;
 components renamed; YAML text cut, or given aliases, tags, tabs and deep brackets) and the
 mutant is checked by `dlx.api.validate`, in process. The only exceptions allowed are dlx's own
-`DlxError`s, and each mutant is answered quickly. The `sweep:` sections of specs are mutated on
-their own too (`SWEEP_MUTANTS`, with the numbers, ranges, paths, pruners and metrics a sweep
-goes wrong with), each mutant checked by `dlx.api.validate` with its sweep.
+`DlxError`s, and each mutant is answered quickly. A mutant that the JSON Schema refuses (what an
+editor marks) dlx refuses too: the schema is never stricter than dlx. The `sweep:` sections of
+specs are mutated on their own too (`SWEEP_MUTANTS`, with the numbers, ranges, paths, pruners
+and metrics a sweep goes wrong with), each mutant checked by `dlx.api.validate` with its sweep.
 
 Building a model is what costs time, so a mutant that reads cleanly (parse and schema) is built
-only for a share of them (`BUILT_SHARE`), and never for the specs with large models; every other
-mutant goes through `dlx.api.validate`. The random generator is seeded: every run checks the
-same mutants.
+only for a share of them (`BUILT_SHARE`), and never for the specs with large models, unless the
+JSON Schema refuses it; every other mutant goes through `dlx.api.validate`. The random
+generator is seeded: every run checks the same mutants.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ import yaml
 
 from dlx import api
 from dlx.errors import DlxError
-from dlx.spec import load_spec
+from dlx.spec import read_document
+from dlx.spec.load import validate_document
 from dlx.tensorflow_import import import_tensorflow_quietly
 from tests.conftest import ROOT
+from tests.spec.schema_verdict import schema_refusals
 
 SEED = 20240611
 MUTANTS = 1550
@@ -250,17 +253,23 @@ def test_mutated_specs_raise_only_dlx_errors(tmp_path):
     assert len(seeds) >= 18
     import_tensorflow_quietly()  # once, before the clock of the first mutant starts
     rng = random.Random(SEED)
-    crashes, slow, outcomes = [], [], {"ok": 0, "error": 0, "not built": 0}
+    crashes, slow, stricter = [], [], []
+    outcomes = {"ok": 0, "error": 0, "not built": 0, "refused by the schema": 0}
     for n, (source, text, what, build) in enumerate(_mutants(rng, seeds)):
         mutant = source.with_name(f"mutant_{n}.yaml")
         mutant.write_text(text)
         start = time.perf_counter()
+        refusals, reads_cleanly = _verdicts(mutant)
+        outcomes["refused by the schema"] += bool(refusals)
         try:
-            if not build and _reads_cleanly(mutant):
+            # What the schema refuses is validated whole: dlx must refuse it too.
+            if not build and reads_cleanly and not refusals:
                 outcomes["not built"] += 1
                 continue
             api.validate(mutant)
             outcomes["ok"] += 1
+            if refusals:
+                stricter.append(f"{source.name} ({what}): {refusals}\n{text[:2000]}")
         except DlxError:
             outcomes["error"] += 1
         except Exception:  # noqa: BLE001 - any other exception is what this test looks for
@@ -272,8 +281,10 @@ def test_mutated_specs_raise_only_dlx_errors(tmp_path):
             slow.append(f"{source.name} ({what}) took {elapsed:.1f} s")
     assert not crashes, f"{len(crashes)} crashes; the first:\n" + crashes[0]
     assert not slow, slow
+    assert not stricter, f"the schema refuses what dlx takes:\n{stricter[0]}"
     assert outcomes["ok"] + outcomes["error"] >= THROUGH_VALIDATE, outcomes
     assert outcomes["error"] > MUTANTS // 2, outcomes  # most mutants are wrong: mutations bite
+    assert outcomes["refused by the schema"] > MUTANTS // 4, outcomes  # and the schema sees it
 
 
 SWEEP_MUTANTS = 320
@@ -432,7 +443,8 @@ def test_mutated_sweep_sections_raise_only_dlx_errors(tmp_path):
     import_tensorflow_quietly()  # once, before the clock of the first mutant starts
     rng = random.Random(SEED)
     sources = sorted(seeds)
-    crashes, slow, outcomes = [], [], {"ok": 0, "error": 0}
+    crashes, slow, stricter = [], [], []
+    outcomes = {"ok": 0, "error": 0, "refused by the schema": 0}
     for n in range(SWEEP_MUTANTS):
         source = sources[n % len(sources)]
         data, whats = seeds[source], []
@@ -443,9 +455,13 @@ def test_mutated_sweep_sections_raise_only_dlx_errors(tmp_path):
         mutant = source.with_name(f"mutant_{n}.yaml")
         mutant.write_text(text)
         start = time.perf_counter()
+        refusals, _ = _verdicts(mutant)
+        outcomes["refused by the schema"] += bool(refusals)
         try:
             api.validate(mutant, check_data=False)
             outcomes["ok"] += 1
+            if refusals:
+                stricter.append(f"{source.name} ({'+'.join(whats)}): {refusals}\n{text[:3000]}")
         except DlxError:
             outcomes["error"] += 1
         except Exception:  # noqa: BLE001 - any other exception is what this test looks for
@@ -457,14 +473,23 @@ def test_mutated_sweep_sections_raise_only_dlx_errors(tmp_path):
             slow.append(f"{source.name} ({'+'.join(whats)}) took {elapsed:.1f} s")
     assert not crashes, f"{len(crashes)} crashes; the first:\n" + crashes[0]
     assert not slow, slow
+    assert not stricter, f"the schema refuses what dlx takes:\n{stricter[0]}"
     assert outcomes["ok"] + outcomes["error"] == SWEEP_MUTANTS
     assert outcomes["error"] > SWEEP_MUTANTS // 2, outcomes  # most mutants are wrong
     assert outcomes["ok"] > SWEEP_MUTANTS // 20, outcomes  # and some still sweep
+    assert outcomes["refused by the schema"] > SWEEP_MUTANTS // 4, outcomes
 
 
-def _reads_cleanly(spec: Path) -> bool:
+def _verdicts(spec: Path) -> tuple[list[str], bool]:
+    """What the JSON Schema refuses in a spec, and whether dlx reads it cleanly (its YAML and
+    its models); nothing is refused in YAML that dlx cannot read."""
     try:
-        load_spec(spec)
+        document = read_document(spec)
     except DlxError:
-        return False
-    return True
+        return [], False
+    refusals = schema_refusals(document.data)
+    try:
+        validate_document(document)
+    except DlxError:
+        return refusals, False
+    return refusals, True

@@ -67,6 +67,20 @@ def test_quoted_numbers_and_booleans_are_refused_as_the_schema_does(tmp_path):
     ]
 
 
+def test_whole_numbers_are_integers_as_the_schema_counts_them(tmp_path):
+    # JSON Schema's `"type": "integer"` takes 3.0 (editors do): dlx takes it as 3, not 2.5.
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "version: 1.0\nseed: 7.0\nmodel: {layers: [dense: 1]}\n"
+        "train: {epochs: 3.0, batch_size: 1.6e+1}\n"
+    )
+    loaded = load_spec(spec).spec
+    assert (loaded.seed, loaded.train.epochs, loaded.train.batch_size) == (7, 3, 16)
+    assert {type(loaded.seed), type(loaded.train.epochs), type(loaded.train.batch_size)} == {int}
+    with pytest.raises(SpecError, match=r"train.epochs: expected an integer. Received: 2.5"):
+        load_spec(spec, ["train.epochs=2.5"])
+
+
 def test_set_values_are_yaml_so_numbers_stay_numbers(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(QUOTED)

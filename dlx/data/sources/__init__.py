@@ -31,6 +31,7 @@ import numpy as np
 from dlx.errors import DlxError, ExitStatus, did_you_mean
 from dlx.spec.component import normalize_name, split_component
 from dlx.spec.document import format_path
+from dlx.spec.json_schema import ComponentArguments
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -212,6 +213,12 @@ def register_source(name: str, check: Check | None = None) -> Callable[[Source],
         return function
 
     return register
+
+
+def source_arguments() -> dict[str, ComponentArguments]:
+    """Every source's arguments as a spec writes them (its parameters after the context), by
+    name: what the JSON Schema of the spec language says of each (`dlx schema`)."""
+    return {name: ComponentArguments.of(function, skip=1) for name, function in SOURCES.items()}
 
 
 def call_source(component: Any, context: SourceContext) -> SourceData:

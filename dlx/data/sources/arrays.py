@@ -167,6 +167,11 @@ def _check_tfds(
     context: SourceContext, name: str, split: str = "train", data_dir: str | None = None
 ) -> Path | None:
     """Check that TensorFlow Datasets is installed; the `data_dir` resolved, when given."""
+    for argument, value in (("name", name), ("split", split)):
+        if not isinstance(value, str):
+            raise SourceError(
+                f"expected {argument} to be a string. Received: {argument}={value!r}", argument
+            )
     if importlib.util.find_spec("tensorflow_datasets") is None:
         raise SourceError(
             "the tfds source needs tensorflow-datasets: install dlx[tfds] (pip install 'dlx[tfds]')"

@@ -147,6 +147,13 @@ def test_tfds_without_the_extra(context):
     assert "install dlx[tfds]" in error.message
 
 
+def test_tfds_names_are_strings_with_or_without_the_extra(context):
+    # The JSON Schema says so from the signature: dlx refuses it too, wherever it runs.
+    error = source_error({"tfds": {"name": "mnist", "split": 80}}, context)
+    assert error.message == "expected split to be a string. Received: split=80"
+    assert error.path == ("tfds", "split")
+
+
 # npz
 
 
