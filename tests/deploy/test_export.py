@@ -183,8 +183,8 @@ def test_normalization_inside_the_model_is_exported_with_it(uri, tmp_path):
 
 
 def test_two_outputs_keep_their_order_in_every_format(tmp_path):
-    """Several outputs (which dlx's array sources cannot train yet): a model with a class and
-    a size, its outputs compared one by one in each runtime."""
+    """Several outputs: a model with a class and a size, its outputs compared one by one in
+    each runtime (a trained one: tests/test_multi_output_example.py)."""
     import keras
     import numpy as np
 
