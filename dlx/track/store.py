@@ -185,17 +185,9 @@ def check_sqlite_store(path: Path, tracking_uri: str) -> bool:
         StoreError: the file cannot be read, is not an SQLite database, or is a database
             without MLflow's tables.
     """
-    try:
-        connection = sqlite3.connect(
-            f"{path.as_uri()}?mode=ro", uri=True, timeout=SQLITE_BUSY_SECONDS
-        )
-        try:
-            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            tables = {name for (name,) in rows.fetchall()}
-        finally:
-            connection.close()
-    except sqlite3.DatabaseError as exc:
-        raise sqlite_error(tracking_uri, exc) from None
+    tables = _tables(path, tracking_uri)
+    if tables and not MLFLOW_TABLES.issubset(tables) and _being_created(path):
+        tables = _tables(path, tracking_uri)
     if tables and not MLFLOW_TABLES.issubset(tables):
         missing = ", ".join(sorted(MLFLOW_TABLES - tables))
         raise StoreError(
@@ -203,6 +195,32 @@ def check_sqlite_store(path: Path, tracking_uri: str) -> bool:
             f"{missing}. Record {_ELSEWHERE}"
         )
     return bool(tables)
+
+
+def _tables(path: Path, tracking_uri: str) -> set[str]:
+    try:
+        connection = sqlite3.connect(
+            f"{path.as_uri()}?mode=ro", uri=True, timeout=SQLITE_BUSY_SECONDS
+        )
+        try:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            return {name for (name,) in rows.fetchall()}
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        raise sqlite_error(tracking_uri, exc) from None
+
+
+def _being_created(database: Path) -> bool:
+    """Wait for a process that is creating the store (`open_for_writing`) to be done; whether
+    one was (a store with only some of its tables may be one in the making)."""
+    if not database.with_name(database.name + ".lock").exists():
+        return False
+    try:
+        with lock_beside(database):
+            return True
+    except OSError:  # the lock cannot be taken here (a read-only folder): nothing to wait on
+        return False
 
 
 def sqlite_error(tracking_uri: str, exc: sqlite3.Error) -> StoreError:

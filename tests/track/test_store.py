@@ -13,8 +13,10 @@ from mlflow import MlflowClient
 from dlx.errors import DlxError
 from dlx.track import TrackedRun, ensure_experiment, resolve_tracking_uri, ui_hint
 from dlx.track.store import (
+    MLFLOW_TABLES,
     StoreError,
     artifact_location,
+    check_sqlite_store,
     lock_beside,
     mlflow_uri,
     open_for_writing,
@@ -379,3 +381,38 @@ def test_a_tracking_server_that_takes_connections_but_never_answers_fails_in_its
         with pytest.raises(StoreError, match="does not answer \\(no answer within 0.5 s\\)"):
             mlflow_uri(uri)
         assert time.monotonic() - started < 5
+
+
+def test_a_store_seen_while_another_process_creates_it_is_checked_once_it_is_made(tmp_path):
+    # A training that checks the store while another one is still creating MLflow's tables
+    # (some made, others not) waits for it instead of calling the store damaged.
+    import threading
+
+    database = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{database}"
+    creating, checked = threading.Event(), []
+    tables = sorted(MLFLOW_TABLES)
+
+    def create() -> None:
+        with lock_beside(database):
+            connection = sqlite3.connect(database)
+            connection.execute(f"CREATE TABLE {tables[0]} (x)")
+            connection.commit()
+            creating.set()
+            while not checking.is_alive():
+                pass
+            checking.join(timeout=0.5)  # the check waits on the lock meanwhile
+            for table in tables[1:]:
+                connection.execute(f"CREATE TABLE {table} (x)")
+            connection.commit()
+            connection.close()
+
+    checking = threading.Thread(target=lambda: checked.append(check_sqlite_store(database, uri)))
+    creator = threading.Thread(target=create)
+    creator.start()
+    creating.wait(timeout=10)
+    checking.start()
+    creator.join(timeout=10)
+    checking.join(timeout=10)
+    assert checked == [True]
+    assert not database.with_name("mlflow.db.lock").exists()
