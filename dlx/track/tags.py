@@ -5,7 +5,9 @@ from __future__ import annotations
 import getpass
 import hashlib
 import importlib
+import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,6 +93,15 @@ RUN_NAME = "mlflow.runName"
 `<name>-<trial>` (`<name>-<trial>-seed<repeat>` with several seeds)."""
 USER = "mlflow.user"
 """MLflow's own tag of who ran a run: the UI's "Created by"."""
+GIT_COMMIT = "mlflow.source.git.commit"
+"""MLflow's own tag of the commit checked out where the spec lies."""
+GIT_BRANCH = "mlflow.source.git.branch"
+"""MLflow's own tag of the branch checked out there (in a CI job that checked out a detached
+commit: the branch the CI names, `$GITHUB_HEAD_REF`, `$GITHUB_REF_NAME` or GitLab's
+`$CI_COMMIT_REF_NAME`)."""
+GIT_DIRTY = "dlx.git.dirty"
+"""`true` when tracked files of the work tree differed from the commit (`git status`), else
+`false`: the commit alone does not say what ran."""
 VERSION_PREFIX = "dlx.version."
 """The prefix of the tags recording versions: `dlx.version.tensorflow`, ..."""
 
@@ -133,7 +144,8 @@ def standard_tags(
     - `mlflow.runName` (the spec's name), `mlflow.source.name` (the spec file),
       `mlflow.source.type`, `mlflow.user`, `mlflow.note.content` (the spec's `description`,
       shown as the run's description in the UI);
-    - `mlflow.source.git.commit` when the spec file lies in a git work tree with a commit;
+    - `mlflow.source.git.commit`, `mlflow.source.git.branch` and `dlx.git.dirty` when the
+      spec file lies in a git work tree with a commit (`git_state`);
     - the user's `tracking.tags`. A user tag with the same key as one of the above is
       overridden by it: those record facts about the run.
 
@@ -176,20 +188,22 @@ def standard_tags(
         tags[DATA_FINGERPRINT] = data_fingerprint
     if spec.description:
         tags["mlflow.note.content"] = spec.description
-    if commit := git_commit(loaded.base_dir):
-        tags["mlflow.source.git.commit"] = commit
+    tags.update(git_state(loaded.base_dir))
     return tags
 
 
-def git_commit(folder: Path) -> str | None:
-    """The commit checked out in the git work tree holding `folder`, or `None`.
+_CI_BRANCH_VARIABLES = ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME")
 
-    `None` when git is not installed, `folder` is not in a work tree, the repository has no
-    commit yet, or git does not answer within 5 seconds.
+
+def git_state(folder: Path) -> dict[str, str]:
+    """The git tags of a run whose spec lies in `folder`: the commit checked out, the branch
+    (when one is checked out, else the one a CI job names) and whether tracked files differ
+    from the commit; one `git status` call. Empty when git is not installed, `folder` is not
+    in a work tree, the repository has no commit yet, or git does not answer within 5 s.
     """
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", "HEAD"],
+            ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
             cwd=folder,
             capture_output=True,
             text=True,
@@ -197,9 +211,24 @@ def git_commit(folder: Path) -> str | None:
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
-        return None
-    commit = result.stdout.strip()
-    return commit if result.returncode == 0 and commit else None
+        return {}
+    if result.returncode != 0:
+        return {}
+    headers = dict(
+        line[2:].partition(" ")[::2] for line in result.stdout.splitlines() if line[:2] == "# "
+    )
+    commit = headers.get("branch.oid", "")
+    if not re.fullmatch(r"[0-9a-f]{40,64}", commit):  # "(initial)": no commit yet
+        return {}
+    tags = {GIT_COMMIT: commit}
+    branch = headers.get("branch.head", "(detached)")
+    if branch == "(detached)":
+        branch = next((os.environ[v] for v in _CI_BRANCH_VARIABLES if os.environ.get(v)), "")
+    if branch:
+        tags[GIT_BRANCH] = branch
+    changed = any(line and line[0] != "#" for line in result.stdout.splitlines())
+    tags[GIT_DIRTY] = "true" if changed else "false"
+    return tags
 
 
 def user_name() -> str:

@@ -11,7 +11,7 @@ import tensorflow as tf
 import dlx
 from dlx.spec import load_spec
 from dlx.track import resolved_spec_text, standard_tags
-from dlx.track.tags import git_commit
+from dlx.track.tags import git_state
 
 
 def test_standard_tags_record_the_spec_the_data_the_placement_and_the_versions(spec_file):
@@ -62,12 +62,16 @@ def test_the_resolved_spec_loads_back_to_the_same_data(spec_file, tmp_path):
     assert load_spec(again).document.data == loaded.document.data
 
 
-def test_the_git_commit_is_recorded_when_the_spec_is_in_a_work_tree(spec_file):
+def test_the_git_commit_branch_and_dirtiness_are_recorded_when_the_spec_is_in_a_work_tree(
+    spec_file, monkeypatch
+):
     folder = spec_file.parent
-    assert git_commit(folder) is None
+    for variable in ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME"):
+        monkeypatch.delenv(variable, raising=False)
+    assert git_state(folder) == {}
     git = ["git", "-c", "user.name=dlx", "-c", "user.email=dlx@example.com"]
-    subprocess.run([*git, "init", "-q"], cwd=folder, check=True)
-    assert git_commit(folder) is None  # no commit yet
+    subprocess.run([*git, "init", "-q", "-b", "trunk"], cwd=folder, check=True)
+    assert git_state(folder) == {}  # no commit yet
     subprocess.run([*git, "add", "."], cwd=folder, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "spec"], cwd=folder, check=True)
     head = subprocess.run(
@@ -75,6 +79,17 @@ def test_the_git_commit_is_recorded_when_the_spec_is_in_a_work_tree(spec_file):
     ).stdout.strip()
     tags = standard_tags(load_spec(spec_file), strategy="default", replicas=1)
     assert tags["mlflow.source.git.commit"] == head
+    assert (tags["mlflow.source.git.branch"], tags["dlx.git.dirty"]) == ("trunk", "false")
+
+    spec_file.write_text(spec_file.read_text() + "\n# edited\n")
+    (folder / "untracked.txt").write_text("not part of the commit")
+    assert git_state(folder)["dlx.git.dirty"] == "true"  # a tracked file changed
+
+    # A CI job checks out a detached commit and names the branch in its environment.
+    subprocess.run(["git", "checkout", "-q", "--detach"], cwd=folder, check=True)
+    assert "mlflow.source.git.branch" not in git_state(folder)
+    monkeypatch.setenv("GITHUB_HEAD_REF", "feature/wider")
+    assert git_state(folder)["mlflow.source.git.branch"] == "feature/wider"
 
 
 def test_every_dlx_tag_name_is_written_once_as_a_constant_of_dlx_track_tags():
