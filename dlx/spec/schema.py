@@ -14,8 +14,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -25,27 +23,14 @@ from pydantic import (
 )
 
 from dlx.errors import received
+from dlx.spec.baseline import Baseline
 from dlx.spec.component import split_component
+from dlx.spec.strict import Integer, Strict, whole_number_as_int
 
 SPEC_VERSION = 1
 MAX_SEED = 2**32 - 1
 """The largest seed NumPy takes (`keras.utils.set_random_seed` seeds it too)."""
 
-
-def _whole_number_as_int(value: Any) -> Any:
-    """A float that is a whole number (`3.0`) as the integer it is; anything else as it is.
-
-    JSON Schema counts `3.0` as an integer, and so do editors: where a spec takes an integer,
-    dlx takes it too, so that an editor and dlx agree. `2.5` stays a float, for the integer
-    check to refuse.
-    """
-    if type(value) is float and value.is_integer():
-        return int(value)
-    return value
-
-
-Integer = Annotated[int, BeforeValidator(_whole_number_as_int)]
-"""An integer of the spec: `3`, or `3.0` (see `_whole_number_as_int`); never `true` or `"3"`."""
 
 DEFINED_IN_JSON_SCHEMA = "dlx:defined-in"
 """The key of a placeholder in the models' JSON Schema for a definition that the JSON Schema's
@@ -107,7 +92,7 @@ GAN_ROLES = ("generator", "discriminator")
 
 
 def _check_steps_per_execution(value: Any) -> Any:
-    value = _whole_number_as_int(value)
+    value = whole_number_as_int(value)
     if value == "auto" or (type(value) is int and value > 0):
         return value
     raise ValueError(f"expected 'auto' or a positive integer. Received: {value!r}")
@@ -147,17 +132,6 @@ Optimizer = Annotated[
         }
     ),
 ]
-
-
-class Strict(BaseModel):
-    """Base of every spec section: unknown keys are errors, never silently dropped.
-
-    Types are strict, as in the JSON Schema editors check a spec with: `epochs: "20"` is a
-    string, not an integer (an integer is still a number, `learning_rate: 1`, and a whole
-    number an integer, `epochs: 3.0`: see `Integer`).
-    """
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=False)
 
 
 def _given(name: str, **properties: dict[str, Any]) -> dict[str, Any]:
@@ -636,4 +610,7 @@ class Spec(Strict):
     tracking: Tracking = Field(default_factory=Tracking)
     sweep: Sweep | None = Field(
         None, description="A hyperparameter search, run by `dlx sweep`; `dlx train` ignores it."
+    )
+    baseline: Baseline | None = Field(
+        None, description="The baseline to check runs against, and the gate: `dlx baseline`."
     )
