@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dlx.data.cache import cached, check_disk_cache, choose_cache
 from dlx.data.fingerprint import digest_source
 from dlx.data.sources import (
     Features,
@@ -32,9 +33,6 @@ from dlx.data.splits import Arrays, Splits, distributable
 from dlx.data.stream import (
     FileSplit,
     TrainStream,
-    cached,
-    check_disk_cache,
-    choose_cache,
     choose_sharding,
     describe_unreadable,
     split_files,
@@ -63,6 +61,8 @@ class _Part:
     dataset: tf.data.Dataset | None
     arrays: Arrays | None
     count: int
+    batched: bool = False
+    """Whether `dataset` is batched already (a streamed split, batched as its files are read)."""
 
     @property
     def examples(self) -> tf.data.Dataset | None:
@@ -196,8 +196,8 @@ def make_splits(
         )
         train, split_validation, test = (
             _Part(None, None, files[0].num_examples),
-            _streamed_part(files[1], cache, "validation"),
-            _streamed_part(files[2], cache, "test"),
+            _streamed_part(files[1], cache, "validation", batch_size),
+            _streamed_part(files[2], cache, "test", batch_size),
         )
     elif data.window is None:
         train, split_validation, test = _shuffled_parts(
@@ -213,7 +213,7 @@ def make_splits(
         if isinstance(part, FileSplit):
             assert cache is not None  # chosen for every streamed source
             explicit_files[name] = part
-            part = _streamed_part(part, cache, name)
+            part = _streamed_part(part, cache, name, batch_size)
         if name == "validation":
             split_validation = part
         else:
@@ -240,8 +240,8 @@ def make_splits(
         ).at("data", "source")
     splits = Splits(
         train=train.examples,  # replaced below by its first epoch
-        validation=_batched(split_validation.examples, batch_size) if has_validation else None,
-        test=_batched(test.examples, batch_size) if has_test else None,
+        validation=_batched(split_validation, batch_size) if has_validation else None,
+        test=_batched(test, batch_size) if has_test else None,
         train_arrays=train.arrays,
         validation_arrays=split_validation.arrays if has_validation else None,
         test_arrays=test.arrays if has_test else None,
@@ -388,12 +388,7 @@ def _load_rows(source: SourceData | None) -> None:
     if source is None or source.stream is None:
         return
     stream = source.stream
-    x, y = (
-        _stream_split(stream, "fail")
-        .files_dataset()
-        .batch(stream.num_examples)
-        .get_single_element()
-    )
+    x, y = _stream_split(stream, "fail").batches(stream.num_examples).get_single_element()
     source.x, source.y, source.stream = x.numpy(), y.numpy(), None
 
 
@@ -486,8 +481,9 @@ def _stream_split(stream: FileStream, on_error: str) -> FileSplit:
     return FileSplit(stream, np.arange(len(stream.files)), on_error=on_error)
 
 
-def _streamed_part(files: FileSplit, cache: str, name: str) -> _Part:
-    """A validation or test split of streamed files: decoded in order, cached as chosen.
+def _streamed_part(files: FileSplit, cache: str, name: str, batch_size: int) -> _Part:
+    """A validation or test split of streamed files: decoded in order and batched as read,
+    cached as chosen (a disk cache holds examples, whatever the batch size).
 
     With `on_error: skip` the split may hold fewer examples than files: its length is left
     unknown rather than asserted.
@@ -495,10 +491,14 @@ def _streamed_part(files: FileSplit, cache: str, name: str) -> _Part:
     if files.count == 0:
         return _Part(None, None, 0)
     with _naming_unreadable([files.stream]):
-        dataset = files.finished(cached(files.files_dataset(), cache, name))
+        if cache in ("none", "memory"):
+            batches = cached(files.batches(batch_size), cache, name)
+        else:
+            batches = cached(files.examples(), cache, name).batch(batch_size)
+    dataset = files.finished(batches)
     if files.on_error != "skip":
-        dataset = _with_cardinality(dataset, files.num_examples)
-    return _Part(dataset, None, files.num_examples)
+        dataset = _with_cardinality(dataset, -(-files.num_examples // batch_size))
+    return _Part(dataset, None, files.num_examples, batched=True)
 
 
 def _windowed(source: SourceData, window: Window, start: int, stop: int, split: str) -> _Part:
@@ -572,12 +572,17 @@ def _with_cardinality(dataset: tf.data.Dataset, count: int) -> tf.data.Dataset:
     return dataset.apply(tf.data.experimental.assert_cardinality(count))
 
 
-def _batched(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    """Batch and prefetch, in order.
+def _batched(part: _Part, batch_size: int) -> tf.data.Dataset:
+    """A split batched (unless streamed: batched as its files are read) and prefetched, in
+    order.
 
-    Nothing is cached here: the examples of array sources are already in memory, and a
-    dataset source is cached whole when it is read, before it is split.
+    Nothing is cached here: the examples of array sources are already in memory, a dataset
+    source is cached whole when it is read, before it is split, and a streamed split as its
+    cache says (`_streamed_part`).
     """
     import tensorflow as tf
 
-    return distributable(dataset.batch(batch_size)).prefetch(tf.data.AUTOTUNE)
+    examples = part.examples
+    assert examples is not None  # a split asked for has examples
+    batches = examples if part.batched else examples.batch(batch_size)
+    return distributable(batches).prefetch(tf.data.AUTOTUNE)

@@ -13,10 +13,8 @@ file noted (`FileSplit.skipped`).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,19 +22,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dlx.data.cache import cached
 from dlx.data.sources import FileStream, SourceError
 from dlx.errors import relative_path
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-AUTO_CACHE_BYTES = 256 * 2**20
-"""`cache: auto` keeps a streamed source in memory when its decoded examples (or, when their
-size is unknown, its files on disk) take less than this."""
-
 MIN_FILES_TO_SPLIT_BY_FILE = 10
 """A source of many examples per file is split by file when it has at least this many files
 (and every split asked for gets one); else by example position."""
+
+DECODED_TOGETHER = 64
+"""How many files of one example are decoded and checked together when a cache or a shuffle
+buffer takes the examples one by one (`FileSplit.examples`)."""
 
 INTERLEAVED_FILES = 8
 """How many files of a split training reads at once, one example of each in turn: a fixed
@@ -123,27 +122,39 @@ class FileSplit:
         paths = self.paths
         return [paths[i] for i in np.flatnonzero(self._unreadable.numpy())]
 
-    def files_dataset(self, order: Any = None) -> tf.data.Dataset:
-        """The decoded examples, in the split's order or along `order` (a tensor of positions
-        in the split's files).
+    def examples(self, order: Any = None) -> tf.data.Dataset:
+        """The decoded examples one by one, in the split's order or along `order` (a tensor of
+        positions in the split's files): for a cache or a shuffle buffer, which hold examples.
 
-        One example per file: files are decoded in parallel, in order; an example whose
-        decoding raised is dropped (`ignore_errors`), and a running check finds the gap it
-        left: it raises an error that names the file (`on_error: fail`) or notes the file as
-        skipped (`skip`). This costs a few scalar operations per example, where
-        `tf.py_function` would hold the GIL.
+        Files of one example are read as `batches` reads them, in batches of
+        `DECODED_TOGETHER`. Files of many: in the split's order the files are read one after
+        the other (their examples parsed in parallel by the source); along `order`,
+        `INTERLEAVED_FILES` at once, an example of each in turn (deterministic, read in
+        parallel). A record that cannot be read raises TensorFlow's error, which
+        `describe_unreadable` turns into the file's name (`on_error: fail`), or is dropped
+        (`skip`; not counted: a file's records are not).
+        """
+        if self.stream.read is not None:
+            return self._records_dataset(order)
+        return self.batches(DECODED_TOGETHER, order).unbatch()
 
-        Many: in the split's order the files are read one after the other (their examples
-        parsed in parallel by the source); along `order`, `INTERLEAVED_FILES` at once, an
-        example of each in turn (deterministic, read in parallel). A record that cannot be
-        read raises TensorFlow's error, which `describe_unreadable` turns into the file's name
-        (`on_error: fail`), or is dropped (`skip`; not counted: a file's records are not).
+    def batches(self, batch_size: int, order: Any = None) -> tf.data.Dataset:
+        """The decoded examples in batches of `batch_size` (the last one partial), in the
+        split's order or along `order` (see `examples`).
+
+        Files of one example are decoded in parallel, in order; an example whose decoding
+        raised is dropped (`ignore_errors`), and a check of each batch finds the gaps left in
+        it: it raises an error that names the first file missing (`on_error: fail`), or notes
+        the files missing as skipped (`skip`; the batches are cut again). Nothing runs
+        one example at a time but the decoding's own parallel map, `ignore_errors` and the
+        batching: the check is a few vector operations a batch, where `tf.py_function` would
+        hold the GIL.
         """
         import tensorflow as tf
 
-        paths = tf.constant(self.paths, tf.string)
         if self.stream.read is not None:
-            return self._records_dataset(paths, order)
+            return self._records_dataset(order).batch(batch_size)
+        paths = tf.constant(self.paths, tf.string)
         labels = tf.constant(self.labels, tf.int32)
         count = self.count
         positions = tf.range(count, dtype=tf.int64) if order is None else order
@@ -158,22 +169,29 @@ class FileSplit:
                 deterministic=True,
             )
             .ignore_errors()
+            .batch(batch_size)
         )
-        # A last element past the end finds the files missing at the end too.
+        # A last batch past the end, of one example numbered `count`, finds the files missing
+        # at the end too.
         end = tf.nest.map_structure(
-            lambda spec: tf.zeros(
-                [d or 0 for d in spec.shape] if spec.shape.rank is not None else [], spec.dtype
-            ),
-            decoded.element_spec[1],
+            lambda spec: tf.zeros([1, *[d or 0 for d in spec.shape[1:]]], spec.dtype),
+            decoded.element_spec,
         )
-        decoded = decoded.concatenate(
-            tf.data.Dataset.from_tensors((tf.constant(count, tf.int64), end))
-        )
+        end = (tf.constant([count], tf.int64), end[1])
+        decoded = decoded.concatenate(tf.data.Dataset.from_tensors(end))
 
-        def check(expected: tf.Tensor, element: Any) -> tuple[tf.Tensor, Any]:
-            k, _ = element
-            missing = tf.gather(positions, tf.range(expected, k))
+        def check(expected: tf.Tensor, batch: Any) -> tuple[tf.Tensor, Any]:
+            numbers, _ = batch
+            # The numbers a batch without gaps would hold, from the one expected next.
+            unbroken = expected + tf.range(tf.size(numbers, tf.int64), dtype=tf.int64)
             if skip:
+                span = tf.range(expected, numbers[-1] + 1)
+                present = tf.scatter_nd(
+                    (numbers - expected)[:, tf.newaxis],
+                    tf.ones_like(numbers, tf.bool),
+                    tf.shape(span, tf.int64),
+                )
+                missing = tf.gather(positions, tf.boolean_mask(span, ~present))
                 marked = tf.tensor_scatter_nd_update(
                     unreadable.read_value(),
                     missing[:, tf.newaxis],
@@ -181,20 +199,26 @@ class FileSplit:
                 )
                 done = unreadable.assign(marked, read_value=False)
             else:
-                first = tf.gather(paths, tf.gather(positions, tf.minimum(expected, count - 1)))
-                done = tf.debugging.Assert(tf.equal(k, expected), [_UNREADABLE, first, "."])
+                gap = tf.not_equal(numbers, unbroken)
+                first = tf.gather(unbroken, tf.argmax(tf.cast(gap, tf.int32)))
+                path = tf.gather(paths, tf.gather(positions, tf.minimum(first, count - 1)))
+                done = tf.debugging.Assert(~tf.reduce_any(gap), [_UNREADABLE, path, "."])
             with tf.control_dependencies([done]):
-                return k + 1, tf.nest.map_structure(tf.identity, element)
+                return numbers[-1] + 1, tf.nest.map_structure(tf.identity, batch)
 
-        return (
+        checked = (
             decoded.scan(tf.constant(0, tf.int64), check)
-            .filter(lambda k, _: k < count)
-            .map(lambda _, example: example)
+            .filter(lambda numbers, _: numbers[0] < count)
+            .map(lambda _, examples: examples)
         )
+        # Batches short of the examples left out, cut again: whole ones but the last.
+        return checked.rebatch(batch_size) if skip else checked
 
-    def _records_dataset(self, paths: Any, order: Any) -> tf.data.Dataset:
-        """The examples of files of many examples (see `files_dataset`)."""
+    def _records_dataset(self, order: Any) -> tf.data.Dataset:
+        """The examples of files of many examples (see `examples`)."""
         import tensorflow as tf
+
+        paths = tf.constant(self.paths, tf.string)
 
         positions = (
             tf.data.Dataset.range(self.count)
@@ -204,7 +228,7 @@ class FileSplit:
         offsets = tf.constant(self.stream.offsets[self.indices], tf.int64)
         keep = None if self.keep is None else tf.constant(self.keep)
         read, skip = self.stream.read, self.on_error == "skip"
-        assert read is not None  # called for a stream that reads its files (`files_dataset`)
+        assert read is not None  # called for a stream that reads its files (`examples`)
 
         def examples(i: tf.Tensor) -> tf.data.Dataset:
             dataset = read(tf.gather(paths, i))
@@ -222,15 +246,11 @@ class FileSplit:
             deterministic=True,
         )
 
-    def finished(self, examples: tf.data.Dataset) -> tf.data.Dataset:
-        """Decoded examples (`files_dataset`, cached or shuffled) as the model takes them: the
-        stream's `finish` applied."""
-        import tensorflow as tf
-
+    def finished(self, batches: tf.data.Dataset) -> tf.data.Dataset:
+        """Batches of decoded examples (`batches`, or examples cached or shuffled, then
+        batched) as the model takes them: the stream's `finish` applied, a batch at a time."""
         finish = self.stream.finish
-        if finish is None:
-            return examples
-        return examples.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+        return batches if finish is None else batches.map(finish)
 
 
 def describe_unreadable(error: BaseException, streams: list[FileStream]) -> str | None:
@@ -410,105 +430,6 @@ def digest_stream(digest: Any, stream: FileStream, content: bool = False) -> int
     return stream.num_examples
 
 
-def choose_cache(cache: Any, streams: list[FileStream], base_dir: Path, fingerprint: str) -> str:
-    """The cache a streamed run uses: `memory`, `none` or the disk cache's file prefix (the
-    path given, relative to the spec's directory, and the data's fingerprint: files that
-    change get a cache of their own).
-
-    `auto` is `memory` when the decoded examples of every stream take less than
-    `AUTO_CACHE_BYTES` (their files on disk, when an example's size is unknown), else `none`.
-    """
-    if not isinstance(cache, str):
-        prefix = base_dir / cache.disk
-        try:
-            check_disk_cache(prefix)
-            prefix.parent.mkdir(parents=True, exist_ok=True)
-        except (SourceError, OSError) as exc:
-            message = exc.message if isinstance(exc, SourceError) else _cannot_write(prefix, exc)
-            raise SourceError(message).at("data", "cache", "disk") from None
-        return f"{prefix}-{fingerprint[:16]}"
-    if cache != "auto":
-        return cache
-    total = sum(
-        stream.num_examples * stream.example_bytes
-        if stream.example_bytes is not None
-        else sum(file.stat().st_size for file in stream.files)
-        for stream in streams
-    )
-    return "memory" if total < AUTO_CACHE_BYTES else "none"
-
-
-def check_disk_cache(prefix: Path) -> None:
-    """Check that a disk cache can be written at `prefix`: its folder, or the nearest folder
-    above it that exists, is writable.
-
-    Raises:
-        SourceError: it cannot, saying which folder and what to do.
-    """
-    folder = next(f for f in (prefix.parent, *prefix.parent.parents) if f.exists())
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise SourceError(
-            f"the cache cannot be written: {folder} is not a writable folder. Give a path in one "
-            "that is, or use cache: memory"
-        )
-
-
-def _cannot_write(prefix: Path, exc: OSError) -> str:
-    return (
-        f"the cache cannot be written at {prefix}: {exc.strerror or exc}. Give a path in a "
-        "writable folder, or use cache: memory"
-    )
-
-
-def cached(dataset: tf.data.Dataset, cache: str, name: str) -> tf.data.Dataset:
-    """A split's decoded examples, cached as chosen (`choose_cache`).
-
-    A disk cache is filled now, whole, under a name of this process's own, then renamed to its
-    place: a fill that is killed leaves only its own files (and tf.data's `.lockfile`) behind,
-    removed by the next fill, and two runs that fill the same cache at once each fill their own
-    and rename the same examples into place. A cache in place is read as it is.
-    """
-    if cache == "none":
-        return dataset
-    if cache == "memory":
-        return dataset.cache()
-    prefix = f"{cache}-{name}"
-    if not Path(f"{prefix}.index").exists():
-        _fill_disk_cache(dataset, prefix)
-    return dataset.cache(prefix)
-
-
-def _fill_disk_cache(dataset: tf.data.Dataset, prefix: str) -> None:
-    """Fill a disk cache under `prefix.fill-PID`, then rename its files to `prefix`.
-
-    The fill holds an exclusive `flock` on `prefix.fill-PID.lock` while it runs: the files of
-    a fill whose lock can be taken are a killed fill's (tf.data's `.lockfile` among them,
-    which would stop any later fill), and are removed first.
-    """
-    folder, stem = Path(prefix).parent, Path(prefix).name
-    for lock in folder.glob(f"{stem}.fill-*.lock"):
-        with lock.open("a") as held:
-            try:
-                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # another process is filling it
-            name = lock.name.removesuffix(".lock")
-            # tf.data's own files: `NAME_0.lockfile`, `NAME_0.data-*.tempstate*`, ...
-            for leftover in [*folder.glob(f"{name}.*"), *folder.glob(f"{name}_*")]:
-                leftover.unlink(missing_ok=True)
-    filling = f"{prefix}.fill-{os.getpid()}"
-    with open(f"{filling}.lock", "a") as filling_lock:
-        fcntl.flock(filling_lock, fcntl.LOCK_EX)
-        for _ in dataset.cache(filling):
-            pass
-        # The data files first: a cache is complete once its `.index` is in place.
-        name = Path(filling).name
-        for data in sorted(folder.glob(f"{name}.data-*")):
-            os.replace(data, f"{prefix}{data.name[len(name) :]}")
-        os.replace(f"{filling}.index", f"{prefix}.index")
-        Path(f"{filling}.lock").unlink()
-
-
 @dataclass(frozen=True)
 class Sharding:
     """How the training split of a job is divided among its workers.
@@ -627,33 +548,43 @@ class TrainStream:
         count = self.files.num_examples if self.cache == "memory" else self.files.count
         seed = None if self.seed is None else self.seed % 2**63
         if self.cache == "memory" and self._examples is None:
-            self._examples = self.files.files_dataset().batch(count).get_single_element()
+            self._examples = self.files.batches(count).get_single_element()
         disk = None
         if self.cache not in ("memory", "none"):
-            disk = cached(self.files.files_dataset(), self.cache, "train")
+            disk = cached(self.files.examples(), self.cache, "train")
         examples, files, buffer = self._examples, self.files, self.buffer
         skip = files.on_error == "skip"
         readable = count if examples is None else int(tf.nest.flatten(examples)[0].shape[0])
+        # Files of one example read along a permutation are shuffled already: a shuffle buffer
+        # would only hold `buffer` decoded examples and delay each epoch's start.
+        buffered = seed is not None and (disk is not None or files.stream.read is not None)
+        # Batched as they are read, unless examples must be counted one by one: to fill an
+        # epoch up (`skip`), to cut epochs to a length, or through a shuffle buffer.
+        batched = not (skip or buffered or per_epoch is not None)
+
+        def gather(indices: tf.Tensor) -> Any:
+            return tf.nest.map_structure(lambda t: tf.gather(t, indices), examples)
 
         def epoch(number: tf.Tensor) -> tf.data.Dataset:
             key = None if seed is None else tf.stack([tf.constant(seed, tf.int64), number])
             if disk is not None:
                 stream = disk
             else:
-                order = tf.range(count if examples is None else readable, dtype=tf.int64)
+                order = tf.range(readable, dtype=tf.int64)
                 if key is not None:
                     order = tf.random.experimental.stateless_shuffle(order, seed=key)
-                if examples is None:
-                    stream = files.files_dataset(order)
+                if examples is not None:
+                    stream = tf.data.Dataset.from_tensor_slices(order)
+                    if batched:
+                        return stream.batch(batch_size).map(gather)
+                    stream = stream.map(gather)
+                elif batched:
+                    return files.batches(batch_size, order)
                 else:
-                    stream = tf.data.Dataset.from_tensor_slices(order).map(
-                        lambda i: tf.nest.map_structure(lambda t: tf.gather(t, i), examples)
-                    )
+                    stream = files.examples(order)
             if skip:
                 stream = stream.repeat().take(files.num_examples)
-            # Files of one example read along a permutation are shuffled already: a shuffle
-            # buffer would only hold `buffer` decoded examples and delay each epoch's start.
-            if key is not None and (disk is not None or files.stream.read is not None):
+            if key is not None and buffered:
                 shuffle_seed = tf.random.stateless_uniform(
                     [], seed=key + 1, minval=None, maxval=None, dtype=tf.int64
                 )
@@ -664,10 +595,9 @@ class TrainStream:
                 # depends on (seed, epoch) alone.
                 tf.random.set_seed(1)
                 stream = stream.shuffle(buffer, seed=shuffle_seed)
-            stream = files.finished(stream)
             if per_epoch is None:
                 return stream.batch(batch_size)
             return stream.repeat().take(per_epoch)
 
         epochs = tf.data.Dataset.range(first, max(end, first + 1)).flat_map(epoch)
-        return epochs if per_epoch is None else epochs.batch(batch_size)
+        return files.finished(epochs if per_epoch is None else epochs.batch(batch_size))

@@ -67,7 +67,7 @@ def tfrecord(files="shards/*.tfrecord", features=None, label="label"):
 
 def decoded(data):
     split = FileSplit(data.stream, np.arange(len(data.stream.files)))
-    return split.files_dataset().batch(split.num_examples).get_single_element()
+    return split.batches(split.num_examples).get_single_element()
 
 
 def test_tfrecord_labels_of_several_outputs_by_output_name(context):

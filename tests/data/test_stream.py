@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dlx.data import SourceContext, SourceError, make_splits
-from dlx.data.stream import AUTO_CACHE_BYTES, cached, choose_cache
+from dlx.data.cache import AUTO_CACHE_BYTES, cached, choose_cache
 from dlx.errors import SpecError
 from dlx.spec import load_spec_text
 from dlx.spec.schema import Data
@@ -284,7 +284,7 @@ def test_content_fingerprint_reads_the_bytes(pets):
 FILL = """
 import sys, time
 import tensorflow as tf
-from dlx.data.stream import cached
+from dlx.data.cache import cached
 
 def slowly(value):
     time.sleep(float(sys.argv[2]))
@@ -352,7 +352,7 @@ def test_images_wait_in_the_cache_and_buffer_as_uint8_and_leave_as_float32(pets,
     splits = splits_of(pets, validation_split=0.2, cache=cache)
     files = splits.stream.files
 
-    assert files.files_dataset().element_spec[0].dtype == tf.uint8
+    assert files.examples().element_spec[0].dtype == tf.uint8
     assert files.stream.example_bytes == 8 * 8 * 3
     for dataset in (splits.epochs(0, 1), splits.validation):
         x, _ = concatenated(dataset)

@@ -113,10 +113,10 @@ class FileStream:
             one example per file.
         example_bytes: the size of one decoded example in memory, when it is known; `cache:
             auto` judges by it (else by the files' size on disk).
-        finish: a TensorFlow function from a decoded `(x, y)` example to the one the model
-            takes, applied after the cache and the shuffle buffer, so that they hold the
-            compact form `decode` gives (an image's uint8 pixels, widened here to float32);
-            `None`: the decoded example as it is.
+        finish: a TensorFlow function from a batch of decoded `(x, y)` examples to the one
+            the model takes, applied after the cache, the shuffle buffer and the batching, so
+            that they hold the compact form `decode` gives (an image's uint8 pixels, widened
+            here to float32, a batch at a time); `None`: the decoded examples as they are.
     """
 
     root: Path

@@ -120,10 +120,11 @@ def from_images(
         image = tf.io.decode_image(
             tf.io.read_file(path), channels=channels, expand_animations=False
         )
-        # Pillow's bilinear filter, which dlx read images with before they streamed: widened
-        # when shrinking (antialias) and rounded to whole levels; within one level of it.
-        image = tf.image.resize(image, size, method="bilinear", antialias=True)
-        image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+        image = tf.cond(
+            tf.reduce_all(tf.equal(tf.shape(image)[:2], size)),
+            lambda: image,
+            lambda: _resized(image, size),
+        )
         image.set_shape((*size, channels))
         return image, label
 
@@ -146,6 +147,17 @@ def from_images(
         class_names=class_names,
         description=f"{directory}: {len(files)} images in {len(class_names)} classes",
     )
+
+
+def _resized(image: tf.Tensor, size: tuple[int, ...]) -> tf.Tensor:
+    """An image's uint8 pixels resized as Pillow's bilinear filter resizes them, which dlx read
+    images with before they streamed: widened when shrinking (antialias) and rounded to whole
+    levels; within one level of it. An image of the size asked for is not resized: the filter
+    would give back its own pixels (and take as long as the decoding)."""
+    import tensorflow as tf
+
+    resized = tf.image.resize(image, size, method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
 
 
 def _probe_images(files: list[Path], color_mode: str, on_error: str) -> None:

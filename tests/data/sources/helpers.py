@@ -25,7 +25,7 @@ def source_error(component, context: SourceContext) -> SourceError:
 def decoded(data: SourceData) -> tuple[np.ndarray, np.ndarray]:
     """Every example of a streamed source, as the model takes it, in the source's order."""
     split = FileSplit(data.stream, np.arange(len(data.stream.files)))
-    x, y = split.finished(split.files_dataset()).batch(split.num_examples).get_single_element()
+    x, y = split.finished(split.batches(split.num_examples)).get_single_element()
     if isinstance(y, dict):  # several outputs
         return x.numpy(), {name: target.numpy() for name, target in y.items()}
     return x.numpy(), y.numpy()
