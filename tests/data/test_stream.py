@@ -11,7 +11,8 @@ from PIL import Image
 
 from dlx.data import SourceContext, SourceError, make_splits
 from dlx.data.cache import AUTO_CACHE_BYTES, cached, choose_cache
-from dlx.errors import SpecError
+from dlx.data.stream import describe_unreadable
+from dlx.errors import SpecError, relative_path
 from dlx.spec import load_spec_text
 from dlx.spec.schema import Data
 from tests.train.processes import wait_for
@@ -357,3 +358,37 @@ def test_images_wait_in_the_cache_and_buffer_as_uint8_and_leave_as_float32(pets,
     for dataset in (splits.epochs(0, 1), splits.validation):
         x, _ = concatenated(dataset)
         assert x.dtype == np.float32 and x.max() > 1.0
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        [0],  # the first file of the first batch
+        [3],  # inside a batch
+        [4, 5, 6, 7],  # a whole batch
+        [7, 8],  # across two batches
+        [11],  # the last file
+    ],
+)
+def test_gaps_are_found_wherever_they_fall_among_the_batches(context, broken):
+    from dlx.data import call_source
+    from dlx.data.stream import FileSplit
+
+    write_folder(context.base_dir / "pets", per_class=4)  # 12 files, batches of 4
+    source = call_source({"images": {"directory": "pets", "image_size": [8, 8]}}, context)
+    files = source.stream.files
+    for position in broken:
+        files[position].write_bytes(b"not an image")
+    everything = np.arange(len(files))
+
+    failing = FileSplit(source.stream, everything)
+    with pytest.raises(Exception) as raised:
+        batches(failing.batches(4))
+    assert describe_unreadable(raised.value, [source.stream]).startswith(
+        f"could not read {relative_path(files[broken[0]])}:"
+    )
+
+    skipping = FileSplit(source.stream, everything, on_error="skip")
+    sizes = [len(y) for _, y in batches(skipping.batches(4))]
+    assert sum(sizes) == 12 - len(broken) and all(size == 4 for size in sizes[:-1])
+    assert skipping.skipped() == [str(files[position]) for position in broken]
