@@ -8,12 +8,13 @@ and never touches that state.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
 import time
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -307,7 +308,7 @@ class TrackedRun:
         """Log `model` in MLflow's Keras flavor, with a signature, as this run's output.
 
         The signature is inferred from the first 8 samples of `sample_inputs` and the model's
-        predictions on them. The requirements are pinned to this process's TensorFlow and Keras
+        outputs for them. The requirements are pinned to this process's TensorFlow and Keras
         (resolving them from the environment would cost seconds). The model is written like
         `mlflow.keras.log_model` writes it, through this run's client: it is a logged model of
         the run, found as `runs:/<run_id>/<name>` or `models:/<model_id>`.
@@ -328,7 +329,10 @@ class TrackedRun:
 
         client, experiment_id, run_id = self._started()
         batch = keras.tree.map_structure(lambda array: array[:_SIGNATURE_SAMPLES], sample_inputs)
-        signature = infer_signature(batch, model.predict(batch, verbose=0))
+        # A direct call: `predict` would trace a function for this batch's shape (a fraction
+        # of a second) to give the same outputs.
+        outputs = keras.tree.map_structure(keras.ops.convert_to_numpy, model(batch, training=False))
+        signature = infer_signature(batch, outputs)
         logged = client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
         try:
             with tempfile.TemporaryDirectory() as folder:
@@ -339,13 +343,14 @@ class TrackedRun:
                     run_id=run_id,
                     model_id=logged.model_id,
                 )
-                mlflow.keras.save_model(
-                    model,
-                    local_path,
-                    mlflow_model=mlflow_model,
-                    signature=signature,
-                    pip_requirements=[*_backend_requirements(), f"keras=={keras.__version__}"],
-                )
+                with _installed_requirements_unchecked():
+                    mlflow.keras.save_model(
+                        model,
+                        local_path,
+                        mlflow_model=mlflow_model,
+                        signature=signature,
+                        pip_requirements=[*_backend_requirements(), f"keras=={keras.__version__}"],
+                    )
                 client.log_model_artifacts(logged.model_id, local_path)
             client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
         except BaseException:
@@ -393,6 +398,34 @@ def _backend_requirements() -> list[str]:
     modules = {"tensorflow": ("tensorflow",), "jax": ("jax", "jaxlib")}
     names = modules.get(keras.backend.backend(), ())
     return [f"{name}=={importlib.import_module(name).__version__}" for name in names]
+
+
+@contextlib.contextmanager
+def _installed_requirements_unchecked() -> Iterator[None]:
+    """Within the block, MLflow does not check a model's requirements against the packages
+    installed.
+
+    The check maps every installed distribution's files to its modules (most of a second) to
+    warn when a requirement is not met; the requirements dlx gives are this process's own
+    versions, which it met by running. Without MLflow's function (another MLflow), nothing is
+    changed.
+    """
+    from mlflow.utils import environment
+
+    check = getattr(environment, _REQUIREMENTS_CHECK, None)
+    if check is None:
+        yield
+        return
+    setattr(environment, _REQUIREMENTS_CHECK, lambda requirements: None)
+    try:
+        yield
+    finally:
+        setattr(environment, _REQUIREMENTS_CHECK, check)
+
+
+_REQUIREMENTS_CHECK = "warn_dependency_requirement_mismatches"
+"""MLflow's check of a model's requirements against the installed packages, as
+`mlflow.utils.environment` names it."""
 
 
 def _safe_tags(tags: Mapping[str, str]) -> dict[str, str]:

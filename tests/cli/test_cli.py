@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from dlx import __version__
@@ -33,6 +34,24 @@ def test_help_imports_no_tensorflow_keras_or_mlflow():
     assert "validate" in result.stdout
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines()}
     assert not imported & {"tensorflow", "keras", "mlflow", "pydantic"}, imported
+
+
+@pytest.mark.slow
+def test_a_process_that_imported_tensorflow_exits_with_its_status_its_output_and_atexit():
+    """`main` ends such a process without Python's teardown: the command's status, what it
+    wrote (held in a pipe's buffer) and what `atexit` runs must all be there as before."""
+    code = (
+        "import atexit, sys, tensorflow\n"
+        "from dlx.cli import main\n"
+        "atexit.register(lambda: print('atexit ran'))\n"
+        "sys.argv = ['dlx', 'inspect', 'nope.yaml']\n"
+        "print('before', end='')\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stdout == "beforeatexit ran\n"
+    assert result.stderr.strip().endswith("error: no such spec file: nope.yaml")
 
 
 def test_validate_reports_ok_per_file_and_fails_on_any_bad_one(tmp_path):

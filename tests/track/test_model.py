@@ -59,3 +59,17 @@ def test_a_model_with_named_inputs_and_outputs_gets_a_named_signature(store_uri)
         info = run.log_keras_model(model, x, name="two_heads")
     assert info.signature.inputs.input_names() == ["a", "b"]
     assert info.signature.outputs.input_names() == ["y", "z"]
+
+
+def test_logging_a_model_skips_mlflows_scan_of_the_installed_packages():
+    """MLflow maps every installed distribution's files to its modules (most of a second) to
+    check requirements that dlx takes from this very process; the name dlx replaces for the
+    moment of the save must still be MLflow's, or the second comes back unnoticed."""
+    from mlflow.utils import environment
+
+    from dlx.track.run import _REQUIREMENTS_CHECK, _installed_requirements_unchecked
+
+    check = getattr(environment, _REQUIREMENTS_CHECK)
+    with _installed_requirements_unchecked():
+        assert getattr(environment, _REQUIREMENTS_CHECK) is not check
+    assert getattr(environment, _REQUIREMENTS_CHECK) is check
