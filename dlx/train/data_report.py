@@ -207,28 +207,54 @@ def _input_rate(dataset: Any) -> float:
 
 def _train_rate(model: Any, train: Any, fit_arguments: dict[str, Any]) -> float:
     """Examples per second the model trains on batches already in memory (the pipeline's
-    cost taken out), after `WARMUP_BATCHES` steps that trace the step."""
-    if hasattr(train, "take"):  # tf.data: the first batches, cached
-        batches = train.take(WARMUP_BATCHES + MEASURED_BATCHES).cache().repeat()
-        # Each `fit` reads the batches from their start: the timed one, the first ones.
-        examples = sum(_examples_in(batch) for batch in batches.take(MEASURED_BATCHES))
+    cost taken out): in one `fit`, `WARMUP_BATCHES` steps that trace the step, then
+    `MEASURED_BATCHES` timed from the end of the last warm-up step to the end of the epoch
+    (each end waited for: JAX runs steps asynchronously). A second `fit` would time its own
+    start too, as long as a light model's 20 steps."""
+    import keras
+
+    steps = WARMUP_BATCHES + MEASURED_BATCHES
+    if hasattr(train, "take"):  # tf.data: the first batches, read whole into a cache first
+        batches = train.take(steps).cache()
+        sizes = [_examples_in(batch) for batch in batches]  # a cache read whole is kept
+        batches = batches.repeat()
     else:  # batches of arrays, in memory already
         batches = train
         iterator = iter(train)
-        examples = sum(_examples_in(next(iterator)) for _ in range(MEASURED_BATCHES))
-    model.fit(
-        batches, steps_per_epoch=WARMUP_BATCHES, epochs=1, verbose=0, shuffle=False, **fit_arguments
-    )
-    started = time.perf_counter()
+        sizes = [_examples_in(next(iterator)) for _ in range(steps)]
+
+    class Clock(keras.callbacks.Callback):
+        started = ended = 0.0
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if batch == WARMUP_BATCHES - 1:
+                _wait_for(logs)
+                self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            _wait_for(logs)
+            self.ended = time.perf_counter()
+
+    clock = Clock()
     model.fit(
         batches,
-        steps_per_epoch=MEASURED_BATCHES,
+        steps_per_epoch=steps,
         epochs=1,
         verbose=0,
         shuffle=False,
+        callbacks=[clock],
         **fit_arguments,
     )
-    return examples / max(time.perf_counter() - started, 1e-9)
+    return sum(sizes[WARMUP_BATCHES:]) / max(clock.ended - clock.started, 1e-9)
+
+
+def _wait_for(logs: Any) -> None:
+    """Wait until a step's logs are computed (their values read back to the host)."""
+    import keras
+    import numpy as np
+
+    for value in keras.tree.flatten(logs or {}):
+        np.asarray(value)
 
 
 def _advice(verdict: str, cache: str | None, streamed: bool) -> str:
