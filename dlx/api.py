@@ -546,6 +546,9 @@ class RunListing:
 
     experiment: str
     runs: list[RunSummary]
+    total: int | None
+    """How many runs the experiment has; None when more than those listed, but counting them
+    would mean reading them all (a tracking server)."""
 
 
 def runs(
@@ -555,7 +558,7 @@ def runs(
 
     Args:
         experiment: the experiment's name; default: the one with the newest run.
-        limit: how many runs, at most.
+        limit: how many runs, at most (`total` says how many there are).
         tracking_uri: the store; default: `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
 
     Raises:
@@ -563,11 +566,14 @@ def runs(
         DlxError: the store is empty or cannot be read.
     """
     from dlx.track.read import RunSummary, nested, open_store
+    from dlx.track.tags import PARENT_RUN
 
     store = open_store(tracking_uri)
     found = store.experiment(experiment)
-    listed = nested(store.runs(found, limit=limit))
-    return RunListing(found.name, [RunSummary.of(run) for run in listed])
+    listed = store.runs(found, limit=limit + 1, params="none", tags=[PARENT_RUN])
+    total = len(listed) if len(listed) <= limit else store.count_runs(found)
+    summaries = [RunSummary.of(run) for run in nested(listed[:limit])]
+    return RunListing(found.name, summaries, total)
 
 
 def compare(

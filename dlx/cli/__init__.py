@@ -439,6 +439,10 @@ class CompareFormat(str, Enum):
     json = "json"
 
 
+_COMPARE_LIMIT = (
+    f"At most N runs, the best with --sort; default: all, {render.TABLE_RUNS} in a table."
+)
+
 ExperimentOption = Annotated[
     str | None,
     typer.Option(
@@ -486,6 +490,10 @@ def compare(
         bool, typer.Option("--all-params", help="Show every param, not only those that differ.")
     ] = False,
     format: Annotated[CompareFormat, typer.Option("--format", "-f")] = CompareFormat.table,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", "-n", min=1, help=_COMPARE_LIMIT, show_default=False),
+    ] = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write the overlaid learning curves to a PNG.")
     ] = None,
@@ -507,7 +515,7 @@ def compare(
             tracking_uri=tracking_uri,
         )
     )
-    render.comparison(result, format.value)
+    render.comparison(result, format.value, limit)
     if plot is not None and format is not CompareFormat.json:
         typer.echo(f"learning curves: {plot}", err=True)
 

@@ -7,6 +7,7 @@ renders it as a table, markdown, CSV or JSON.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 from dlx.errors import DlxError
 from dlx.track.columns import distinct_numbers, distinct_params, short_names
-from dlx.track.read import Experiment, Store, open_store, short_id
+from dlx.track.read import Experiment, Params, Store, open_store, short_id
 from dlx.track.tags import PARENT_RUN, PRUNED, SWEEP, SWEEP_METRIC
 
 # Metrics whose name says an error or a loss are better low; everything else (accuracy, AUC,
@@ -22,6 +23,9 @@ from dlx.track.tags import PARENT_RUN, PRUNED, SWEEP, SWEEP_METRIC
 _LOWER_IS_BETTER = re.compile(r"loss|error|mse|mae|mape|msle|rmse|hinge|crossentropy|divergence")
 
 _FIRST_COLUMNS = ("run", "name", "status")
+
+_TAGS_READ = (PRUNED, PARENT_RUN, SWEEP, SWEEP_METRIC)
+"""The tags of a listing's runs that a comparison reads."""
 
 
 def higher_is_better(metric: str) -> bool:
@@ -58,11 +62,12 @@ class Comparison:
         names = short_names(self.params, taken=[*_FIRST_COLUMNS, *self.metrics])
         return {short: path for path, short in names.items()}
 
-    def records(self) -> list[dict[str, Any]]:
-        """One JSON-ready object per run (docs/spec.md section 8)."""
+    def records(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """One JSON-ready object per run (docs/spec.md section 8), of the first `limit` runs
+        (default: every run)."""
         names = self.param_names()
         records = []
-        for run in self.runs:
+        for run in self.runs[:limit]:
             record = {
                 "run_id": run.info.run_id,
                 "run_name": run.info.run_name,
@@ -76,12 +81,14 @@ class Comparison:
             records.append(record)
         return records
 
-    def rows(self, *, short: bool = False) -> tuple[list[str], list[list[str]]]:
-        """Header and rows of text cells: by default, for markdown and CSV, params by their
-        dotted paths and as logged; `short`, for a terminal's table, params by their short
-        names (`param_names`) and each column's numbers with the digits that tell its values
-        apart (`dlx.track.columns`)."""
-        records = self.records()
+    def rows(
+        self, *, short: bool = False, limit: int | None = None
+    ) -> tuple[list[str], list[list[str]]]:
+        """Header and rows of text cells, of the first `limit` runs (default: every run): by
+        default, for markdown and CSV, params by their dotted paths and as logged; `short`, for
+        a terminal's table, params by their short names (`param_names`) and each column's
+        numbers with the digits that tell its values apart (`dlx.track.columns`)."""
+        records = self.records(limit)
         params = list(self.param_names()) if short else self.params
         header = [*_FIRST_COLUMNS, *params, *self.metrics]
         columns = [[r["run_id"][:8] for r in records], [r["run_name"] or "" for r in records]]
@@ -111,22 +118,29 @@ def compare_references(
     tracking_uri: str | None = None,
 ) -> Comparison:
     """Runs given by reference side by side (`dlx.api.compare` documents the arguments)."""
-    from dlx.spec import load_spec
-
     uri, name, ids = tracking_uri, experiment, []
     for reference in references:
         if reference.endswith((".yaml", ".yml")):
+            from dlx.spec import load_spec
+
             loaded = load_spec(reference)
             tracking = loaded.spec.tracking
             uri, name = uri or tracking.uri, name or tracking.experiment or loaded.name
         else:
             ids.append(reference)
     store = open_store(uri, filter=filter)
-    found = store.find(ids) if ids else store.runs(store.experiment(name), filter=filter)
+
+    def listed(experiment: Experiment) -> list[Any]:
+        """The experiment's runs, each with the params that differ between them (those that
+        differ between some of them are among these) and the tags a comparison reads."""
+        params: Params = "all" if all_params else "differing"
+        return store.runs(experiment, filter=filter, params=params, tags=_TAGS_READ)
+
+    found = store.find(ids) if ids else listed(store.experiment(name))
     if len(found) == 1 and SWEEP in found[0].data.tags:
         parent = found[0]
         sort = sort or parent.data.tags.get(SWEEP_METRIC)
-        siblings = store.runs(Experiment(str(parent.info.experiment_id), ""), filter=filter)
+        siblings = listed(Experiment(str(parent.info.experiment_id), ""))
         found = [r for r in siblings if r.data.tags.get(PARENT_RUN) == parent.info.run_id]
     if not found:
         raise DlxError("no runs to compare")
@@ -154,28 +168,27 @@ def compare(
         names = [p for p in names if len({run.data.params.get(p) for run in runs}) > 1]
     metric_names = metrics or sorted({m for run in runs for m in run.data.metrics})
     if sort is not None:
-        missing = object()
         sign = -1 if higher_is_better(sort) else 1
-        runs = sorted(
-            runs,
-            key=lambda r: (
-                r.data.metrics.get(sort, missing) is missing,
-                sign * r.data.metrics.get(sort, 0.0),
-            ),
-        )
+
+        def final(run: Any) -> tuple[bool, float]:
+            """The sort key: runs without a number (missing, or NaN) last, in their order."""
+            value = run.data.metrics.get(sort, math.nan)
+            return (math.isnan(value), 0.0 if math.isnan(value) else sign * value)
+
+        runs = sorted(runs, key=final)
     comparison = Comparison(runs=runs, params=names, metrics=metric_names, sort=sort)
     for metric in metric_names:
-        values = {r.info.run_id: r.data.metrics[metric] for r in runs if metric in r.data.metrics}
+        values = {
+            run.info.run_id: value
+            for run in runs
+            if not math.isnan(value := run.data.metrics.get(metric, math.nan))
+        }
         if values:
             best = (max if higher_is_better(metric) else min)(values.values())
             comparison.best[metric] = {run_id for run_id, v in values.items() if v == best}
     if sort is not None:
-        pick = max if higher_is_better(sort) else min
-        for run in runs:
-            history = store.history(run.info.run_id, sort)
-            if history:
-                step = pick(history, key=lambda p: p[1])[0]
-                comparison.best_epoch[run.info.run_id] = step + 1
+        steps = store.best_steps([r.info.run_id for r in runs], sort, higher_is_better(sort))
+        comparison.best_epoch = {run_id: step + 1 for run_id, step in steps.items()}
     return comparison
 
 

@@ -11,21 +11,29 @@ Two readers share one interface (`Store`):
   `--filter` (whose language only MLflow parses).
 
 `open_store` picks one. Neither imports TensorFlow or Keras.
+
+Nothing is capped: a listing reads every run of an experiment unless its caller gives a
+`limit` (and then says what was left out). A listing of ten thousand runs holds half a million
+param and tag rows, more than Python can make objects of in the second `dlx compare` has; so a
+listing reads only what it is asked for (`params`: all, those that differ between the runs, or
+none; `tags`: all or the ones named), and the epoch at which a metric was best is found by the
+store (`Store.best_steps`), in one query on sqlite, without reading histories into Python.
 """
 
 from __future__ import annotations
 
 import abc
+import json
 import math
 import sqlite3
 import tempfile
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlparse
 
 from dlx.errors import DlxError, UsageError, did_you_mean
-from dlx.spec import LoadedSpec
 from dlx.track.store import (
     SQLITE_BUSY_SECONDS,
     check_sqlite_store,
@@ -36,8 +44,15 @@ from dlx.track.store import (
 )
 from dlx.track.tags import PARENT_RUN
 
-MAX_RUNS = 5000
-"""The most runs one listing reads; far more than a table can show."""
+if TYPE_CHECKING:
+    from dlx.spec import LoadedSpec
+
+Params = Literal["all", "differing", "none"]
+"""Which params each run of a listing holds: all of them; those whose values differ between the
+listed runs (a param that some of them lack differs); or none."""
+
+_PREFIX_MATCHES_SHOWN = 5
+"""How many runs an ambiguous run id prefix names in its error."""
 
 
 @dataclass(frozen=True)
@@ -116,15 +131,41 @@ class Store(abc.ABC):
     uri: str
 
     @abc.abstractmethod
-    def experiments(self) -> list[Experiment]: ...
+    def experiments(self) -> list[Experiment]:
+        """Every active experiment."""
 
     @abc.abstractmethod
-    def runs(self, experiment: Experiment, *, filter: str = "", limit: int = MAX_RUNS) -> list:
-        """The runs of an experiment, newest first, failed and killed ones included."""
+    def runs(
+        self,
+        experiment: Experiment,
+        *,
+        filter: str = "",
+        limit: int | None = None,
+        params: Params = "all",
+        tags: Collection[str] | None = None,
+    ) -> list[Run]:
+        """The runs of an experiment, newest first, failed and killed ones included.
+
+        Args:
+            experiment: whose runs.
+            filter: an MLflow filter (`MlflowStore` only: `open_store` picks it for one).
+            limit: at most this many, the newest; default: every run.
+            params: which params each run holds (`Params`).
+            tags: only these tags; default: every tag.
+        """
 
     @abc.abstractmethod
-    def all_runs(self) -> list:
-        """Every run of every experiment, newest first."""
+    def count_runs(self, experiment: Experiment) -> int | None:
+        """How many runs the experiment has; None where counting would mean reading them all
+        (a tracking server)."""
+
+    @abc.abstractmethod
+    def newest_experiment(self) -> Experiment | None:
+        """The active experiment of the newest active run; None in a store without runs."""
+
+    @abc.abstractmethod
+    def prefixed(self, prefix: str, most: int) -> list[str]:
+        """The ids of at most `most` active runs whose id begins with `prefix`."""
 
     @abc.abstractmethod
     def get_run(self, run_id: str) -> Any | None: ...
@@ -132,6 +173,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def history(self, run_id: str, metric: str) -> list[tuple[int, float]]:
         """A metric's logged values as (step, value), in step order."""
+
+    @abc.abstractmethod
+    def best_steps(
+        self, run_ids: Collection[str], metric: str, higher_is_better: bool
+    ) -> dict[str, int]:
+        """The step at which each run's `metric` was best (`best_step` of its history), by run
+        id; a run without a value of it that is a number is left out."""
 
     @abc.abstractmethod
     def spec_text(self, run_id: str) -> str:
@@ -148,21 +196,20 @@ class Store(abc.ABC):
 
     def experiment(self, name: str | None) -> Experiment:
         """The experiment of that name; without a name, the one with the newest run."""
+        if name is None:
+            newest = self.newest_experiment()
+            if newest is None:
+                raise DlxError(f"no runs in {self.uri}")
+            return newest
         experiments = self.experiments()
-        if name is not None:
-            for experiment in experiments:
-                if experiment.name == name:
-                    return experiment
-            names = [e.name for e in experiments]
-            raise UsageError(
-                f"no experiment '{name}' in {self.uri}{did_you_mean(name, names)}; "
-                f"experiments: {', '.join(names) or 'none'}"
-            )
-        newest = self.all_runs()[:1]
-        if not newest:
-            raise DlxError(f"no runs in {self.uri}")
-        by_id = {e.experiment_id: e for e in experiments}
-        return by_id[str(newest[0].info.experiment_id)]
+        for experiment in experiments:
+            if experiment.name == name:
+                return experiment
+        names = [e.name for e in experiments]
+        raise UsageError(
+            f"no experiment '{name}' in {self.uri}{did_you_mean(name, names)}; "
+            f"experiments: {', '.join(names) or 'none'}"
+        )
 
     def find(self, references: list[str]) -> list:
         """Runs by full id or unique id prefix, in the order given."""
@@ -170,15 +217,31 @@ class Store(abc.ABC):
         for reference in references:
             run = self.get_run(reference)
             if run is None:
-                matches = [r for r in self.all_runs() if r.info.run_id.startswith(reference)]
+                matches = self.prefixed(reference, _PREFIX_MATCHES_SHOWN + 1)
                 if not matches:
                     raise UsageError(f"no run with id '{reference}' in {self.uri}")
                 if len(matches) > 1:
-                    shown = ", ".join(r.info.run_id for r in matches[:5])
+                    shown = ", ".join(matches[:_PREFIX_MATCHES_SHOWN])
                     raise UsageError(f"the run id prefix '{reference}' is ambiguous: {shown}")
-                run = matches[0]
+                run = self.get_run(matches[0])
             found.append(run)
         return found
+
+
+def best_step(history: Iterable[tuple[int, float]], higher_is_better: bool) -> int | None:
+    """The step of a history's best value: the highest or lowest, NaN never; of equal values,
+    the earliest step. None when no value is a number.
+
+    Args:
+        history: (step, value) pairs, in step order.
+        higher_is_better: whether the best value is the highest.
+    """
+    sign = -1.0 if higher_is_better else 1.0
+    best: tuple[float, int] | None = None
+    for step, value in history:
+        if not math.isnan(value) and (best is None or (sign * value, step) < best):
+            best = (sign * value, step)
+    return None if best is None else best[1]
 
 
 def open_store(uri: str | None = None, *, filter: str = "") -> Store:
@@ -206,6 +269,11 @@ def open_store(uri: str | None = None, *, filter: str = "") -> Store:
     return MlflowStore(resolved)
 
 
+_IN_IDS = "run_uuid IN (SELECT value FROM json_each(?))"
+"""A condition on the runs whose ids a JSON array gives: one argument however many runs
+(SQLite caps the arguments of a statement at 32,766)."""
+
+
 class SqliteStore(Store):
     """MLflow's embedded sqlite store, read directly (see the module's docstring).
 
@@ -231,22 +299,63 @@ class SqliteStore(Store):
         )
         return [Experiment(str(i), name) for i, name in rows]
 
-    def runs(self, experiment: Experiment, *, filter: str = "", limit: int = MAX_RUNS) -> list:
-        return self._runs("experiment_id = ?", (int(experiment.experiment_id),), limit)
+    def runs(
+        self,
+        experiment: Experiment,
+        *,
+        filter: str = "",
+        limit: int | None = None,
+        params: Params = "all",
+        tags: Collection[str] | None = None,
+    ) -> list[Run]:
+        if filter:
+            raise ValueError("SqliteStore reads no MLflow filter: open_store(filter=...) does")
+        where = ("experiment_id = ?", (int(experiment.experiment_id),))
+        return self._runs(*where, limit=limit, params=params, tags=tags)
 
-    def all_runs(self) -> list:
-        return self._runs("1 = 1", (), MAX_RUNS)
+    def count_runs(self, experiment: Experiment) -> int:
+        ((count,),) = self._query(
+            "SELECT COUNT(*) FROM runs WHERE lifecycle_stage = 'active' AND experiment_id = ?",
+            (int(experiment.experiment_id),),
+        )
+        return int(count)
+
+    def newest_experiment(self) -> Experiment | None:
+        rows = self._query(
+            "SELECT e.experiment_id, e.name FROM runs r JOIN experiments e "
+            "ON r.experiment_id = e.experiment_id "
+            "WHERE r.lifecycle_stage = 'active' AND e.lifecycle_stage = 'active' "
+            "ORDER BY r.start_time DESC, r.run_uuid LIMIT 1"
+        )
+        return Experiment(str(rows[0][0]), rows[0][1]) if rows else None
+
+    def prefixed(self, prefix: str, most: int) -> list[str]:
+        # A range of ids rather than LIKE, which ignores case and reads `_` as any character.
+        rows = self._query(
+            "SELECT run_uuid FROM runs WHERE lifecycle_stage = 'active' "
+            "AND run_uuid >= ? AND run_uuid < ? ORDER BY run_uuid LIMIT ?",
+            (prefix, prefix + "\U0010ffff", most),
+        )
+        return [run_id for (run_id,) in rows]
 
     def get_run(self, run_id: str) -> Run | None:
-        found = self._runs("run_uuid = ?", (run_id,), 1)
+        found = self._runs("run_uuid = ?", (run_id,), limit=1)
         return found[0] if found else None
 
-    def _runs(self, where: str, arguments: tuple, limit: int) -> list[Run]:
+    def _runs(
+        self,
+        where: str,
+        arguments: tuple,
+        *,
+        limit: int | None,
+        params: Params = "all",
+        tags: Collection[str] | None = None,
+    ) -> list[Run]:
         rows = self._query(
             "SELECT run_uuid, name, status, start_time, end_time, experiment_id, artifact_uri "
             f"FROM runs WHERE lifecycle_stage = 'active' AND {where} "
             "ORDER BY start_time DESC, run_uuid LIMIT ?",
-            (*arguments, limit),
+            (*arguments, -1 if limit is None else limit),
         )
         runs = {
             run_id: Run(RunInfo(run_id, name, status, start, end, str(exp), uri), RunData())
@@ -254,22 +363,39 @@ class SqliteStore(Store):
         }
         if not runs:
             return []
-        marks = ",".join("?" * len(runs))
-        ids = tuple(runs)
-        for key, value, run_id in self._query(
-            f"SELECT key, value, run_uuid FROM params WHERE run_uuid IN ({marks})", ids
-        ):
+        ids = json.dumps(list(runs))
+        keys: list[str] | None = None if params == "all" else []
+        if params == "differing":
+            differing = self._query(
+                f"SELECT key FROM params WHERE {_IN_IDS} GROUP BY key "
+                "HAVING COUNT(*) < ? OR MIN(value) != MAX(value)",
+                (ids, len(runs)),
+            )
+            keys = [key for (key,) in differing]
+        for key, value, run_id in self._rows("params", ids, keys):
             runs[run_id].data.params[key] = value
-        for key, value, is_nan, run_id in self._query(
-            f"SELECT key, value, is_nan, run_uuid FROM latest_metrics WHERE run_uuid IN ({marks})",
-            ids,
-        ):
-            runs[run_id].data.metrics[key] = math.nan if is_nan else value
-        for key, value, run_id in self._query(
-            f"SELECT key, value, run_uuid FROM tags WHERE run_uuid IN ({marks})", ids
-        ):
+        for key, value, run_id in self._rows("latest_metrics", ids):
+            runs[run_id].data.metrics[key] = math.nan if value is None else value
+        for key, value, run_id in self._rows("tags", ids, keys=tags):
             runs[run_id].data.tags[key] = value
         return list(runs.values())
+
+    def _rows(
+        self, table: str, ids: str, keys: Collection[str] | None = None
+    ) -> list[tuple[str, Any, str]]:
+        """(key, value, run id) of a table of MLflow's (`params`, `tags`, `latest_metrics`,
+        whose NaN values are None) for the runs `ids` lists (a JSON array): every key, or
+        those in `keys`."""
+        if keys is not None and not keys:
+            return []
+        value = (
+            "CASE WHEN is_nan THEN NULL ELSE value END" if table == "latest_metrics" else "value"
+        )
+        only = "" if keys is None else "key IN (SELECT value FROM json_each(?)) AND "
+        return self._query(
+            f"SELECT key, {value}, run_uuid FROM {table} WHERE {only}{_IN_IDS}",
+            (ids,) if keys is None else (json.dumps(list(keys)), ids),
+        )
 
     def history(self, run_id: str, metric: str) -> list[tuple[int, float]]:
         rows = self._query(
@@ -278,6 +404,23 @@ class SqliteStore(Store):
             (run_id, metric),
         )
         return [(step, math.nan if is_nan else value) for step, value, is_nan in rows]
+
+    def best_steps(
+        self, run_ids: Collection[str], metric: str, higher_is_better: bool
+    ) -> dict[str, int]:
+        # Each run's best value, then the earliest step that has it: two passes over the
+        # metric's rows in MLflow's primary key (key first, and it holds every column read),
+        # far cheaper than a window function or a lookup per run.
+        best = "MAX" if higher_is_better else "MIN"
+        rows = self._query(
+            "SELECT m.run_uuid, MIN(m.step) FROM ("
+            f"SELECT run_uuid, {best}(value) AS value FROM metrics "
+            f"WHERE key = ? AND is_nan = 0 AND {_IN_IDS} GROUP BY run_uuid) AS b "
+            "JOIN metrics AS m ON m.key = ? AND m.is_nan = 0 AND m.run_uuid = b.run_uuid "
+            "AND m.value = b.value GROUP BY m.run_uuid",
+            (metric, json.dumps(list(run_ids)), metric),
+        )
+        return dict(rows)
 
     def spec_text(self, run_id: str) -> str:
         run = self.get_run(run_id)
@@ -290,39 +433,90 @@ class SqliteStore(Store):
 
 
 class MlflowStore(Store):
-    """Any MLflow store, through `MlflowClient`."""
+    """Any MLflow store, through `MlflowClient`.
 
-    def __init__(self, uri: str) -> None:
+    Args:
+        uri: the tracking URI.
+        page_size: the most runs or experiments one request asks for; a listing asks page
+            after page (MLflow's page tokens) until it has them all.
+    """
+
+    def __init__(self, uri: str, *, page_size: int = 1000) -> None:
         from mlflow import MlflowClient
 
         self.uri = uri
+        self.page_size = page_size
         self.client = MlflowClient(mlflow_uri(uri))
 
-    def experiments(self) -> list[Experiment]:
-        return [Experiment(e.experiment_id, e.name) for e in self.client.search_experiments()]
+    def _pages(self, search: Callable[..., Any], limit: int | None = None) -> list:
+        """Everything `search(max_results=..., page_token=...)` finds, page after page, or its
+        first `limit` results."""
+        found: list = []
+        token = None
+        while limit is None or len(found) < limit:
+            size = self.page_size if limit is None else min(self.page_size, limit - len(found))
+            page = search(max_results=size, page_token=token)
+            found.extend(page)
+            token = page.token
+            if not token:
+                break
+        return found
 
-    def runs(self, experiment: Experiment, *, filter: str = "", limit: int = MAX_RUNS) -> list:
+    def experiments(self) -> list[Experiment]:
+        found = self._pages(self.client.search_experiments)
+        return [Experiment(e.experiment_id, e.name) for e in found]
+
+    def runs(
+        self,
+        experiment: Experiment,
+        *,
+        filter: str = "",
+        limit: int | None = None,
+        params: Params = "all",
+        tags: Collection[str] | None = None,
+    ) -> list[Run]:
+        from functools import partial
+
         from mlflow.exceptions import MlflowException
 
+        search = partial(
+            self.client.search_runs,
+            [experiment.experiment_id],
+            filter_string=filter,
+            order_by=["attributes.start_time DESC"],
+        )
         try:
-            return list(
-                self.client.search_runs(
-                    [experiment.experiment_id],
-                    filter_string=filter,
-                    max_results=limit,
-                    order_by=["attributes.start_time DESC"],
-                )
-            )
+            found = self._pages(search, limit)
         except MlflowException as exc:
             raise UsageError(f"--filter: {exc.message}") from None
+        keys: set[str] | None = None
+        if params == "differing":
+            names = {name for run in found for name in run.data.params}
+            keys = {n for n in names if len({run.data.params.get(n) for run in found}) > 1}
+        elif params == "none":
+            keys = set()
+        return [_run_of(run, keys, tags) for run in found]
 
-    def all_runs(self) -> list:
-        ids = [e.experiment_id for e in self.experiments()]
-        return list(
-            self.client.search_runs(
-                ids, max_results=MAX_RUNS, order_by=["attributes.start_time DESC"]
-            )
+    def count_runs(self, experiment: Experiment) -> None:
+        return None
+
+    def newest_experiment(self) -> Experiment | None:
+        experiments = {e.experiment_id: e for e in self.experiments()}
+        if not experiments:
+            return None
+        newest = self.client.search_runs(
+            list(experiments), max_results=1, order_by=["attributes.start_time DESC"]
         )
+        return experiments[newest[0].info.experiment_id] if newest else None
+
+    def prefixed(self, prefix: str, most: int) -> list[str]:
+        if prefix and not (prefix.isalnum() and prefix.isascii()):  # no quote, `_` nor `%`
+            return []
+        ids = [e.experiment_id for e in self.experiments()]
+        found = self.client.search_runs(
+            ids, filter_string=f"attributes.run_id LIKE '{prefix}%'", max_results=most
+        )
+        return [run.info.run_id for run in found if run.info.run_id.startswith(prefix)]
 
     def get_run(self, run_id: str) -> Any | None:
         from mlflow.exceptions import MlflowException
@@ -335,6 +529,14 @@ class MlflowStore(Store):
     def history(self, run_id: str, metric: str) -> list[tuple[int, float]]:
         return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, metric))
 
+    def best_steps(
+        self, run_ids: Collection[str], metric: str, higher_is_better: bool
+    ) -> dict[str, int]:
+        steps = {
+            run_id: best_step(self.history(run_id, metric), higher_is_better) for run_id in run_ids
+        }
+        return {run_id: step for run_id, step in steps.items() if step is not None}
+
     def spec_text(self, run_id: str) -> str:
         from mlflow.exceptions import MlflowException
 
@@ -344,6 +546,28 @@ class MlflowStore(Store):
             except (MlflowException, OSError):
                 raise DlxError(f"the run {run_id} has no spec.yaml: was it made by dlx?") from None
             return Path(path).read_text(encoding="utf-8")
+
+
+def _run_of(run: Any, params: set[str] | None, tags: Collection[str] | None) -> Run:
+    """MLflow's `Run` as a listing holds it: only the params in `params` and the tags in
+    `tags` (None: all)."""
+    info, data = run.info, run.data
+    return Run(
+        RunInfo(
+            info.run_id,
+            info.run_name,
+            info.status,
+            info.start_time,
+            info.end_time,
+            str(info.experiment_id),
+            info.artifact_uri,
+        ),
+        RunData(
+            {k: v for k, v in data.params.items() if params is None or k in params},
+            dict(data.metrics),
+            {k: v for k, v in data.tags.items() if tags is None or k in tags},
+        ),
+    )
 
 
 def nested(runs: list[Any]) -> list[Any]:
