@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from json.encoder import encode_basestring_ascii as _json_string
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,29 +44,57 @@ def strict_json(value: Any) -> str:
 
 
 def _json(value: Any, indent: str, written: dict[tuple[int, str], str]) -> str:
+    scalar = _JSON_SCALARS.get(type(value))
+    if scalar is not None:
+        return scalar(value)
     if isinstance(value, str):
         return _json_string(value)
-    if value is None or value is True or value is False:
+    if isinstance(value, bool) or value is None:
         return "null" if value is None else "true" if value else "false"
     if isinstance(value, int):
         return int.__repr__(value)
     if isinstance(value, float):
-        return float.__repr__(value) if math.isfinite(value) else "null"
+        return _json_float(value)
     if not isinstance(value, (dict, list, tuple)):
         raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
     if (id(value), indent) in written:
         return written[id(value), indent]
     inner = indent + "  "
+    # Each value is written by its type's function where it has one (most are str or float),
+    # without a call of `_json` per value.
+    scalars = _JSON_SCALARS.get
     if not value:
         text = "{}" if isinstance(value, dict) else "[]"
     elif isinstance(value, dict):
-        items = [f"{inner}{_json_key(k)}: {_json(v, inner, written)}" for k, v in value.items()]
+        items = [
+            inner
+            + (_json_string(k) if type(k) is str else _json_key(k))
+            + ": "
+            + (f(v) if (f := scalars(type(v))) else _json(v, inner, written))
+            for k, v in value.items()
+        ]
         text = "{\n" + ",\n".join(items) + "\n" + indent + "}"
     else:
-        items = [inner + _json(item, inner, written) for item in value]
+        items = [
+            inner + (f(v) if (f := scalars(type(v))) else _json(v, inner, written)) for v in value
+        ]
         text = "[\n" + ",\n".join(items) + "\n" + indent + "]"
     written[id(value), indent] = text
     return text
+
+
+def _json_float(value: float) -> str:
+    return float.__repr__(value) if math.isfinite(value) else "null"
+
+
+_JSON_SCALARS: dict[type, Callable[[Any], str]] = {
+    str: _json_string,
+    float: _json_float,
+    int: int.__repr__,
+    bool: lambda value: "true" if value else "false",
+    type(None): lambda value: "null",
+}
+"""How a value of each of these exact types is written."""
 
 
 def _json_key(key: Any) -> str:
