@@ -22,7 +22,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from dlx.cli import _state, app
+from dlx.cli import app
+from dlx.cli.exiting import state as _state
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

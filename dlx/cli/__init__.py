@@ -9,19 +9,18 @@ calls that need them.
 
 from __future__ import annotations
 
-import gc
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
 from dlx import __version__
 from dlx.cli import render
+from dlx.cli.exiting import call_api, exit_status, state
 from dlx.cli.progress import PlainLines, training_progress
 
 app = typer.Typer(
@@ -33,10 +32,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-T = TypeVar("T")
-
-_state = {"debug": False}
 
 SpecPath = Annotated[Path, typer.Argument(help="The spec's YAML file.", show_default=False)]
 SetOption = Annotated[
@@ -80,82 +75,7 @@ def _main(
         bool, typer.Option("--debug", help="Show Python tracebacks of errors.")
     ] = False,
 ) -> None:
-    _state["debug"] = debug
-
-
-def _run(call: Callable[[], T], show: Callable[[T], None] | None = None) -> T:
-    """Call the API and return its result, shown by `show`; on an exception, exit.
-
-    SIGTERM (`timeout`, `docker stop`, Kubernetes) stops the call as Ctrl-C does: a run in
-    progress is recorded KILLED, and the exit status is 143. A second signal ends the process
-    at once, with a line saying so. A run that fell short of what was asked of it (an error
-    with a `result`: `ExpectationError`, an export that differs) is shown all the same, before
-    the error.
-    """
-    from dlx.proc.signals import stops_raised
-
-    try:
-        with stops_raised(on_second=_stopped_at_once):
-            result = call()
-    except (Exception, KeyboardInterrupt) as exc:
-        shown = getattr(exc, "result", None)
-        if show is not None and shown is not None:
-            show(shown)
-        status = _exit_status(exc)
-    else:
-        if show is not None:
-            show(result)
-        return result
-    # What the failure left (e.g. TensorFlow's thread pool of a collective that failed) is
-    # collected now, while it can still close: at exit it would print "Exception ignored". Here,
-    # out of the `except` block, the exception and the frames of its traceback are released.
-    gc.collect()
-    raise typer.Exit(status)
-
-
-def _stopped_at_once(signum: int) -> None:
-    """What a second Ctrl-C or SIGTERM leaves, said as the process ends at once."""
-    import signal
-
-    render.stderr(
-        f"dlx: a second {signal.Signals(signum).name}: stopped at once. A run it was recording "
-        "may be left RUNNING: `dlx runs` shows it, and `--resume RUN` continues it from its "
-        "last checkpoint"
-    )
-
-
-def _exit_status(exc: BaseException) -> int:
-    """Report an exception to the user and return the exit status it maps to: the one place
-    that does. A `DlxError` says what went wrong; anything else is a line naming the exception
-    (with `--debug`, every exception but an interrupt is raised again, for its traceback)."""
-    from dlx.errors import (
-        MAX_MESSAGE,
-        DlxError,
-        ExitStatus,
-        Interrupted,
-        no_space_left,
-        no_space_message,
-        shorten,
-    )
-
-    if isinstance(exc, KeyboardInterrupt):
-        stopped = exc if isinstance(exc, Interrupted) else Interrupted()
-        render.stderr(str(stopped))
-        return int(stopped.exit_status)
-    if _state["debug"]:
-        raise exc
-    if isinstance(exc, DlxError):
-        render.stderr(exc.render())
-        return int(exc.exit_status)
-    where = no_space_left(exc)
-    if where is not None:
-        then = "run the command again (a run it left RUNNING continues with `--resume RUN`)"
-        render.stderr(f"error: {no_space_message(where, then)}")
-        return int(ExitStatus.FAILURE)
-    message = shorten(" ".join(str(exc).split()), MAX_MESSAGE)
-    what = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    render.stderr(f"error: {what} (--debug for the traceback)")
-    return int(ExitStatus.FAILURE)
+    state["debug"] = debug
 
 
 @app.command()
@@ -226,21 +146,21 @@ def train(
         if resume is not None and set_:
             raise UsageError("--resume continues a run with its logged spec: --set cannot apply")
 
-    _run(check)
+    call_api(check)
     if workers > 1:
         from dlx.proc.launcher import launch
 
         if spec is not None:  # a spec error once, here, rather than from every worker
-            _run(lambda: api.check_cluster(spec, set_ or [], workers))
+            call_api(lambda: api.check_cluster(spec, set_ or [], workers))
 
-        arguments = ["--debug"] if _state["debug"] else []
+        arguments = ["--debug"] if state["debug"] else []
         arguments += ["train", *([str(spec)] if spec is not None else ["--resume", resume])]
         arguments += [f"--set={value}" for value in set_ or []]
         arguments += [f"--expect={value}" for value in expect or []]
         arguments += [f"--tracking-uri={tracking_uri}"] if tracking_uri else []
         raise typer.Exit(launch(arguments, workers, timeout=worker_timeout, report=render.stderr))
     if resume is not None:
-        _run(
+        call_api(
             lambda: api.resume(
                 resume,
                 tracking_uri=tracking_uri,
@@ -256,7 +176,7 @@ def train(
                 f"note: {spec} has a sweep: section; dlx train trains the spec as written and "
                 "ignores it (run the sweep with `dlx sweep`)"
             )
-        _run(
+        call_api(
             lambda: api.train(
                 spec,
                 set_ or [],
@@ -350,8 +270,8 @@ def sweep(
             watched = replace(options, on_progress=table.update)
             return api.sweep(spec, set_ or [], watched)
 
-    count = _run(job_count)
-    _run(run, render.sweep_result)
+    count = call_api(job_count)
+    call_api(run, render.sweep_result)
 
 
 @app.command("sweep-worker", hidden=True)
@@ -361,7 +281,7 @@ def sweep_worker() -> None:
 
     # On a terminal the sweep that started it shows every trial in its live table.
     on_trial = None if sys.stdout.isatty() else render.sweep_trial
-    _run(lambda: api.sweep_worker(on_trial=on_trial, progress=PlainLines()))
+    call_api(lambda: api.sweep_worker(on_trial=on_trial, progress=PlainLines()))
 
 
 @app.command()
@@ -381,12 +301,12 @@ def validate(
             try:
                 api.validate(spec, set_ or [])
             except Exception as exc:
-                worst = max(worst, ExitStatus(_exit_status(exc)))
+                worst = max(worst, ExitStatus(exit_status(exc)))
                 continue
             typer.echo(f"{relative_path(spec)}: ok")
         return worst
 
-    worst = _run(check_each)
+    worst = call_api(check_each)
     if worst:
         raise typer.Exit(int(worst))
 
@@ -402,7 +322,7 @@ def inspect(
     """Show the model a spec builds: layers, output shapes and parameter counts."""
     from dlx import api
 
-    render.model(_run(lambda: api.inspect(spec, set_ or [])), format.value)
+    render.model(call_api(lambda: api.inspect(spec, set_ or [])), format.value)
 
 
 @app.command()
@@ -423,7 +343,7 @@ def data(
     and whether the input pipeline or the model bounds training. Opens no run."""
     from dlx import api
 
-    render.data_report(_run(lambda: api.data(spec, set_ or [], workers=workers)), format.value)
+    render.data_report(call_api(lambda: api.data(spec, set_ or [], workers=workers)), format.value)
 
 
 class RunsFormat(str, Enum):
@@ -461,7 +381,7 @@ def runs(
     """List runs, newest first: id, name, status, start, duration, key metrics."""
     from dlx import api
 
-    listing = _run(lambda: api.runs(experiment, limit, tracking_uri=tracking_uri))
+    listing = call_api(lambda: api.runs(experiment, limit, tracking_uri=tracking_uri))
     render.run_listing(listing, format.value)
 
 
@@ -502,7 +422,7 @@ def compare(
     """Put runs side by side: the params that differ, final metrics, the best highlighted."""
     from dlx import api
 
-    result = _run(
+    result = call_api(
         lambda: api.compare(
             references or [],
             experiment=experiment,
@@ -532,7 +452,7 @@ def reproduce(
     """Train a recorded run's logged spec again; exit 0 when every final metric matches."""
     from dlx import api
 
-    done = _run(
+    done = call_api(
         lambda: api.reproduce(
             run, tolerance=tolerance, tracking_uri=tracking_uri, progress=training_progress()
         ),
@@ -566,9 +486,11 @@ def score(
     """Score data by an autoencoder run's reconstruction error (anomaly detection)."""
     from dlx import api
 
-    scores = _run(lambda: api.score(run, spec, set_ or [], embed=embed, tracking_uri=tracking_uri))
+    scores = call_api(
+        lambda: api.score(run, spec, set_ or [], embed=embed, tracking_uri=tracking_uri)
+    )
     if output is not None:
-        _run(lambda: render.write_errors_csv(output, scores.errors))
+        call_api(lambda: render.write_errors_csv(output, scores.errors))
     render.scores(scores, output)
 
 
@@ -610,7 +532,7 @@ def export(
     differs by more than --tolerance."""
     from dlx import api
 
-    _run(
+    call_api(
         lambda: api.export(
             run,
             format.split(","),
@@ -648,7 +570,7 @@ def serve(
     it."""
     from dlx import api
 
-    _run(
+    call_api(
         lambda: api.serve(
             run,
             host=host,

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from dlx import __version__
-from dlx.cli import _state, app
+from dlx.cli import app
+from dlx.cli.exiting import state as _state
 from tests.conftest import ROOT
 from tests.in_process import dlx_in_process
 
