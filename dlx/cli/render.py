@@ -256,7 +256,7 @@ def sweep_result(result: SweepResult) -> None:
     columns.append([r.run_ids[0][:8] if r.run_ids else "" for r in done])
     rows = [list(row) for row in zip(*columns, strict=True)]
     title = f"sweep {result.parent_run_id}: {len(done)} trials"
-    _table(title, header, rows, legend=_legend(names))
+    print_table(title, header, rows, legend=_legend(names))
     if result.best is not None:
         typer.echo(
             f"best: trial {result.best.number}, {result.metric} {result.best.value:.6g} "
@@ -359,7 +359,7 @@ def run_listing(listing: Any, format: str) -> None:
         _csv(header, rows)
     else:
         total = "" if listing.total in (None, len(records)) else f" of {listing.total}"
-        _table(f"{listing.experiment}: {len(records)}{total} runs", header, rows)
+        print_table(f"{listing.experiment}: {len(records)}{total} runs", header, rows)
     if listing.total is None or listing.total > len(records):
         more = "more" if listing.total is None else f"{listing.total - len(records)} more"
         how = (
@@ -395,16 +395,16 @@ def comparison(result: Any, format: str, limit: int | None = None) -> None:
     if format == "csv":
         _csv(header, rows)
     elif format == "markdown":
-        typer.echo(_markdown(header, rows, _best_cells(result)))
+        typer.echo(markdown_table(header, rows, _best_cells(result)))
         if result.deltas is not None:
-            typer.echo("\n" + _markdown(*_delta_rows(result.deltas, *result.runs), set()))
+            typer.echo("\n" + markdown_table(*_delta_rows(result.deltas, *result.runs), set()))
             if result.spec_diff:
                 typer.echo(f"\n```diff\n{result.spec_diff}```")
     else:
         legend = _legend({path: short for short, path in result.param_names().items()})
-        _table(None, header, rows, _best_cells(result), legend=legend)
+        print_table(None, header, rows, _best_cells(result), legend=legend)
         if result.deltas is not None:
-            _table("metric deltas", *_delta_rows(result.deltas, *result.runs))
+            print_table("metric deltas", *_delta_rows(result.deltas, *result.runs))
             if result.spec_diff:
                 typer.echo(result.spec_diff)
 
@@ -423,7 +423,7 @@ def reproduction(done: Any) -> None:
     mismatches = set(done.mismatches)
     highlight = {(i, 3) for i, row in enumerate(rows) if row[0] in mismatches}
     header = ["metric", done.original_run_id[:8], done.result.run_id[:8], "delta"]
-    _table("original vs reproduction", header, rows, highlight, style="bold red")
+    print_table("original vs reproduction", header, rows, highlight, style="bold red")
     if done.data_changed:
         typer.echo(f"note: {done.data_changed}", err=True)
 
@@ -471,7 +471,7 @@ def export(done: Any) -> None:
     header = ["export", "file", "MB", "max abs diff", "argmax agreement", *metrics]
     header += ["ms b=1", "ms b=32"]
     title = f"run {done.run_id}: {done.examples} examples, tolerance {done.tolerance:g}"
-    _table(title, header, rows, highlight, style="bold red")
+    print_table(title, header, rows, highlight, style="bold red")
 
 
 def write_errors_csv(path: Path, errors: Any) -> None:
@@ -518,7 +518,7 @@ def _delta_rows(
     return ["metric", first.info.run_id[:8], second.info.run_id[:8], "delta"], rows
 
 
-def _table(
+def print_table(
     title: str | None,
     header: list[str],
     rows: list[list[str]],
@@ -549,7 +549,7 @@ def _table(
         console.print(Text(legend))
 
 
-def _markdown(header: list[str], rows: list[list[str]], bold: set[tuple[int, int]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]], bold: set[tuple[int, int]]) -> str:
     def cell(text: str, r: int, c: int) -> str:
         text = text.replace("|", "\\|")
         return f"**{text}**" if (r, c) in bold and text else text
