@@ -14,6 +14,7 @@
 - `serve`: a run's model answering JSON predictions over HTTP.
 - `runs`: list an experiment's runs, newest first.
 - `compare`: put runs side by side.
+- `write_baseline`, `check_baseline`: a run's baseline file; a run checked against a baseline.
 
 A façade: each function calls the package that does the work and returns its typed result
 (the dataclasses below, importable from here); none prints. Every function raises
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from dlx.build.description import ModelDescription
     from dlx.build.model import BuiltModel
     from dlx.deploy.export import Export
+    from dlx.track.baseline import BaselineCheck, WrittenBaseline
     from dlx.track.compare import Comparison
     from dlx.track.read import RunSummary
     from dlx.train.data_report import DataReport
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from dlx.train.scoring import Scores
 
 __all__ = [
+    "BaselineCheck",
     "Comparison",
     "DataReport",
     "Export",
@@ -62,6 +65,8 @@ __all__ = [
     "TrainResult",
     "TrialRow",
     "Validated",
+    "WrittenBaseline",
+    "check_baseline",
     "check_cluster",
     "compare",
     "data",
@@ -78,9 +83,11 @@ __all__ = [
     "sweep_worker",
     "train",
     "validate",
+    "write_baseline",
 ]
 
 _RESULT_TYPES = {
+    "BaselineCheck": "dlx.track.baseline",
     "Comparison": "dlx.track.compare",
     "DataReport": "dlx.train.data_report",
     "Export": "dlx.deploy.export",
@@ -89,6 +96,7 @@ _RESULT_TYPES = {
     "Reproduction": "dlx.train.reproduction",
     "Scores": "dlx.train.scoring",
     "TrainResult": "dlx.train.runner",
+    "WrittenBaseline": "dlx.track.baseline",
 }
 
 
@@ -630,3 +638,55 @@ def compare(
         plot=plot,
         tracking_uri=tracking_uri,
     )
+
+
+def write_baseline(
+    reference: str, output: str | Path | None = None, *, tracking_uri: str | None = None
+) -> WrittenBaseline:
+    """Write a FINISHED run's baseline file (JSON, docs/spec.md section 11): its final metrics
+    and histories, and what produced them (spec digest and params, data fingerprint, seed,
+    versions, git commit).
+
+    Args:
+        reference: a run id (or unique prefix); or a spec file, for its newest FINISHED run.
+        output: the file; default: the spec's `baseline.file`, else
+            `<spec's stem>.baseline.json` beside the spec.
+        tracking_uri: the store; default: a spec's, else `$MLFLOW_TRACKING_URI`, else
+            `./mlflow.db`.
+
+    Raises:
+        UsageError: no such run, a run that is not FINISHED, or a file that cannot be written.
+    """
+    from dlx.track.baseline import write
+
+    return write(reference, output, tracking_uri=tracking_uri)
+
+
+def check_baseline(
+    reference: str,
+    against: str | None = None,
+    *,
+    tolerances: dict[str, str] | None = None,
+    plot: str | Path | None = None,
+    tracking_uri: str | None = None,
+) -> BaselineCheck:
+    """Check a run against a baseline: each final metric's verdict, what changed, the gate.
+
+    Args:
+        reference: a run id (or unique prefix); or a spec file, for its newest FINISHED run.
+        against: a baseline file, a run id, or an MLflow filter (its newest FINISHED match,
+            e.g. `"tags.mlflow.source.git.branch = 'main'"`); default: the spec's baseline file.
+        tolerances: metric -> tolerance (`-0.005`, `+2%`), added to the spec's `baseline.gate`.
+        plot: a PNG to draw each gated metric's curve in, baseline against now.
+        tracking_uri: the store; default: a spec's, else `$MLFLOW_TRACKING_URI`, else
+            `./mlflow.db`.
+
+    Raises:
+        ExpectationError: a gated metric is worse beyond its tolerance, or a run identical to
+            the baseline's (spec, data, seed, versions; deterministic) differs at all; its
+            `result` is the `BaselineCheck`.
+        UsageError: a baseline that cannot be read or found, or a bad tolerance.
+    """
+    from dlx.track.baseline import check
+
+    return check(reference, against, tolerances=tolerances, plot=plot, tracking_uri=tracking_uri)

@@ -19,8 +19,9 @@ from typing import Annotated, Any
 import typer
 
 from dlx import __version__
-from dlx.cli import render
+from dlx.cli import baseline, render
 from dlx.cli.exiting import call_api, exit_status, state
+from dlx.cli.options import SetOption, SpecPath, TrackingUriOption
 from dlx.cli.progress import PlainLines, training_progress
 
 app = typer.Typer(
@@ -32,26 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-SpecPath = Annotated[Path, typer.Argument(help="The spec's YAML file.", show_default=False)]
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        metavar="KEY=VALUE",
-        help="Override a spec value by its dotted path, e.g. train.epochs=5 (read as YAML).",
-    ),
-]
-
-
-TrackingUriOption = Annotated[
-    str | None,
-    typer.Option(
-        "--tracking-uri",
-        help="The MLflow store; default: $MLFLOW_TRACKING_URI, else ./mlflow.db.",
-        show_default=False,
-    ),
-]
+app.add_typer(baseline.app)
 
 
 class InspectFormat(str, Enum):

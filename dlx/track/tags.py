@@ -102,6 +102,9 @@ commit: the branch the CI names, `$GITHUB_HEAD_REF`, `$GITHUB_REF_NAME` or GitLa
 GIT_DIRTY = "dlx.git.dirty"
 """`true` when tracked files of the work tree differed from the commit (`git status`), else
 `false`: the commit alone does not say what ran."""
+MACHINE = "dlx.machine"
+"""The processor that computed the run (`x86_64 AMD EPYC 7763 64-Core Processor`): a
+deterministic run is bitwise equal again on the same kind of machine, not on another."""
 VERSION_PREFIX = "dlx.version."
 """The prefix of the tags recording versions: `dlx.version.tensorflow`, ..."""
 
@@ -178,6 +181,7 @@ def standard_tags(
             BACKEND: spec.runtime.backend,
             STRATEGY: strategy,
             REPLICAS: str(replicas),
+            MACHINE: machine(),
             f"{VERSION_PREFIX}dlx": dlx.__version__,
             f"{VERSION_PREFIX}python": platform.python_version(),
         }
@@ -229,6 +233,20 @@ def git_state(folder: Path) -> dict[str, str]:
     changed = any(line and line[0] != "#" for line in result.stdout.splitlines())
     tags[GIT_DIRTY] = "true" if changed else "false"
     return tags
+
+
+def machine() -> str:
+    """The processor's architecture and, where the system says it, its model name."""
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(("model name", "Model")):
+                    model = line.partition(":")[2].strip()
+                    break
+    except OSError:
+        pass
+    return " ".join(f"{platform.machine()} {model}".split())
 
 
 def user_name() -> str:
