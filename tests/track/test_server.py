@@ -58,3 +58,57 @@ class TestServer:
         assert record.data.metrics["val_accuracy"] == result.metrics["val_accuracy"]
         assert record.data.tags["dlx.strategy"] == "default"
         assert not (Path.cwd() / "mlflow.db").exists()
+
+    def test_a_branch_is_checked_against_the_newest_main_run_found_by_filter(
+        self, server, tmp_path
+    ):
+        import json
+        import subprocess
+
+        from dlx import api
+        from tests.conftest import ROOT
+        from tests.in_process import dlx_in_process
+
+        url, _ = server
+        spec = tmp_path / "digits.yaml"
+        text = (ROOT / "specs" / "digits_cnn.yaml").read_text()
+        spec.write_text(text.replace("name: digits-cnn", "name: digits-branches"))
+
+        def git(*arguments):
+            identity = ["-c", "user.name=dlx", "-c", "user.email=dlx@example.com"]
+            subprocess.run(["git", *identity, *arguments], cwd=tmp_path, check=True)
+
+        git("init", "-q", "-b", "main")
+        git("add", "digits.yaml")
+        git("commit", "-q", "-m", "the spec")
+        options = [f"tracking.uri={url}", "tracking.log_model=false", "train.epochs=2"]
+        older_main = api.train(spec, options).run_id
+        main = api.train(spec, options).run_id
+        git("checkout", "-q", "-b", "feature")
+        feature = api.train(spec, [*options, "train.batch_size=32"]).run_id
+
+        checked = dlx_in_process(
+            "baseline",
+            "check",
+            feature,
+            "-f",
+            "json",
+            "-t",
+            "val_accuracy=-1",
+            "--against",
+            "tags.mlflow.source.git.branch = 'main'",
+            "--tracking-uri",
+            url,
+            cwd=tmp_path,
+        )
+        assert checked.returncode == 0, checked.stderr
+        report = json.loads(checked.stdout)
+        assert report["baseline"]["run_id"] == main != older_main  # the newest match
+        assert report["baseline"]["git"]["branch"] == "main"
+        assert report["now"]["git"]["branch"] == "feature"
+        changed = {(c["what"], c["name"]): (c["baseline"], c["now"]) for c in report["changes"]}
+        assert changed[("param", "train.batch_size")] == ("64", "32")
+        assert changed[("git", "branch")] == ("main", "feature")
+        assert ("git", "commit") not in changed  # the same commit, on another branch
+        (gated,) = [m for m in report["metrics"] if m["tolerance"] is not None]
+        assert gated["metric"] == "val_accuracy" and not gated["failed"]
