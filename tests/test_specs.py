@@ -56,3 +56,23 @@ def test_spec_builds_its_exact_model(path: Path) -> None:
 
     assert (summary["trainable_params"], summary["non_trainable_params"]) == PARAMS[_key(path)]
     assert summary["params"] == sum(PARAMS[_key(path)])
+
+
+def test_the_committed_baseline_is_of_the_spec_as_the_ci_example_trains_it():
+    """specs/digits_cnn.baseline.json is what examples/ci/github-actions.yml checks pull
+    requests against: a run of the spec as it is now (with `runtime.deterministic=true`, as the
+    workflow sets it). After a change to the spec, write it again: `dlx train
+    specs/digits_cnn.yaml --set runtime.deterministic=true && dlx baseline write
+    specs/digits_cnn.yaml`."""
+    import hashlib
+
+    from dlx.spec import load_spec
+    from dlx.track.baseline import RunRecord
+    from dlx.track.tags import resolved_spec_text
+
+    record = RunRecord.read(ROOT / "specs" / "digits_cnn.baseline.json")
+    loaded = load_spec(ROOT / "specs" / "digits_cnn.yaml", ["runtime.deterministic=true"])
+    assert record.spec_hash == hashlib.sha256(resolved_spec_text(loaded).encode()).hexdigest()
+    assert record.status == "FINISHED" and record.git["dirty"] == "false"
+    assert {"val_accuracy", "val_loss"} <= set(record.metrics)  # what the spec's gate names
+    assert len(record.history["val_accuracy"]) == loaded.spec.train.epochs

@@ -234,6 +234,8 @@ def _headline(result: BaselineCheck) -> list[str]:
     """What a reader must know before the numbers: another spec or other data, or an
     identical run (where any difference is a reproducibility failure)."""
     lines = []
+    if result.baseline.run_id == result.now.run_id:
+        lines.append(f"The baseline is this run itself ({result.now.run_id[:8]}).")
     kinds = {c.what: c for c in result.changes}
     if "spec" in kinds:
         c = kinds["spec"]
