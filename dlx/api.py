@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 
 from dlx.errors import ExpectationError
-from dlx.spec import LoadedSpec, load_spec
-from dlx.sweep import SweepOptions, SweepResult, TrialRow
 
 if TYPE_CHECKING:
     from dlx.build.description import ModelDescription
     from dlx.build.model import BuiltModel
     from dlx.deploy.export import Export
+    from dlx.spec import LoadedSpec
+    from dlx.sweep import SweepOptions, SweepResult, TrialRow
     from dlx.track.baseline import BaselineCheck, WrittenBaseline
     from dlx.track.compare import Comparison
     from dlx.track.read import RunSummary
@@ -95,14 +95,17 @@ _RESULT_TYPES = {
     "ProgressListener": "dlx.train.progress",
     "Reproduction": "dlx.train.reproduction",
     "Scores": "dlx.train.scoring",
+    "SweepOptions": "dlx.sweep.options",
+    "SweepResult": "dlx.sweep.options",
     "TrainResult": "dlx.train.runner",
+    "TrialRow": "dlx.sweep.options",
     "WrittenBaseline": "dlx.track.baseline",
 }
 
 
 def __getattr__(name: str) -> object:
     """The result types, imported when first asked for: `from dlx.api import TrainResult`
-    (importing `dlx.api` itself stays light: no TensorFlow, Keras or MLflow)."""
+    (importing `dlx.api` stays light: no TensorFlow, Keras, MLflow, `dlx.spec` or `dlx.sweep`)."""
     if name in _RESULT_TYPES:
         import importlib
 
@@ -145,6 +148,7 @@ def validate(
         SpecError: every problem found, each at its file, line and column.
     """
     from dlx.errors import SpecError
+    from dlx.spec import load_spec
     from dlx.train.validation import check_spec
 
     loaded = load_spec(path, overrides)
@@ -253,6 +257,7 @@ def train(
         TrainingFailed: training raised; the run is recorded FAILED.
         ExpectationError: an `--expect` gate was not met; its `result` is the TrainResult.
     """
+    from dlx.spec import load_spec
     from dlx.train.expectations import parse_expectations
     from dlx.train.runner import train as run_training
 
@@ -265,6 +270,7 @@ def declares_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()
     """Whether a spec has a `sweep:` section (which `dlx train` ignores); `False` for a spec
     that does not load (training says why)."""
     from dlx.errors import SpecError
+    from dlx.spec import load_spec
 
     try:
         return load_spec(path, overrides).spec.sweep is not None
@@ -300,7 +306,7 @@ def sweep(
             resumed by `resume`.
     """
     from dlx.errors import UsageError
-    from dlx.sweep import run_sweep
+    from dlx.sweep import SweepOptions, run_sweep
 
     options = options or SweepOptions()
     if options.resume is not None and options.join is not None:
@@ -341,6 +347,7 @@ def check_cluster(path: str | Path, overrides: list[str] | tuple[str, ...], work
     Raises:
         SpecError: the spec is invalid, or its strategy cannot run on several workers.
     """
+    from dlx.spec import load_spec
     from dlx.train.strategy import check_strategy
 
     loaded = load_spec(path, overrides)
@@ -453,6 +460,7 @@ def score(
         UsageError: the run is not an autoencoder's, or logged no model.
         SpecError: the spec or its data cannot be read.
     """
+    from dlx.spec import load_spec
     from dlx.track.read import open_store
     from dlx.train.scoring import score_run
 

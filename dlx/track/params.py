@@ -14,8 +14,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from dlx.spec import format_path
-
 # MLflow's own limits (`mlflow.utils.validation`), copied so that flattening a spec does not
 # import MLflow; a test pins them to MLflow's values.
 MAX_KEY_LENGTH = 250
@@ -110,6 +108,10 @@ def flatten_params(data: Mapping[str, Any]) -> dict[str, str]:
     >>> flatten_params({"seed": 1, "model": {"layers": ["flatten", {"dense": {"units": 10}}]}})
     {'seed': '1', 'model.layers.0': 'flatten', 'model.layers.1.dense.units': '10'}
     """
+    # Imported here: `dlx compare` and `dlx runs` import this module (through `dlx.track`) but
+    # never flatten a spec, and `dlx.spec` (its pydantic models) costs them ~60 ms.
+    from dlx.spec import format_path
+
     params: dict[str, str] = {}
     for path, value in _leaves(data, ()):
         key = format_path(path)

@@ -12,8 +12,6 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 import dlx
 
 if TYPE_CHECKING:
@@ -122,6 +120,8 @@ def resolved_spec_text(loaded: LoadedSpec) -> str:
     Collections of scalars are written in flow style (`dense: {units: 64}`), as specs are
     usually written; the text loads back to the same data with `dlx.spec.load_spec`.
     """
+    import yaml  # here: `dlx compare` and `dlx runs` read this module's tag names, not YAML
+
     return yaml.safe_dump(
         loaded.document.data,
         sort_keys=False,
