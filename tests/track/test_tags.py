@@ -11,7 +11,7 @@ import tensorflow as tf
 import dlx
 from dlx.spec import load_spec
 from dlx.track import resolved_spec_text, standard_tags
-from dlx.track.tags import git_state
+from dlx.track.tags import git_state, machine
 
 
 def test_standard_tags_record_the_spec_the_data_the_placement_and_the_versions(spec_file):
@@ -25,6 +25,7 @@ def test_standard_tags_record_the_spec_the_data_the_placement_and_the_versions(s
         "dlx.backend": "tensorflow",
         "dlx.strategy": "mirrored",
         "dlx.replicas": "2",
+        "dlx.machine": machine(),
         "dlx.version.dlx": dlx.__version__,
         "dlx.version.tensorflow": tf.__version__,
         "dlx.version.keras": keras.__version__,
