@@ -6,7 +6,6 @@ tests/track/test_baseline.py.
 """
 
 import json
-import shutil
 
 import matplotlib.image
 import pytest
@@ -149,8 +148,6 @@ class TestRuns:
 
     def test_what_cannot_be_checked_is_said(self, runs, tmp_path):
         folder, ids = runs
-        shutil.copy(folder / "digits.yaml", tmp_path / "digits.yaml")
-        (tmp_path / "digits.baseline.json").unlink(missing_ok=True)
         missing = dlx(folder, "baseline", "check", ids["shorter"], "--against", "nowhere.json")
         assert missing.returncode == 2
         assert "no baseline file nowhere.json" in missing.stderr
@@ -158,3 +155,10 @@ class TestRuns:
         assert none.returncode == 2 and "no FINISHED run" in none.stderr
         unknown = dlx(folder, "baseline", "write", "0123abc")
         assert unknown.returncode == 2 and "no run with id '0123abc'" in unknown.stderr
+        (tmp_path / "a-file").write_text("")
+        unwritable = dlx(
+            folder, "baseline", "write", ids["baseline"], "-o", str(tmp_path / "a-file" / "b.json")
+        )
+        assert unwritable.returncode == 2
+        assert "cannot write the baseline file" in unwritable.stderr
+        assert list(tmp_path.iterdir()) == [tmp_path / "a-file"]  # nothing half-written
