@@ -549,29 +549,19 @@ def _identical(baseline: RunRecord, now: RunRecord) -> bool:
 def curves_figure(result: BaselineCheck) -> Any:
     """Each gated metric's curve (every metric's with a history, when none is gated),
     baseline against now, by epoch counted from 1."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    from dlx.track.plots import epoch_panels
 
     metrics = [m.metric for m in result.metrics if m.gated] or [
         m.metric for m in result.metrics if len(result.now.history.get(m.metric, [])) > 1
     ]
-    columns = min(3, len(metrics)) or 1
-    rows = -(-len(metrics) // columns) or 1
-    figure = Figure(figsize=(4.5 * columns, 3.2 * rows), layout="constrained")
-    FigureCanvasAgg(figure)
-    for i, metric in enumerate(metrics):
-        axes = figure.add_subplot(rows, columns, i + 1)
+    figure, panels = epoch_panels(metrics)
+    for metric, axes in zip(metrics, panels, strict=True):
         for record, style, label in (
             (result.baseline, "--", f"baseline {result.baseline.run_id[:8]}"),
             (result.now, "-", f"now {result.now.run_id[:8]}"),
         ):
             values = record.history.get(metric, [])
             axes.plot(range(1, len(values) + 1), values, style, marker=".", label=label)
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_title(metric)
-        axes.set_xlabel("epoch")
-        axes.grid(alpha=0.3)
         axes.legend(fontsize="small")
     return figure
 

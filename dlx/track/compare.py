@@ -213,17 +213,11 @@ def spec_diff(store: Store, first: Any, second: Any) -> str:
 def curves_figure(store: Store, comparison: Comparison) -> Any:
     """The learning curves of the compared runs, overlaid, one panel per metric, by epoch
     counted from 1; the runs' legend beside the panels, where it covers no curve."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    from dlx.track.plots import epoch_panels
 
     metrics = [m for m in comparison.metrics if not m.startswith("test_")] or comparison.metrics
-    columns = min(3, len(metrics)) or 1
-    rows = -(-len(metrics) // columns) or 1
-    figure = Figure(figsize=(4.5 * columns, 3.2 * rows), layout="constrained")
-    FigureCanvasAgg(figure)
-    for i, metric in enumerate(metrics):
-        axes = figure.add_subplot(rows, columns, i + 1)
+    figure, panels = epoch_panels(metrics)
+    for metric, axes in zip(metrics, panels, strict=True):
         for index, run in enumerate(comparison.runs):
             points = store.history(run.info.run_id, metric)
             if points:
@@ -231,10 +225,6 @@ def curves_figure(store: Store, comparison: Comparison) -> Any:
                 label = f"{short_id(run)} {run.info.run_name or ''}".strip()
                 color = f"C{index % 10}"  # a run's color is the same in every panel
                 axes.plot([step + 1 for step in steps], values, ".-", color=color, label=label)
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_title(metric)
-        axes.set_xlabel("epoch")
-        axes.grid(alpha=0.3)
     lines: dict[str, Any] = {}
     for axes in figure.axes:
         for line, label in zip(*axes.get_legend_handles_labels(), strict=True):

@@ -18,6 +18,32 @@ _PANELS_PER_ROW = 3
 _MAX_ANNOTATED_CLASSES = 30
 
 
+def epoch_panels(titles: Sequence[str]) -> tuple[Figure, list[Any]]:
+    """A figure of one panel per title, three to a row, each with epochs (whole numbers) on
+    its x axis and a light grid: what every learning-curve figure draws on.
+
+    Returns:
+        The figure, on Agg's canvas, and its panels' axes in the order of `titles`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    columns = min(len(titles), _PANELS_PER_ROW) or 1
+    rows = max(1, math.ceil(len(titles) / columns))
+    figure = Figure(figsize=(4.5 * columns, 3.2 * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    panels = []
+    for index, title in enumerate(titles):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_title(title)
+        axes.set_xlabel("epoch")
+        axes.grid(alpha=0.3)
+        panels.append(axes)
+    return figure, panels
+
+
 def learning_curves_figure(history: Mapping[str, Sequence[float]]) -> Figure:
     """One panel per metric, training and validation (`val_` + name) overlaid, by epoch
     counted from 1, as training shows epochs (`epoch 3/3`).
@@ -34,29 +60,17 @@ def learning_curves_figure(history: Mapping[str, Sequence[float]]) -> Figure:
     Raises:
         ValueError: `history` holds no metric.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
     names = [name for name in history if name != "epoch"]
     panels = list(dict.fromkeys(name.removeprefix("val_") for name in names))
     if not panels:
         raise ValueError(f"no metric to plot. Received: history with keys {list(history)}")
-    columns = min(len(panels), _PANELS_PER_ROW)
-    rows = math.ceil(len(panels) / columns)
-    figure = Figure(figsize=(4.5 * columns, 3.2 * rows), layout="constrained")
-    FigureCanvasAgg(figure)
-    for index, panel in enumerate(panels):
-        axes = figure.add_subplot(rows, columns, index + 1)
+    figure, axes_of = epoch_panels(panels)
+    for panel, axes in zip(panels, axes_of, strict=True):
         for name, label in ((panel, "training"), (f"val_{panel}", "validation")):
             if name in history:
                 values = list(history[name])
                 epochs = [epoch + 1 for epoch in history.get("epoch", range(len(values)))]
                 axes.plot(epochs, values, marker="o", markersize=3, label=label)
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_title(panel)
-        axes.set_xlabel("epoch")
-        axes.grid(alpha=0.3)
         axes.legend()
     return figure
 
