@@ -59,13 +59,14 @@ def test_kill_9_then_resume_gives_one_finished_run_equal_to_an_uninterrupted_one
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     straight.mkdir()
     killed.mkdir()
-    epochs = "train.epochs=20"
+    count = 8  # killed after three epochs: five to resume
+    epochs = f"train.epochs={count}"
     assert dlx_in_process("train", str(DIGITS), "--set", epochs, cwd=straight).returncode == 0
     (reference,) = runs(store(straight))
 
     client, run = killed_after_three_epochs(killed, "train", str(DIGITS), "--set", epochs)
     assert run.info.status == "RUNNING"  # kill -9: nothing could record the end
-    assert len(client.get_metric_history(run.info.run_id, "loss")) < 20
+    assert len(client.get_metric_history(run.info.run_id, "loss")) < count
 
     resumed = dlx_in_process("train", "--resume", run.info.run_id[:8], cwd=killed)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -73,7 +74,7 @@ def test_kill_9_then_resume_gives_one_finished_run_equal_to_an_uninterrupted_one
     (run,) = runs(client)
     assert run.info.status == "FINISHED"
     assert run.data.tags["dlx.resumed"] == "1"
-    assert_each_epoch_logged_once(client, run.info.run_id, 20)
+    assert_each_epoch_logged_once(client, run.info.run_id, count)
     assert run.data.metrics == reference.data.metrics  # exactly: same data order, same state
     assert not (killed / "dlx-checkpoints").exists()
 
