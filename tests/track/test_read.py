@@ -91,6 +91,38 @@ def test_both_readers_list_every_run_page_after_page_and_agree(store):
     assert client.count_runs(experiment) is None
 
 
+@pytest.mark.parametrize(
+    "runs",
+    [
+        # Newest first: the first is the run the others are compared with (`SqliteStore`).
+        [{}, {"a": "1"}, {"a": "1", "b": "2"}],  # the first has no params
+        [{"a": "1", "b": "2"}, {"a": "1", "c": "2"}, {"a": "1", "b": "2"}],  # b swapped for c
+        [{"a": "1", "b": "2"}, {"a": "1"}, {}, {"a": "1", "b": "2"}],  # some lack b, or all
+        [{"a": "1", "b": "x"}, {"a": "1", "b": "X"}, {"a": "1", "b": "x "}],  # exact text
+        [{"a": "1", "b": "2"}, {"a": "1", "b": "2"}],  # nothing differs
+        [{"a": "1", "b": "2"}],  # one run
+    ],
+)
+def test_the_differing_params_are_those_the_runs_do_not_all_share(store_uri, runs):
+    """`SqliteStore` compares every run with the first instead of grouping by key: a run that
+    lacks a key of the first's, holds one it lacks, or both (as many params as the first),
+    has those params read whole; the others, the values that differ."""
+    client = MlflowClient(store_uri)
+    experiment = client.create_experiment("differing")
+    for number, params in enumerate(reversed(runs)):
+        run_id = client.create_run(experiment, start_time=1000 + number).info.run_id
+        client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+    expected = {
+        k for k in {k for params in runs for k in params} if len({p.get(k) for p in runs}) > 1
+    }
+    listed = []
+    for reader in _readers(store_uri):
+        found = reader.runs(reader.experiment("differing"), params="differing")
+        listed.append([r.data.params for r in found])
+        assert listed[-1] == [{k: v for k, v in p.items() if k in expected} for p in runs]
+    assert listed[0] == listed[1]
+
+
 def test_best_steps_are_each_history_s_best_step_in_both_readers(store):
     uri, newest_first = store
     oldest_first = newest_first[::-1]
