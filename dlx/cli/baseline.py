@@ -153,7 +153,7 @@ def report_table(result: BaselineCheck) -> None:
     failing = {
         (i, column)
         for i, check in enumerate(result.metrics)
-        if _failed(result, check)
+        if result.fails(check)
         for column in range(len(header))
     }
     render.print_table("metrics", header, rows, failing, style="bold red")
@@ -223,7 +223,7 @@ def as_dict(result: BaselineCheck) -> dict:
                 "tolerance": m.tolerance,
                 "allowed": m.allowed,
                 "verdict": m.verdict,
-                "failed": _failed(result, m),
+                "failed": result.fails(m),
             }
             for m in result.metrics
         ],
@@ -283,12 +283,8 @@ def _metric_rows(result: BaselineCheck, *, markdown: bool) -> tuple[list[str], l
     return header, rows
 
 
-def _failed(result: BaselineCheck, check: MetricCheck) -> bool:
-    return check.failed or (result.identical and check.verdict != "same")
-
-
 def _mark(result: BaselineCheck, check: MetricCheck) -> str:
-    if result.identical and check.verdict != "same":
+    if result.differs(check):
         return "❌ not reproduced"
     if check.verdict in ("worse", "missing") and not check.gated:
         return f"{check.verdict} (not gated)"

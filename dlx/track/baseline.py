@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -21,6 +22,7 @@ from typing import Any
 
 from dlx.errors import DlxError, ExpectationError, UsageError, relative_path
 from dlx.spec import LoadedSpec
+from dlx.spec.baseline import TOLERANCE
 from dlx.track.compare import higher_is_better
 from dlx.track.read import Experiment, Store, open_store
 from dlx.track.tags import (
@@ -247,7 +249,15 @@ class BaselineCheck:
 
     @property
     def not_reproduced(self) -> list[MetricCheck]:
-        return [m for m in self.metrics if self.identical and m.verdict != "same"]
+        return [m for m in self.metrics if self.differs(m)]
+
+    def differs(self, check: MetricCheck) -> bool:
+        """Whether the metric differs although the runs are identical: not reproduced."""
+        return self.identical and check.verdict != "same"
+
+    def fails(self, check: MetricCheck) -> bool:
+        """Whether the metric fails the check: gated and worse, or not reproduced."""
+        return check.failed or self.differs(check)
 
     @property
     def passed(self) -> bool:
@@ -296,12 +306,17 @@ def run_of(reference: str, tracking_uri: str | None) -> tuple[Store, Any, Loaded
         return store, store.get_run(finished.info.run_id), loaded
     store = open_store(tracking_uri)
     (run,) = store.find([reference])
+    return store, _finished(run), None
+
+
+def _finished(run: Any) -> Any:
+    """The run, when it FINISHED: only then do its final metrics stand for it."""
     if run.info.status != "FINISHED":
         raise UsageError(
             f"the run {run.info.run_id} is {run.info.status}: only a FINISHED run's final "
             "metrics stand for it"
         )
-    return store, run, None
+    return run
 
 
 def record_of(store: Store, run: Any) -> RunRecord:
@@ -340,7 +355,7 @@ def write(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Written whole, then moved into place: a baseline is never left half-written.
-        partial = path.with_name(f".{path.name}.partial")
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")  # one per writer
         partial.write_text(text, encoding="utf-8")
         partial.replace(path)
     except OSError as exc:
@@ -423,7 +438,7 @@ def _baseline(
         (found,) = filtered.find([matches[0].info.run_id])
         return record_of(filtered, found), f"run {found.info.run_id[:8]} ({against})"
     (found,) = store.find([against])
-    return record_of(store, found), f"run {found.info.run_id[:8]}"
+    return record_of(store, _finished(found)), f"run {found.info.run_id[:8]}"
 
 
 def _gate(loaded: LoadedSpec, given: dict[str, str]) -> dict[str, tuple[Tolerance, bool]]:
@@ -439,13 +454,12 @@ def _gate(loaded: LoadedSpec, given: dict[str, str]) -> dict[str, tuple[Toleranc
         gate[metric] = tolerance, higher
     for metric, text in given.items():
         higher = gate[metric][1] if metric in gate else higher_is_better(metric)
-        try:
-            tolerance = Tolerance.parse(text)
-        except ValueError:
+        if not re.fullmatch(TOLERANCE, text):  # the spec's notation, no `nan` nor `inf`
             raise UsageError(
                 f"--tolerance {metric}={text}: expected a number (-0.005) or a percentage of "
                 "the baseline's value (+2%)"
-            ) from None
+            )
+        tolerance = Tolerance.parse(text)
         if problem := _wrong_sign(metric, tolerance, higher):
             raise UsageError(f"--tolerance {metric}={text}: {problem}")
         gate[metric] = tolerance, higher

@@ -169,8 +169,9 @@ def test_a_tolerance_on_the_better_side_is_refused_where_it_is_written(tmp_path)
     good = load_spec_text(SPEC, tmp_path / "spec.yaml")
     with pytest.raises(UsageError, match="--tolerance val_loss=-2%: val_loss is better lower"):
         _gate(good, {"val_loss": "-2%"})
-    with pytest.raises(UsageError, match="expected a number"):
-        _gate(good, {"val_loss": "two"})
+    for text in ("two", "nan", "inf", "+"):
+        with pytest.raises(UsageError, match="expected a number"):
+            _gate(good, {"val_loss": text})
 
 
 @pytest.mark.parametrize(
