@@ -600,6 +600,7 @@ def compare(
     sort: str | None = None,
     metrics: list[str] | None = None,
     all_params: bool = False,
+    limit: int | None = None,
     diff: bool = True,
     plot: str | Path | None = None,
     tracking_uri: str | None = None,
@@ -619,11 +620,11 @@ def compare(
         sort: sort by this final metric, best first, and find the epoch it was best at.
         metrics: only these metric columns; default: every metric.
         all_params: every param column, not only those whose values differ.
-        diff: with exactly two runs, also their metric deltas and the diff of their logged
-            specs (which reads both specs).
-        plot: a PNG file to write the overlaid learning curves to.
-        tracking_uri: the store; default: a spec's, else `$MLFLOW_TRACKING_URI`, else
-            `./mlflow.db`.
+        limit: keep the first `limit` runs, the best if sorted, else the newest (`total` counts
+            all; the params that differ and the best values are of all). Default: all.
+        diff: with two runs, also their metric deltas and the diff of their logged specs.
+        plot: a PNG file to write the kept runs' overlaid learning curves to.
+        tracking_uri: the store; default: a spec's, else `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
 
     Returns:
         A `Comparison`, with `deltas` and `spec_diff` for two runs.
@@ -642,6 +643,7 @@ def compare(
         sort=sort,
         metrics=metrics,
         all_params=all_params,
+        limit=limit,
         diff=diff,
         plot=plot,
         tracking_uri=tracking_uri,
@@ -659,8 +661,7 @@ def write_baseline(
         reference: a run id (or unique prefix); or a spec file, for its newest FINISHED run.
         output: the file; default: the spec's `baseline.file`, else
             `<spec's stem>.baseline.json` beside the spec.
-        tracking_uri: the store; default: a spec's, else `$MLFLOW_TRACKING_URI`, else
-            `./mlflow.db`.
+        tracking_uri: the store; default: a spec's, else `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
 
     Raises:
         UsageError: no such run, a run that is not FINISHED, or a file that cannot be written.
@@ -686,8 +687,7 @@ def check_baseline(
             e.g. `"tags.mlflow.source.git.branch = 'main'"`); default: the spec's baseline file.
         tolerances: metric -> tolerance (`-0.005`, `+2%`), added to the spec's `baseline.gate`.
         plot: a PNG to draw each gated metric's curve in, baseline against now.
-        tracking_uri: the store; default: a spec's, else `$MLFLOW_TRACKING_URI`, else
-            `./mlflow.db`.
+        tracking_uri: the store; default: a spec's, else `$MLFLOW_TRACKING_URI`, else `./mlflow.db`.
 
     Raises:
         ExpectationError: a gated metric is worse beyond its tolerance, or a run identical to

@@ -412,12 +412,13 @@ def compare(
             sort=sort,
             metrics=metric,
             all_params=all_params,
+            limit=render.TABLE_RUNS if limit is None and format == CompareFormat.table else limit,
             diff=format in (CompareFormat.table, CompareFormat.markdown),
             plot=plot,
             tracking_uri=tracking_uri,
         )
     )
-    render.comparison(result, format.value, limit)
+    render.comparison(result, format.value)
     if plot is not None and format is not CompareFormat.json:
         typer.echo(f"learning curves: {plot}", err=True)
 

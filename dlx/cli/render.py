@@ -10,8 +10,6 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable
-from json.encoder import encode_basestring_ascii as _json_string
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,75 +33,33 @@ def strict_json(value: Any) -> str:
     """Strict JSON, as `JSON.parse` and other strict readers take it: a number that is NaN or
     infinite (a run that diverged) is written as null, since JSON has no such numbers.
 
-    The text is `json.dumps(value, indent=2)`'s, written without its encoder: with `indent`,
-    Python's `json` encodes in Python, chunk by chunk, and took most of a second for the
-    10,000 runs of `dlx compare --format json`; this writes each container in one join, and an
-    object met again (the `param_names` every run's record shares) once.
+    A list is written an item per line (`dlx runs` and `dlx compare` a run per line, so `grep`
+    and `diff` work on runs), anything else indented by two spaces. The items are written by
+    `json`'s C encoder, which takes no indent: Python's, which does, took most of a second for
+    the 10,000 runs of `dlx compare --format json`.
     """
-    return _json(value, "", {})
+    try:
+        return _json(value)
+    except ValueError:  # a NaN or an infinity somewhere: written again, as null
+        return _json(_finite(value))
 
 
-def _json(value: Any, indent: str, written: dict[tuple[int, str], str]) -> str:
-    scalar = _JSON_SCALARS.get(type(value))
-    if scalar is not None:
-        return scalar(value)
-    if isinstance(value, str):
-        return _json_string(value)
-    if isinstance(value, bool) or value is None:
-        return "null" if value is None else "true" if value else "false"
-    if isinstance(value, int):
-        return int.__repr__(value)
+def _json(value: Any) -> str:
+    if isinstance(value, (list, tuple)) and value:
+        lines = (json.dumps(item, allow_nan=False) for item in value)
+        return "[\n  " + ",\n  ".join(lines) + "\n]"
+    return json.dumps(value, indent=2, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every float that is NaN or infinite replaced by None."""
     if isinstance(value, float):
-        return _json_float(value)
-    if not isinstance(value, (dict, list, tuple)):
-        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-    if (id(value), indent) in written:
-        return written[id(value), indent]
-    inner = indent + "  "
-    # Each value is written by its type's function where it has one (most are str or float),
-    # without a call of `_json` per value.
-    scalars = _JSON_SCALARS.get
-    if not value:
-        text = "{}" if isinstance(value, dict) else "[]"
-    elif isinstance(value, dict):
-        items = [
-            inner
-            + (_json_string(k) if type(k) is str else _json_key(k))
-            + ": "
-            + (f(v) if (f := scalars(type(v))) else _json(v, inner, written))
-            for k, v in value.items()
-        ]
-        text = "{\n" + ",\n".join(items) + "\n" + indent + "}"
-    else:
-        items = [
-            inner + (f(v) if (f := scalars(type(v))) else _json(v, inner, written)) for v in value
-        ]
-        text = "[\n" + ",\n".join(items) + "\n" + indent + "]"
-    written[id(value), indent] = text
-    return text
-
-
-def _json_float(value: float) -> str:
-    return float.__repr__(value) if math.isfinite(value) else "null"
-
-
-_JSON_SCALARS: dict[type, Callable[[Any], str]] = {
-    str: _json_string,
-    float: _json_float,
-    int: int.__repr__,
-    bool: lambda value: "true" if value else "false",
-    type(None): lambda value: "null",
-}
-"""How a value of each of these exact types is written."""
-
-
-def _json_key(key: Any) -> str:
-    """A key as `json` writes it: a string; a number, a boolean or None as its JSON text."""
-    if isinstance(key, str):
-        return _json_string(key)
-    if key is None or isinstance(key, (int, float)):
-        return _json_string(_json(key, "", {}))
-    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def training(result: Any) -> None:
@@ -375,23 +331,22 @@ TABLE_RUNS = 50
 the best of a sorted comparison first (rich draws about a thousand rows a second)."""
 
 
-def comparison(result: Any, format: str, limit: int | None = None) -> None:
-    """`api.compare`'s `Comparison` as a table, markdown, CSV or JSON, of its first `limit`
-    runs (default: all; a table's, `TABLE_RUNS`), and on stderr how many more there are; with
-    two runs, the tables and markdown add the metric deltas and the diff of their specs. The
-    table names params by their short names, with a legend of their paths under it."""
-    if limit is None and format == "table":
-        limit = TABLE_RUNS
-    if limit is not None and len(result.runs) > limit:
+def comparison(result: Any, format: str) -> None:
+    """`api.compare`'s `Comparison` as a table, markdown, CSV or JSON, and on stderr how many
+    more runs there are than it kept; with two runs, the tables and markdown add the metric
+    deltas and the diff of their specs. The table names params by their short names, with a
+    legend of their paths under it."""
+    if result.total > len(result.runs):
+        shown = len(result.runs)
         order = f"best {result.sort} first" if result.sort else "newest first"
         stderr(
-            f"the first {limit} of {len(result.runs)} runs ({order}); --limit "
-            f"{len(result.runs)} shows them all, as --format csv, markdown and json do"
+            f"the first {shown} of {result.total} runs ({order}); --limit {result.total} "
+            "shows them all, as --format csv, markdown and json do"
         )
     if format == "json":
-        typer.echo(strict_json(result.records(limit)))
+        typer.echo(strict_json(result.records()))
         return
-    header, rows = result.rows(short=format == "table", limit=limit)
+    header, rows = result.rows(short=format == "table")
     if format == "csv":
         _csv(header, rows)
     elif format == "markdown":
@@ -496,8 +451,8 @@ def _cell(value: float | None) -> str:
 
 
 def _best_cells(result: Any) -> set[tuple[int, int]]:
-    """(row, column) of each metric's best value."""
-    if len(result.runs) < 2:
+    """(row, column) of each metric's best value of all the runs compared, where it is shown."""
+    if result.total < 2:
         return set()
     offset = 3 + len(result.params)
     rows = {run.info.run_id: row for row, run in enumerate(result.runs)}
@@ -505,6 +460,7 @@ def _best_cells(result: Any) -> set[tuple[int, int]]:
         (rows[run_id], offset + column)
         for column, metric in enumerate(result.metrics)
         for run_id in result.best.get(metric, ())
+        if run_id in rows
     }
 
 

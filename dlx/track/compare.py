@@ -37,13 +37,16 @@ class Comparison:
     """Runs side by side.
 
     Attributes:
-        runs: the runs, best first when sorted by a metric.
+        runs: the runs, best first when sorted by a metric: all of them, or the first `limit`
+            that `compare` was given.
+        total: how many runs were compared (more than `runs` holds when they were limited).
         params: the param columns: those whose values differ between the runs (or all).
         metrics: the metric columns.
         sort: the metric the runs are sorted by, if any.
-        best_epoch: run id -> the epoch at which the sorted metric was best, counted from 1
-            as training shows epochs (MLflow's steps count from 0).
-        best: metric -> the ids of the runs with the best final value (all of them on a tie).
+        best_epoch: run id (of `runs`) -> the epoch at which the sorted metric was best,
+            counted from 1 as training shows epochs (MLflow's steps count from 0).
+        best: metric -> the ids of the runs with the best final value (all of them on a tie),
+            of all the runs compared.
         deltas: for two runs: (metric, first value, second value) for every metric either has.
         spec_diff: for two runs: a unified diff of their logged specs (empty when the same).
     """
@@ -51,6 +54,7 @@ class Comparison:
     runs: list[Any]
     params: list[str]
     metrics: list[str]
+    total: int = 0
     sort: str | None = None
     best_epoch: dict[str, int] = field(default_factory=dict)
     best: dict[str, set[str]] = field(default_factory=dict)
@@ -62,12 +66,11 @@ class Comparison:
         names = short_names(self.params, taken=[*_FIRST_COLUMNS, *self.metrics])
         return {short: path for path, short in names.items()}
 
-    def records(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """One JSON-ready object per run (docs/spec.md section 8), of the first `limit` runs
-        (default: every run)."""
+    def records(self) -> list[dict[str, Any]]:
+        """One JSON-ready object per run (docs/spec.md section 8)."""
         names = self.param_names()
         records = []
-        for run in self.runs[:limit]:
+        for run in self.runs:
             record = {
                 "run_id": run.info.run_id,
                 "run_name": run.info.run_name,
@@ -81,14 +84,12 @@ class Comparison:
             records.append(record)
         return records
 
-    def rows(
-        self, *, short: bool = False, limit: int | None = None
-    ) -> tuple[list[str], list[list[str]]]:
-        """Header and rows of text cells, of the first `limit` runs (default: every run): by
-        default, for markdown and CSV, params by their dotted paths and as logged; `short`, for
-        a terminal's table, params by their short names (`param_names`) and each column's
-        numbers with the digits that tell its values apart (`dlx.track.columns`)."""
-        records = self.records(limit)
+    def rows(self, *, short: bool = False) -> tuple[list[str], list[list[str]]]:
+        """Header and rows of text cells, one per run: by default, for markdown and CSV,
+        params by their dotted paths and as logged; `short`, for a terminal's table, params by
+        their short names (`param_names`) and each column's numbers with the digits that tell
+        its values apart (`dlx.track.columns`)."""
+        records = self.records()
         params = list(self.param_names()) if short else self.params
         header = [*_FIRST_COLUMNS, *params, *self.metrics]
         columns = [[r["run_id"][:8] for r in records], [r["run_name"] or "" for r in records]]
@@ -113,6 +114,7 @@ def compare_references(
     sort: str | None = None,
     metrics: list[str] | None = None,
     all_params: bool = False,
+    limit: int | None = None,
     diff: bool = True,
     plot: str | Path | None = None,
     tracking_uri: str | None = None,
@@ -144,8 +146,8 @@ def compare_references(
         found = [r for r in siblings if r.data.tags.get(PARENT_RUN) == parent.info.run_id]
     if not found:
         raise DlxError("no runs to compare")
-    result = compare(store, found, metrics=metrics, all_params=all_params, sort=sort)
-    if diff and len(found) == 2:
+    result = compare(store, found, metrics=metrics, all_params=all_params, sort=sort, limit=limit)
+    if diff and result.total == len(result.runs) == 2:
         first, second = result.runs
         result.deltas = metric_deltas(first, second)
         result.spec_diff = spec_diff(store, first, second)
@@ -161,8 +163,10 @@ def compare(
     metrics: list[str] | None = None,
     all_params: bool = False,
     sort: str | None = None,
+    limit: int | None = None,
 ) -> Comparison:
-    """Compare runs: differing params, final metrics, best values, best epoch of `sort`."""
+    """Compare runs: differing params, final metrics, best values, best epoch of `sort`; of
+    all `runs`, and the first `limit` (after sorting) kept, with their best epochs."""
     names = sorted({p for run in runs for p in run.data.params})
     if not all_params:
         names = [p for p in names if len({run.data.params.get(p) for run in runs}) > 1]
@@ -176,7 +180,9 @@ def compare(
             return (math.isnan(value), 0.0 if math.isnan(value) else sign * value)
 
         runs = sorted(runs, key=final)
-    comparison = Comparison(runs=runs, params=names, metrics=metric_names, sort=sort)
+    comparison = Comparison(
+        runs=runs[:limit], params=names, metrics=metric_names, sort=sort, total=len(runs)
+    )
     for metric in metric_names:
         values = {
             run.info.run_id: value
@@ -187,7 +193,9 @@ def compare(
             best = (max if higher_is_better(metric) else min)(values.values())
             comparison.best[metric] = {run_id for run_id, v in values.items() if v == best}
     if sort is not None:
-        steps = store.best_steps([r.info.run_id for r in runs], sort, higher_is_better(sort))
+        # Only the kept runs' best epochs: a table of the best 50 of 10,000 runs reads 50.
+        kept = [r.info.run_id for r in comparison.runs]
+        steps = store.best_steps(kept, sort, higher_is_better(sort))
         comparison.best_epoch = {run_id: step + 1 for run_id, step in steps.items()}
     return comparison
 

@@ -1,5 +1,5 @@
-"""`strict_json` writes what `json.dumps(value, indent=2)` writes, with NaN and infinities as
-null, without the slowness of Python's encoder with an indent."""
+"""`strict_json` writes strict JSON, NaN and infinities as null: a list an item per line, anything
+else as `json.dumps(value, indent=2)` writes it."""
 
 import json
 import math
@@ -35,9 +35,30 @@ VALUES = [
 ]
 
 
+def _refuse(constant):
+    raise AssertionError(f"{constant} is not strict JSON")
+
+
+def _normal(value):
+    """`value` as JSON reads it back: tuples as lists, keys as strings."""
+    return json.loads(json.dumps(_finite(value)))
+
+
 @pytest.mark.parametrize("value", VALUES, ids=range(len(VALUES)))
-def test_strict_json_is_what_json_dumps_writes_with_non_finite_numbers_as_null(value):
-    assert strict_json(value) == json.dumps(_finite(value), indent=2, allow_nan=False)
+def test_strict_json_reads_back_as_the_value_with_non_finite_numbers_as_null(value):
+    assert json.loads(strict_json(value), parse_constant=_refuse) == _normal(value)
+
+
+@pytest.mark.parametrize("value", VALUES, ids=range(len(VALUES)))
+def test_a_list_is_an_item_per_line_and_anything_else_is_indented(value):
+    text = strict_json(value)
+    if isinstance(value, (list, tuple)) and value:
+        lines = text.split("\n")
+        assert lines[0] == "[" and lines[-1] == "]"
+        items = [line.removeprefix("  ").removesuffix(",") for line in lines[1:-1]]
+        assert [json.loads(item) for item in items] == _normal(value)
+    else:
+        assert text == json.dumps(_finite(value), indent=2, allow_nan=False)
 
 
 def test_what_json_cannot_write_is_refused_as_json_refuses_it():

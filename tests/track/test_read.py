@@ -171,3 +171,17 @@ def test_a_comparison_s_table_shows_the_first_runs_and_says_how_to_see_them_all(
     done = dlx_in_process(*arguments, "--format", "json", cwd=tmp_path)
     assert len(json.loads(done.stdout)) == len(HISTORIES)
     assert "--limit" not in done.stderr
+    # Newest first, the best val_loss (run 4's) is not among the two shown: none is marked.
+    done = dlx_in_process(*arguments[:3], *arguments[5:], "-n", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [r[:8] in done.stdout for r in run_ids][:3] == [True, True, False]
+
+
+def test_a_limited_comparison_keeps_the_best_runs_with_their_best_epochs_of_all_compared(store):
+    uri, _ = store
+    whole = api.compare(experiment="histories", sort="val_loss", tracking_uri=uri)
+    kept = api.compare(experiment="histories", sort="val_loss", limit=2, tracking_uri=uri)
+    assert (kept.total, whole.total) == (len(HISTORIES), len(HISTORIES))
+    assert kept.runs == whole.runs[:2]
+    assert kept.best_epoch == {r.info.run_id: whole.best_epoch[r.info.run_id] for r in kept.runs}
+    assert (kept.params, kept.best) == (whole.params, whole.best)
