@@ -69,7 +69,7 @@ def open_storage(url: str) -> Any:
     """Optuna's storage at `url` (PostgreSQL through whichever driver is installed; SQLite
     waiting up to a minute for a lock, as several processes share it)."""
     import optuna
-    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
     from dlx.track.store import mlflow_uri
 
@@ -84,10 +84,12 @@ def open_storage(url: str) -> Any:
                         heartbeat_interval=HEARTBEAT_S,
                         grace_period=HEARTBEAT_GRACE_S,
                     )
-            except IntegrityError:
+            except (IntegrityError, ProgrammingError) as exc:
                 # Processes starting at once on a new database both create Optuna's tables;
-                # PostgreSQL refuses the second's (a duplicate type): its tables are there now.
-                if attempt == STORAGE_ATTEMPTS - 1:
+                # PostgreSQL refuses the second's (a duplicate key of its catalog, or "type
+                # studydirection already exists"): the tables are there, or soon will be.
+                duplicate = isinstance(exc, IntegrityError) or "already exists" in str(exc)
+                if not duplicate or attempt == STORAGE_ATTEMPTS - 1:
                     raise
                 time.sleep(1.0)
     except (SQLAlchemyError, ImportError, ValueError) as exc:

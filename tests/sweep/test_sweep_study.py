@@ -229,3 +229,34 @@ def test_a_sweep_whose_owner_stopped_or_went_silent_is_to_be_taken_over(
     assert gone() == "stopped"  # Ctrl-C
     client.set_terminated(parent, status="FINISHED")
     assert gone() == ""
+
+
+def test_a_storage_whose_tables_another_process_is_creating_is_opened_once_they_are(
+    tmp_path, monkeypatch
+):
+    """PostgreSQL refuses the second of two processes creating Optuna's tables on a new
+    database: a duplicate key of its catalog, or (seen in CI) `type "studydirection" already
+    exists`; the tables are there then, and the next attempt opens them. Any other refusal is
+    a clear error at once."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    from dlx.sweep import study
+
+    real = optuna.storages.RDBStorage
+    refusals = [
+        ProgrammingError("CREATE TYPE", {}, Exception('type "studydirection" already exists')),
+        IntegrityError("INSERT", {}, Exception("duplicate key value violates unique constraint")),
+    ]
+
+    def refused_first(*args, **kwargs):
+        if refusals:
+            raise refusals.pop(0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", refused_first)
+    monkeypatch.setattr(study.time, "sleep", lambda seconds: None)
+    assert study.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}").get_all_studies() == []
+    assert refusals == []
+    refusals.append(ProgrammingError("SELECT", {}, Exception("permission denied for schema")))
+    with pytest.raises(DlxError, match="cannot open the Optuna storage .*permission denied"):
+        study.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
