@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 _PANELS_PER_ROW = 3
+_PANEL_INCHES = (4.5, 3.2)  # width, height
+_MARGIN_INCHES = (0.75, 0.15, 0.35, 0.55)  # left, right, top, bottom, of each panel
 _MAX_ANNOTATED_CLASSES = 30
 
 
@@ -31,8 +33,22 @@ def epoch_panels(titles: Sequence[str]) -> tuple[Figure, list[Any]]:
 
     columns = min(len(titles), _PANELS_PER_ROW) or 1
     rows = max(1, math.ceil(len(titles) / columns))
-    figure = Figure(figsize=(4.5 * columns, 3.2 * rows), layout="constrained")
+    width, height = _PANEL_INCHES
+    figure = Figure(figsize=(width * columns, height * rows))
     FigureCanvasAgg(figure)
+    # Margins fixed in inches, room for a title, tick labels and a label: a layout engine
+    # would measure every text first, which doubles the cost of drawing the figure.
+    left, right, top, bottom = _MARGIN_INCHES
+    panel_width = width - left - right
+    panel_height = height - top - bottom
+    figure.subplots_adjust(
+        left=left / (width * columns),
+        right=1 - right / (width * columns),
+        top=1 - top / (height * rows),
+        bottom=bottom / (height * rows),
+        wspace=(left + right) / panel_width,
+        hspace=(top + bottom) / panel_height,
+    )
     panels = []
     for index, title in enumerate(titles):
         axes = figure.add_subplot(rows, columns, index + 1)
@@ -101,12 +117,22 @@ def confusion_matrix_figure(
     matrix = np.bincount(true * count + pred, minlength=count * count).reshape(count, count)
 
     size = min(max(4.0, 0.45 * count + 2.0), 14.0)
-    figure = Figure(figsize=(size, size), layout="constrained")
+    rotation = 45 if count > 5 else 0
+    # Margins from the longest name (about 0.08 inch a character): measuring the texts, as
+    # a layout engine does, would double the cost of drawing the figure.
+    name_inches = 0.08 * max(len(name) for name in names) + 0.2
+    left = name_inches + 0.5
+    bottom = (name_inches * math.sin(math.radians(rotation)) if rotation else 0.35) + 0.55
+    width, height = size + left - 1.0, size + bottom - 1.0
+    figure = Figure(figsize=(width, height))
     FigureCanvasAgg(figure)
+    figure.subplots_adjust(
+        left=left / width, right=1 - 0.3 / width, top=1 - 0.3 / height, bottom=bottom / height
+    )
     axes = figure.add_subplot()
     image = axes.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axes, shrink=0.8)
-    axes.set_xticks(range(count), names, rotation=45 if count > 5 else 0, ha="right")
+    axes.set_xticks(range(count), names, rotation=rotation, ha="right" if rotation else "center")
     axes.set_yticks(range(count), names)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
