@@ -224,7 +224,7 @@ def curves_figure(store: Store, comparison: Comparison) -> Any:
     from dlx.track.plots import epoch_panels
 
     metrics = [m for m in comparison.metrics if not m.startswith("test_")] or comparison.metrics
-    figure, panels = epoch_panels(metrics)
+    figure, panels = epoch_panels(metrics, legend_outside=True)
     for metric, axes in zip(metrics, panels, strict=True):
         for index, run in enumerate(comparison.runs):
             points = store.history(run.info.run_id, metric)

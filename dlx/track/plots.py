@@ -20,9 +20,18 @@ _MARGIN_INCHES = (0.75, 0.15, 0.35, 0.55)  # left, right, top, bottom, of each p
 _MAX_ANNOTATED_CLASSES = 30
 
 
-def epoch_panels(titles: Sequence[str]) -> tuple[Figure, list[Any]]:
+def epoch_panels(
+    titles: Sequence[str], *, legend_outside: bool = False
+) -> tuple[Figure, list[Any]]:
     """A figure of one panel per title, three to a row, each with epochs (whole numbers) on
     its x axis and a light grid: what every learning-curve figure draws on.
+
+    Args:
+        titles: the panels' titles.
+        legend_outside: the figure's legend goes beside the panels (`figure.legend(...,
+            loc="outside right upper")`), placed by Matplotlib's constrained layout, which
+            measures every text and so doubles the cost of drawing; otherwise the margins
+            are fixed in inches, with room for a title, tick labels and an axis label.
 
     Returns:
         The figure, on Agg's canvas, and its panels' axes in the order of `titles`.
@@ -34,21 +43,22 @@ def epoch_panels(titles: Sequence[str]) -> tuple[Figure, list[Any]]:
     columns = min(len(titles), _PANELS_PER_ROW) or 1
     rows = max(1, math.ceil(len(titles) / columns))
     width, height = _PANEL_INCHES
-    figure = Figure(figsize=(width * columns, height * rows))
-    FigureCanvasAgg(figure)
-    # Margins fixed in inches, room for a title, tick labels and a label: a layout engine
-    # would measure every text first, which doubles the cost of drawing the figure.
-    left, right, top, bottom = _MARGIN_INCHES
-    panel_width = width - left - right
-    panel_height = height - top - bottom
-    figure.subplots_adjust(
-        left=left / (width * columns),
-        right=1 - right / (width * columns),
-        top=1 - top / (height * rows),
-        bottom=bottom / (height * rows),
-        wspace=(left + right) / panel_width,
-        hspace=(top + bottom) / panel_height,
+    figure = Figure(
+        figsize=(width * columns, height * rows),
+        layout="constrained" if legend_outside else None,
     )
+    FigureCanvasAgg(figure)
+    if not legend_outside:
+        left, right, top, bottom = _MARGIN_INCHES
+        panel_width, panel_height = width - left - right, height - top - bottom
+        figure.subplots_adjust(
+            left=left / (width * columns),
+            right=1 - right / (width * columns),
+            top=1 - top / (height * rows),
+            bottom=bottom / (height * rows),
+            wspace=(left + right) / panel_width,
+            hspace=(top + bottom) / panel_height,
+        )
     panels = []
     for index, title in enumerate(titles):
         axes = figure.add_subplot(rows, columns, index + 1)
