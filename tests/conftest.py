@@ -16,8 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from dlx import proc
+
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
+
+# A test worker runs dlx's commands and trainings in-process, as the `dlx` command's process
+# does: its first model freezes what the imports left, and later collections skip it.
+proc.run_as_command()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dlx import __version__
+from dlx import __version__, proc
 from dlx.cli import baseline, render
 from dlx.cli.exiting import call_api, exit_status, state
 from dlx.cli.options import SetOption, SpecPath, TrackingUriOption
@@ -58,6 +58,7 @@ def _main(
     ] = False,
 ) -> None:
     state["debug"] = debug
+    proc.run_as_command()
 
 
 @app.command()

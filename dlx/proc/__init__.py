@@ -3,6 +3,7 @@
 Every process dlx starts is started here (or by `dlx.proc.launcher`), so signals, parent death
 and timeouts are handled one way:
 
+- `run_as_command`, `is_command`: whether this process is the `dlx` command's own.
 - `dlx_command`: the command line of a new `dlx` process (a worker of a job, a sweep's `--jobs`
   process). A child is a new `dlx` command, not an import: the CLI of the child renders its
   own output.
@@ -25,6 +26,22 @@ import time
 
 PR_SET_PDEATHSIG = 1
 """Linux's `prctl` option: the signal a process gets when its parent dies."""
+
+
+_command = False
+
+
+def run_as_command() -> None:
+    """Say that this process runs the `dlx` command, and so is dlx's own: its long-lived
+    objects may be frozen out of the garbage collector's reach (`is_command`)."""
+    global _command
+    _command = True
+
+
+def is_command() -> bool:
+    """Whether this process runs the `dlx` command (not a program that imports dlx, whose
+    objects are its own business)."""
+    return _command
 
 
 def dlx_command(*arguments: str) -> list[str]:

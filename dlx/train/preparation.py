@@ -99,10 +99,21 @@ _models_before = False  # whether this process has prepared a model already
 
 
 def _clear_session(keras: Any) -> None:
-    """Clear Keras's session, collecting garbage only when earlier models may have left
-    some: the first model of a process has none before it, and a collection with TensorFlow
-    loaded costs about 0.3 s of every `dlx train`."""
+    """Clear Keras's session, collecting garbage only when earlier models may have left some.
+
+    A collection with TensorFlow and MLflow loaded costs about 0.3 s, to look at their
+    modules' objects, which live as long as the process. So the first model of the `dlx`
+    command's process (`dlx.proc.is_command`) moves every object alive then out of the
+    collector's reach (`gc.freeze`), and each later model's collection (a sweep's next
+    trial) takes milliseconds; a program that imports dlx keeps its objects as they were.
+    """
+    import gc
+
+    from dlx import proc
+
     global _models_before
+    if not _models_before and proc.is_command():
+        gc.freeze()
     keras.utils.clear_session(free_memory=_models_before)
     _models_before = True
 
