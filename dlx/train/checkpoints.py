@@ -3,11 +3,15 @@
 Every run saves its state at the end of each epoch through Keras's `BackupAndRestore`
 (weights, optimizer state, and the layers' random state: the seed generators behind dropout
 and noise, which Keras's weights files leave out; without them a resumed run would draw other
-dropout masks and end elsewhere). One sub-folder per stage (a fine-tuning stage recompiles, so
-its state differs) holds `epoch-<N>/`, the state after N epochs. Each is written whole into
-`epoch-<N>.partial/` and then renamed, so a kill at any instant (`kill -9` in the middle of
-writing the weights) leaves the previous epoch's folder intact and no half-written one to
-restore. A stage that ended is marked `done` with the epoch it ended at. Next to them,
+dropout masks and end elsewhere), and what Keras's stateful callbacks among the spec's hold
+between epochs (early stopping's patience count, best value and best weights; a plateau's
+wait and cooldown; a checkpoint's best value), which their `on_train_begin` would otherwise
+reset: a resumed run stops where the uninterrupted one does. One sub-folder per stage (a
+fine-tuning stage recompiles, so its state differs) holds `epoch-<N>/`, the state after N
+epochs. Each is written whole into `epoch-<N>.partial/` and then renamed, so a kill at any
+instant (`kill -9` in the middle of writing the weights) leaves the previous epoch's folder
+intact and no half-written one to restore. A stage that ended is marked `done` with the epoch
+it ended at. Next to them,
 `metrics.jsonl` and `artifacts/` are the run's outbox (`dlx.track.outbox`).
 The folder is deleted when the run ends FINISHED; it stays after a failure, an interrupt or a
 kill, for `--resume`.
@@ -25,6 +29,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,8 @@ from dlx.proc import signals
 
 WEIGHTS = "model.weights.h5"
 SEEDS = "seeds.npz"
+CALLBACKS = "callbacks.json"
+CALLBACK_ARRAYS = "callbacks.npz"
 
 
 def saved_epochs(folder: Path) -> list[int]:
@@ -82,15 +89,16 @@ class RunCheckpoints:
         if writer:  # at once: a run killed in its first epoch can be resumed (from the start)
             self.folder.mkdir(parents=True, exist_ok=True)
 
-    def callback(self, stage: int) -> Any:
-        """The `BackupAndRestore` of a stage, restoring its last saved epoch if there is one."""
+    def callback(self, stage: int, kept: Sequence[Any] = ()) -> Any:
+        """The `BackupAndRestore` of a stage, restoring its last saved epoch if there is one,
+        with the state of the callbacks `kept` (the spec's, which run before it)."""
         folder = self._stage(stage)
         if self._scratch is not None:
             scratch = self._scratch / folder.name
             if folder.exists() and not scratch.exists():
                 shutil.copytree(folder, scratch)
             folder = scratch
-        return _backup_class()(str(folder), delete_checkpoint=False)
+        return _backup_class()(str(folder), kept)
 
     def restored_epoch(self, stage: int) -> int | None:
         """The epoch a stage resumes at (the number of epochs saved), or None: from the start."""
@@ -161,6 +169,67 @@ def _room_for(root: Path, model: Any) -> None:
         )
 
 
+def callback_states(callbacks: Sequence[Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """What each of Keras's stateful callbacks holds between epochs (`_KEPT`): its numbers
+    for JSON, and its lists of arrays (early stopping's `best_weights`) as arrays named
+    `<callback>.<attribute>.<index>`. Other callbacks keep nothing: they start afresh.
+    """
+    import numpy as np
+
+    states: list[dict[str, Any]] = []
+    arrays: dict[str, Any] = {}
+    for index, callback in enumerate(callbacks):
+        state: dict[str, Any] = {}
+        for name in _kept_attributes(callback):
+            value = getattr(callback, name, None)
+            if isinstance(value, np.generic):
+                value = value.item()
+            if isinstance(value, list):
+                state[name] = {"arrays": len(value)}
+                arrays.update({f"{index}.{name}.{i}": np.asarray(v) for i, v in enumerate(value)})
+            else:
+                state[name] = value
+        states.append(state)
+    return states, arrays
+
+
+def _kept_attributes(callback: Any) -> tuple[str, ...]:
+    """The attributes of a Keras callback that its `on_train_begin` resets and its epochs
+    build up. Not their settings, some of which they change in place (`min_delta` is
+    negated the first time a lower value is better), and which the spec sets again."""
+    import keras
+
+    kept = {
+        keras.callbacks.EarlyStopping: (
+            "wait",
+            "stopped_epoch",
+            "best",
+            "best_epoch",
+            "best_weights",
+        ),
+        keras.callbacks.ReduceLROnPlateau: ("wait", "best", "cooldown_counter"),
+        keras.callbacks.ModelCheckpoint: ("best",),
+    }
+    return next((names for kind, names in kept.items() if isinstance(callback, kind)), ())
+
+
+def restore_callback_states(
+    callbacks: Sequence[Any], states: list[dict[str, Any]], arrays: Any
+) -> None:
+    """Set on `callbacks` what `callback_states` saved of them.
+
+    Raises:
+        ValueError: the states are of another number of callbacks.
+    """
+    if len(states) != len(callbacks):
+        raise ValueError(f"it holds {len(states)} callbacks' state, the spec has {len(callbacks)}")
+    for index, (callback, state) in enumerate(zip(callbacks, states, strict=True)):
+        for name, value in state.items():
+            if isinstance(value, dict):
+                value = [arrays[f"{index}.{name}.{i}"] for i in range(value["arrays"])]
+            setattr(callback, name, value)
+
+
 @functools.cache
 def _backup_class() -> type:
     """The callback's class, made on first use: this module must not import Keras itself."""
@@ -169,7 +238,12 @@ def _backup_class() -> type:
 
     class Backup(keras.callbacks.BackupAndRestore):
         """`BackupAndRestore` that writes each epoch's state whole or not at all, with the
-        seed generators' states beside the weights (see the module's docstring)."""
+        seed generators' states beside the weights, and the state of the callbacks `kept`
+        (see the module's docstring)."""
+
+        def __init__(self, backup_dir: str, kept: Sequence[Any] = ()):
+            super().__init__(backup_dir, delete_checkpoint=False)
+            self.kept = list(kept)
 
         def _seed_states(self) -> list[Any]:
             return [
@@ -193,6 +267,11 @@ def _backup_class() -> type:
             with (partial / SEEDS).open("wb") as file:
                 np.savez(file, *[np.asarray(state.numpy()) for state in self._seed_states()])
             self.model.save_weights(str(partial / WEIGHTS))
+            states, arrays = callback_states(self.kept)
+            (partial / CALLBACKS).write_text(json.dumps(states))
+            if arrays:
+                with (partial / CALLBACK_ARRAYS).open("wb") as file:
+                    np.savez(file, **arrays)
             shutil.rmtree(whole, ignore_errors=True)
             partial.rename(whole)
             for older in saved_epochs(root)[1:]:
@@ -215,7 +294,14 @@ def _backup_class() -> type:
                 self.model.load_weights(str(folder / WEIGHTS))
                 with np.load(folder / SEEDS) as saved:
                     states = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-            except (OSError, ValueError) as exc:  # written whole, then damaged on disk
+                if (folder / CALLBACKS).exists():  # checkpoints of older dlx versions lack it
+                    kept = json.loads((folder / CALLBACKS).read_text())
+                    arrays = {}
+                    if (folder / CALLBACK_ARRAYS).exists():
+                        with np.load(folder / CALLBACK_ARRAYS) as saved:
+                            arrays = {name: saved[name] for name in saved.files}
+                    restore_callback_states(self.kept, kept, arrays)
+            except (OSError, ValueError, KeyError) as exc:  # written whole, then damaged
                 raise DlxError(
                     f"the checkpoint {folder} cannot be read ({exc}); delete that folder to "
                     "resume from the epoch before it, if it is there"

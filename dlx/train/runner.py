@@ -219,7 +219,7 @@ class _Fitting:
             restored, done = checkpoints.restored_epoch(index), checkpoints.done_epoch(index)
             start = first if restored is None else restored
             end = first + stage.epochs if done is None else done
-            checkpoint = checkpoints.callback(index)
+            checkpoint = checkpoints.callback(index, self.task.callbacks)
             callbacks = [*self.task.callbacks]
             if recorder is not None:
                 recorder.history = [row for row in recorder.history if row["epoch"] < start]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from mlflow import MlflowClient
 from PIL import Image
 from typer.testing import CliRunner
@@ -115,6 +116,74 @@ def test_a_run_interrupted_in_its_fine_tuning_stage_resumes_into_that_stage(tmp_
     assert_each_epoch_logged_once(client, result.run_id, 6)
     assert resumed.data.metrics == client.get_run(reference.run_id).data.metrics
     assert result.metrics == reference.metrics
+
+
+def _early_stopping_spec(folder: Path) -> Path:
+    """Digits with early stopping that only the first epoch satisfies (`min_delta: 100`: the
+    run stops after 3 more), a plateau that halves the learning rate, and a Ctrl-C at the
+    start of epoch 3 (index 2), the first time only."""
+    shutil.copy(Path(__file__).parent / "plugins_for_tests.py", folder / "plugins_for_tests.py")
+    spec = {
+        "version": 1,
+        "name": "stops-early",
+        "seed": 5,
+        "plugins": ["plugins_for_tests"],
+        "data": {"source": {"sklearn": "digits"}, "validation_split": 0.2, "test_split": 0.1},
+        "model": {
+            "layers": [
+                {"input": {"shape": [8, 8, 1]}},
+                "flatten",
+                {"dense": {"units": 16, "activation": "relu"}},
+                {"dense": {"units": 10, "activation": "softmax"}},
+            ]
+        },
+        "train": {
+            "epochs": 20,
+            "batch_size": 64,
+            "optimizer": {"adam": {"learning_rate": 0.01}},
+            "loss": "sparse_categorical_crossentropy",
+            "metrics": ["accuracy"],
+            "callbacks": [
+                {
+                    "early_stopping": {
+                        "monitor": "val_loss",
+                        "patience": 3,
+                        "min_delta": 100,
+                        "restore_best_weights": True,
+                    }
+                },
+                {"reduce_lr_on_plateau": {"monitor": "val_loss", "patience": 1, "factor": 0.5}},
+                {"dlx_tests>InterruptOnce": {"epoch": 2, "marker": str(folder / "interrupted")}},
+            ],
+        },
+        "tracking": {"log_model": False},
+    }
+    path = folder / "stops.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def test_a_resumed_run_stops_early_where_the_uninterrupted_one_does(tmp_path):
+    """Early stopping's wait, best value and best weights, and the plateau's, are part of the
+    checkpoint: without them the resumed run would wait 3 epochs afresh and end elsewhere."""
+    spec = _early_stopping_spec(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        api.train(spec)
+    client = store(tmp_path)
+    (interrupted,) = runs(client)
+    assert len(client.get_metric_history(interrupted.info.run_id, "loss")) == 2
+
+    result = api.resume(interrupted.info.run_id)
+    reference = api.train(spec)  # the marker is there: no interrupt now
+
+    assert_each_epoch_logged_once(client, reference.run_id, 4)  # epoch 1 best, 3 more waited
+    assert_each_epoch_logged_once(client, result.run_id, 4)
+    # The same learning rates each epoch, and the test score of the restored best weights.
+    resumed, straight = client.get_run(result.run_id), client.get_run(reference.run_id)
+    assert resumed.data.metrics == straight.data.metrics
+    assert [m.value for m in client.get_metric_history(result.run_id, "learning_rate")] == [
+        m.value for m in client.get_metric_history(reference.run_id, "learning_rate")
+    ]
 
 
 def test_resume_refuses_a_finished_run_a_spec_and_overrides(tmp_path):
