@@ -122,27 +122,17 @@ def _early_stopping_spec(folder: Path) -> Path:
     """Digits with early stopping that only the first epoch satisfies (`min_delta: 100`: the
     run stops after 3 more), a plateau that halves the learning rate, and a Ctrl-C at the
     start of epoch 3 (index 2), the first time only."""
+    from tests.sweep.test_sweep import TINY  # here: that module imports this one
+
     shutil.copy(Path(__file__).parent / "plugins_for_tests.py", folder / "plugins_for_tests.py")
     spec = {
-        "version": 1,
+        **TINY,
         "name": "stops-early",
-        "seed": 5,
         "plugins": ["plugins_for_tests"],
-        "data": {"source": {"sklearn": "digits"}, "validation_split": 0.2, "test_split": 0.1},
-        "model": {
-            "layers": [
-                {"input": {"shape": [8, 8, 1]}},
-                "flatten",
-                {"dense": {"units": 16, "activation": "relu"}},
-                {"dense": {"units": 10, "activation": "softmax"}},
-            ]
-        },
+        "data": {**TINY["data"], "test_split": 0.1},
         "train": {
+            **TINY["train"],
             "epochs": 20,
-            "batch_size": 64,
-            "optimizer": {"adam": {"learning_rate": 0.01}},
-            "loss": "sparse_categorical_crossentropy",
-            "metrics": ["accuracy"],
             "callbacks": [
                 {
                     "early_stopping": {
@@ -156,7 +146,6 @@ def _early_stopping_spec(folder: Path) -> Path:
                 {"dlx_tests>InterruptOnce": {"epoch": 2, "marker": str(folder / "interrupted")}},
             ],
         },
-        "tracking": {"log_model": False},
     }
     path = folder / "stops.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
