@@ -182,8 +182,8 @@ def callback_states(callbacks: Sequence[Any]) -> tuple[list[dict[str, Any]], dic
         state: dict[str, Any] = {}
         for name in _kept_attributes(callback):
             value = getattr(callback, name, None)
-            if isinstance(value, np.generic):
-                value = value.item()
+            if getattr(value, "ndim", None) == 0:  # a NumPy, TensorFlow or JAX scalar
+                value = np.asarray(value).item()
             if isinstance(value, list):
                 state[name] = {"arrays": len(value)}
                 arrays.update({f"{index}.{name}.{i}": np.asarray(v) for i, v in enumerate(value)})

@@ -25,7 +25,8 @@ def test_early_stopping_and_a_plateau_come_back_as_they_were_and_others_keep_not
     stopping.wait, stopping.best, stopping.best_epoch = 2, np.float32(0.25), 4
     stopping.best_weights = [np.ones((2, 2), dtype="float32"), np.arange(3)]
     stopping.min_delta = -0.5  # as Keras leaves it once a lower value is better: not state
-    plateau.wait, plateau.best, plateau.cooldown_counter = 1, float("inf"), 1
+    plateau.wait, plateau.cooldown_counter = 1, 1
+    plateau.best = keras.ops.convert_to_tensor(float("inf"))  # a backend's scalar
     states, arrays = callback_states(saved)
     assert states[2] == {}
 
