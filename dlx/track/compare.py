@@ -54,7 +54,7 @@ class Comparison:
     runs: list[Any]
     params: list[str]
     metrics: list[str]
-    total: int = 0
+    total: int
     sort: str | None = None
     best_epoch: dict[str, int] = field(default_factory=dict)
     best: dict[str, set[str]] = field(default_factory=dict)

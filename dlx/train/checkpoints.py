@@ -11,8 +11,8 @@ fine-tuning stage recompiles, so its state differs) holds `epoch-<N>/`, the stat
 epochs. Each is written whole into `epoch-<N>.partial/` and then renamed, so a kill at any
 instant (`kill -9` in the middle of writing the weights) leaves the previous epoch's folder
 intact and no half-written one to restore. A stage that ended is marked `done` with the epoch
-it ended at. Next to them,
-`metrics.jsonl` and `artifacts/` are the run's outbox (`dlx.track.outbox`).
+it ended at. Next to them, `metrics.jsonl` and `artifacts/` are the run's outbox
+(`dlx.track.outbox`).
 The folder is deleted when the run ends FINISHED; it stays after a failure, an interrupt or a
 kill, for `--resume`.
 
@@ -170,9 +170,9 @@ def _room_for(root: Path, model: Any) -> None:
 
 
 def callback_states(callbacks: Sequence[Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """What each of Keras's stateful callbacks holds between epochs (`_KEPT`): its numbers
-    for JSON, and its lists of arrays (early stopping's `best_weights`) as arrays named
-    `<callback>.<attribute>.<index>`. Other callbacks keep nothing: they start afresh.
+    """What each of Keras's stateful callbacks holds between epochs (`_kept_attributes`):
+    its numbers for JSON, and its lists of arrays (early stopping's `best_weights`) as arrays
+    named `<callback>.<attribute>.<index>`. Other callbacks keep nothing: they start afresh.
     """
     import numpy as np
 
